@@ -1,0 +1,57 @@
+# errnowatch. `make help` lists the targets; a newcomer needs two of them:
+#   make run    watch this host's failing syscalls live (as root, no cluster)
+#   make test   everything, on the real kernel and a real kube-apiserver
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+GO      ?= go
+BIN     := $(CURDIR)/bin
+CLANG   ?= clang-19
+# Extra flags for `go test`, e.g. make test GOTESTFLAGS='-run TestDrain -v'.
+GOTESTFLAGS ?=
+TOOLS   := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
+
+include mk/kube.mk
+
+.PHONY: help
+help: ## List the targets.
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## Build the static binary bin/errnowatch.
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/errnowatch ./cmd/errnowatch
+
+.PHONY: run
+run: build ## Watch this host's failing syscalls live, standalone (needs root).
+	$(BIN)/errnowatch top
+
+.PHONY: test
+test: kube-bins ## Run every test (as root: real kernel, real kube-apiserver).
+	$(GO) test -count=1 -timeout 40m $(GOTESTFLAGS) ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks (kernel cost against a counter-only program, and more).
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./...
+
+.PHONY: tools-clang
+tools-clang: ## Install clang-19 and libbpf headers from Debian when missing.
+	@command -v $(CLANG) >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-19 llvm-19 libbpf-dev; }
+
+.PHONY: generate
+generate: tools-clang ## Regenerate BPF objects, syscall tables, API code and manifests.
+	$(GO) generate ./pkg/...
+
+.PHONY: verify
+verify: generate ## Regenerate everything and fail if the committed files differ.
+	@git add -N . && git diff --exit-code --stat || \
+		{ echo "generated files are out of date: run 'make generate' and commit the result" >&2; exit 1; }
+
+.PHONY: lint
+lint: ## go vet, plus staticcheck pinned in tools/go.mod.
+	$(GO) vet ./...
+
+.PHONY: clean
+clean: ## Remove built binaries (keeps the cached kube-apiserver and etcd).
+	rm -f $(BIN)/errnowatch

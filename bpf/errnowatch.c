@@ -1,0 +1,436 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * errnowatch's kernel sensor.
+ *
+ * One program on the raw_syscalls:sys_exit tracepoint counts syscall exits
+ * exactly, per (cgroup, syscall, errno), and sends user space a few sampled
+ * failure records through a ring buffer. sys_exit fires millions of times a
+ * second, so the hot path is built around three rules:
+ *
+ *   1. A success leaves after one compare (failures-only mode, the default).
+ *   2. No helper call on the path a failure storm takes, except the one
+ *      per-CPU hash lookup that counts it: the task, its cgroup id, its
+ *      compat status and the configuration are plain memory loads.
+ *   3. Records are rate-limited per key and window, and a CPU that has seen a
+ *      key's limit reached stops asking the shared limiter until the window
+ *      or the counts map changes.
+ *
+ * Why tp_btf and not a plain raw_tp: the BTF-typed tracepoint gives the
+ * program a typed struct pt_regs pointer and a trusted current task, so the
+ * syscall number, the compat flag and the cgroup id are direct loads that
+ * the verifier checks, instead of bpf_probe_read_kernel() helper calls. On
+ * these virtual machines every helper call costs tens of nanoseconds; it
+ * needs a BTF kernel (5.5+), which CO-RE needs anyway.
+ *
+ * Exact draining (see pkg/sensor/drain.go for the user-space half): counts
+ * go to a per-CPU hash that the program finds through a one-slot
+ * array-of-maps. To drain, user space puts a fresh inner map into the slot.
+ * That map update waits for an RCU grace period (maybe_wait_bpf_programs),
+ * and tracepoint programs run inside an RCU read-side section with
+ * preemption disabled, so when the update returns no program can still hold
+ * the old inner map. User space then reads the old map with nobody writing
+ * to it: every increment lands in exactly one drained map.
+ */
+#include "include/kernel_types.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define MAX_ERRNO 4095
+#define SYSCALL_BITS 1024
+#define SYSCALL_WORDS (SYSCALL_BITS / 64)
+#define ERRNO_WORDS ((MAX_ERRNO + 1) / 64)
+#define HIST_BUCKETS 40
+#define COMPAT_BIT 0x80000000u
+
+#if defined(__TARGET_ARCH_x86)
+#define TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
+#define syscall_nr(regs) ((u32)(regs)->orig_ax)
+#define task_is_compat(t) (((t)->thread_info.status & TS_COMPAT) != 0)
+#elif defined(__TARGET_ARCH_arm64)
+#define TIF_32BIT 22 /* arch/arm64/include/asm/thread_info.h */
+#define syscall_nr(regs) ((u32)(regs)->syscallno)
+#define task_is_compat(t) (((t)->thread_info.flags & (1UL << TIF_32BIT)) != 0)
+#endif
+
+/* What user space may change at run time, without reloading. */
+enum syscall_filter_mode { SYSCALLS_ALL = 0, SYSCALLS_ALLOW = 1, SYSCALLS_DENY = 2 };
+enum cgroup_filter_mode { CGROUPS_ALL = 0, CGROUPS_INCLUDE = 1, CGROUPS_EXCLUDE = 2 };
+enum cgroup_verdict { CGROUP_INCLUDE = 1, CGROUP_EXCLUDE = 2 };
+
+struct config {
+	u32 all_exits;          /* 0: failures only; 1: successes too */
+	u32 success_sample;     /* with all_exits: count 1 in N successes */
+	u32 syscall_mode;       /* enum syscall_filter_mode */
+	u32 errno_allow;        /* 1: only errnos set in errno_bits */
+	u32 cgroup_mode;        /* enum cgroup_filter_mode */
+	u32 self_tgid;          /* exits of this process are ignored */
+	u32 records_per_window; /* first N records per key and window; 0: none */
+	u32 durations;          /* 1: sys_enter records entry times */
+};
+
+/* Mutable globals live in .bss/.data maps that user space writes through
+ * mmap; volatile keeps clang from caching them across the program. */
+volatile struct config cfg;
+/* The current rate-limit window. Its own variable so that user space bumps
+ * it with one aligned 4-byte store instead of rewriting cfg. */
+volatile u32 rl_window;
+volatile u64 syscall_bits[2][SYSCALL_WORDS]; /* [compat][word] */
+volatile u64 errno_bits[ERRNO_WORDS];
+
+struct count_key {
+	u64 cgroup_id;
+	u32 nr;    /* syscall number | COMPAT_BIT for 32-bit syscalls */
+	u32 errno; /* 0 for successes */
+};
+
+struct count_val {
+	u64 count;
+	/* rl_window + 1 once this CPU has seen the key's record limit reached
+	 * in that window: from then on it skips the shared limiter. */
+	u32 saturated;
+	u32 _pad;
+};
+
+struct hist_key {
+	u64 cgroup_id;
+	u32 nr;
+	u32 _pad;
+};
+
+struct hist_val {
+	u64 buckets[HIST_BUCKETS];
+};
+
+struct record {
+	u64 ts_ns; /* CLOCK_MONOTONIC */
+	u64 cgroup_id;
+	s64 ret;
+	u64 duration_ns;
+	u32 pid; /* thread group id */
+	u32 tid;
+	u32 uid;
+	u32 nr;
+	char comm[16];
+	u8 compat;
+	u8 _pad[7];
+};
+
+struct enter_val {
+	u64 ts_ns;
+	u32 nr;
+	u32 _pad;
+};
+
+/* Rarely-taken paths that lose something count it here, per CPU. */
+enum stat_index {
+	STAT_RING_DROPS = 0,
+	STAT_MAP_FULL = 1,
+	STAT_HIST_FULL = 2,
+	STAT_RECORDS = 3,
+	STAT_MAX = 4,
+};
+
+/* Inner map definitions and ring buffer samples only point at these types,
+ * which clang would emit as forward declarations; these pointers keep their
+ * full definitions in BTF, for the loader and for bpf2go's Go mirrors. */
+const struct record *unused_record __attribute__((unused));
+const struct count_key *unused_count_key __attribute__((unused));
+const struct count_val *unused_count_val __attribute__((unused));
+const struct hist_key *unused_hist_key __attribute__((unused));
+const struct hist_val *unused_hist_val __attribute__((unused));
+
+struct counts_inner {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct count_key);
+	__type(value, struct count_val);
+};
+
+struct hist_inner {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 4096);
+	__type(key, struct hist_key);
+	__type(value, struct hist_val);
+};
+
+/* Filled by user space with a fresh inner map at load and at every drain. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__array(values, struct counts_inner);
+} counts SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__array(values, struct hist_inner);
+} hists SEC(".maps");
+
+/* Shared record limiter: (rl_window << 32) | records emitted in it. LRU so
+ * that keys nobody fails on any more make room by themselves. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct count_key);
+	__type(value, u64);
+} ratelimit SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u64);   /* cgroup id */
+	__type(value, u32); /* enum cgroup_verdict */
+} cgroup_filter SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 22);
+} records SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, STAT_MAX);
+	__type(key, u32);
+	__type(value, u64);
+} stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct enter_val);
+} enter_times SEC(".maps");
+
+static __always_inline void stat_inc(u32 index)
+{
+	u64 *v = bpf_map_lookup_elem(&stats, &index);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline bool bit_is_set(volatile u64 *words, u32 n)
+{
+	return (words[n / 64] >> (n % 64)) & 1;
+}
+
+static __always_inline bool syscall_passes(u32 nr, u32 compat)
+{
+	u32 mode = cfg.syscall_mode;
+	bool set;
+
+	if (mode == SYSCALLS_ALL)
+		return true;
+	set = false;
+	if (nr < SYSCALL_BITS)
+		set = bit_is_set(syscall_bits[compat & 1], nr);
+	return mode == SYSCALLS_ALLOW ? set : !set;
+}
+
+static __always_inline bool cgroup_passes(u64 cgroup_id)
+{
+	u32 mode = cfg.cgroup_mode;
+	u32 *verdict;
+
+	if (mode == CGROUPS_ALL)
+		return true;
+	verdict = bpf_map_lookup_elem(&cgroup_filter, &cgroup_id);
+	if (mode == CGROUPS_INCLUDE)
+		return verdict && *verdict == CGROUP_INCLUDE;
+	return !verdict || *verdict != CGROUP_EXCLUDE;
+}
+
+/* log2 bucket of a duration, without a loop. */
+static __always_inline u32 log2_bucket(u64 v)
+{
+	u32 r = 0, shift;
+
+	shift = (v > 0xFFFFFFFFULL) << 5; v >>= shift; r |= shift;
+	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r < HIST_BUCKETS ? r : HIST_BUCKETS - 1;
+}
+
+static __always_inline void observe_duration(struct count_key *key, u64 duration)
+{
+	struct hist_key hk = { .cgroup_id = key->cgroup_id, .nr = key->nr };
+	u32 zero = 0;
+	struct hist_val *h;
+	void *inner;
+	u32 b;
+
+	inner = bpf_map_lookup_elem(&hists, &zero);
+	if (!inner)
+		return;
+	h = bpf_map_lookup_elem(inner, &hk);
+	if (!h) {
+		static const struct hist_val empty;
+
+		bpf_map_update_elem(inner, &hk, &empty, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(inner, &hk);
+		if (!h) {
+			stat_inc(STAT_HIST_FULL);
+			return;
+		}
+	}
+	b = log2_bucket(duration);
+	if (b < HIST_BUCKETS)
+		h->buckets[b] += 1;
+}
+
+/* Take one record slot for key in the current window, or say no. */
+static __always_inline bool record_allowed(struct count_key *key, struct count_val *v)
+{
+	u32 limit = cfg.records_per_window;
+	u32 win = rl_window;
+	u64 *state, old, next;
+	int i;
+
+	if (limit == 0 || v->saturated == win + 1)
+		return false;
+	state = bpf_map_lookup_elem(&ratelimit, key);
+	if (!state) {
+		u64 fresh = (u64)win << 32;
+
+		bpf_map_update_elem(&ratelimit, key, &fresh, BPF_NOEXIST);
+		state = bpf_map_lookup_elem(&ratelimit, key);
+		if (!state)
+			return false;
+	}
+	/* A compare-and-swap loop keeps "at most limit per window" exact when
+	 * several CPUs race on one key; a CPU that loses four times in a row
+	 * gives up this one record, never the count. */
+	for (i = 0; i < 4; i++) {
+		old = *(volatile u64 *)state;
+		if ((u32)(old >> 32) != win)
+			next = ((u64)win << 32) | 1;
+		else if ((u32)old >= limit) {
+			v->saturated = win + 1;
+			return false;
+		} else
+			next = old + 1;
+		if (__sync_val_compare_and_swap(state, old, next) == old)
+			return true;
+	}
+	return false;
+}
+
+static __always_inline void emit_record(struct task_struct *task, struct count_key *key, long ret,
+					u64 duration)
+{
+	struct record *r;
+
+	r = bpf_ringbuf_reserve(&records, sizeof(*r), 0);
+	if (!r) {
+		stat_inc(STAT_RING_DROPS);
+		return;
+	}
+	r->ts_ns = bpf_ktime_get_ns();
+	r->cgroup_id = key->cgroup_id;
+	r->ret = ret;
+	r->duration_ns = duration;
+	r->pid = task->tgid;
+	r->tid = task->pid;
+	r->uid = (u32)bpf_get_current_uid_gid();
+	r->nr = key->nr & ~COMPAT_BIT;
+	r->compat = (key->nr & COMPAT_BIT) != 0;
+	__builtin_memset(r->_pad, 0, sizeof(r->_pad));
+	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	bpf_ringbuf_submit(r, 0);
+	stat_inc(STAT_RECORDS);
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
+{
+	struct task_struct *task;
+	struct count_key key;
+	struct count_val *v;
+	u64 duration = 0;
+	u32 zero = 0, errno = 0, compat;
+	void *inner;
+
+	/* -4095..-1 is an error; anything else (mmap addresses included) is not. */
+	if ((unsigned long)ret >= (unsigned long)-MAX_ERRNO) {
+		errno = (u32)-ret;
+		if (cfg.errno_allow && !bit_is_set(errno_bits, errno & MAX_ERRNO))
+			return 0;
+	} else {
+		u32 n;
+
+		if (!cfg.all_exits)
+			return 0;
+		n = cfg.success_sample;
+		if (n > 1 && bpf_get_prandom_u32() % n)
+			return 0;
+	}
+
+	task = bpf_get_current_task_btf();
+	if (task->tgid == cfg.self_tgid)
+		return 0;
+	key.nr = syscall_nr(regs);
+	compat = task_is_compat(task);
+	if (!syscall_passes(key.nr, compat))
+		return 0;
+	key.cgroup_id = task->cgroups->dfl_cgrp->kn->id;
+	if (!cgroup_passes(key.cgroup_id))
+		return 0;
+	if (compat)
+		key.nr |= COMPAT_BIT;
+	key.errno = errno;
+
+	inner = bpf_map_lookup_elem(&counts, &zero);
+	if (!inner)
+		return 0;
+	v = bpf_map_lookup_elem(inner, &key);
+	if (!v) {
+		static const struct count_val empty;
+
+		/* Insert-then-lookup: the update fails only when the map is
+		 * full (a concurrent insert of the same key on another CPU
+		 * gives EEXIST, and the lookup then finds it). */
+		bpf_map_update_elem(inner, &key, &empty, BPF_NOEXIST);
+		v = bpf_map_lookup_elem(inner, &key);
+		if (!v) {
+			stat_inc(STAT_MAP_FULL);
+			return 0;
+		}
+	}
+	v->count += 1;
+
+	if (cfg.durations) {
+		struct enter_val *e = bpf_task_storage_get(&enter_times, task, 0, 0);
+
+		if (e && e->nr == syscall_nr(regs) && e->ts_ns) {
+			duration = bpf_ktime_get_ns() - e->ts_ns;
+			e->ts_ns = 0;
+			observe_duration(&key, duration);
+		}
+	}
+
+	if (errno && record_allowed(&key, v))
+		emit_record(task, &key, ret, duration);
+	return 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(on_sys_enter, struct pt_regs *regs, long id)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct enter_val *e;
+
+	e = bpf_task_storage_get(&enter_times, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!e)
+		return 0;
+	e->nr = (u32)id;
+	e->ts_ns = bpf_ktime_get_ns();
+	return 0;
+}

@@ -1,0 +1,310 @@
+// Package sensor is errnowatch's first stage: it loads the kernel program
+// from bpf/errnowatch.c onto raw_syscalls:sys_exit (and sys_enter in
+// duration mode), changes its filters at run time, drains the exact
+// in-kernel counts every interval and decodes the sampled failure records
+// from the ring buffer into a bounded queue. It hands on sensor.Interval
+// (exact counts, latency histograms, loss statistics) and sensor.Record.
+package sensor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/ringbuf"
+	"github.com/cilium/ebpf/rlimit"
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// Config is fixed for the sensor's life. What may change at run time is in
+// Filter.
+type Config struct {
+	Filter Filter
+	// RecordsPerWindow is how many failure records each (cgroup, syscall,
+	// errno) key may send per RateWindow; 0 means the default, negative none.
+	RecordsPerWindow int
+	// RateWindow is the record rate-limit window (default 1 s).
+	RateWindow time.Duration
+	// Durations attaches sys_enter too: records carry DurationNS and
+	// intervals carry latency histograms.
+	Durations bool
+	// ExcludeSelf ignores this process's own syscalls.
+	ExcludeSelf bool
+	// QueueSize bounds the decoded records waiting for the consumer
+	// (default 8192).
+	QueueSize int
+	// MaxKeys bounds the distinct (cgroup, syscall, errno) keys per drain
+	// interval (default 8192); more are counted in Stats.MapFull.
+	MaxKeys int
+	// MaxHistKeys bounds the distinct (cgroup, syscall) histograms per
+	// interval (default 4096).
+	MaxHistKeys int
+	// RingBytes is the ring buffer size, a power of two multiple of the
+	// page size (default 4 MiB).
+	RingBytes int
+}
+
+// DefaultRecordsPerWindow is the default of Config.RecordsPerWindow.
+const DefaultRecordsPerWindow = 8
+
+func (c *Config) setDefaults() {
+	if c.RecordsPerWindow == 0 {
+		c.RecordsPerWindow = DefaultRecordsPerWindow
+	}
+	if c.RateWindow <= 0 {
+		c.RateWindow = time.Second
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 8192
+	}
+	if c.MaxKeys <= 0 {
+		c.MaxKeys = 8192
+	}
+	if c.MaxHistKeys <= 0 {
+		c.MaxHistKeys = 4096
+	}
+	if c.RingBytes <= 0 {
+		c.RingBytes = 4 << 20
+	}
+}
+
+// Sensor is the loaded and attached kernel program.
+type Sensor struct {
+	cfg   Config
+	log   *zap.Logger
+	objs  bpfObjects
+	links []link.Link
+	ring  ringReader
+	queue *queue
+	clock Clock
+
+	filterMu sync.Mutex
+	cgroups  map[uint64]uint32 // what cgroup_filter holds
+
+	drainMu    sync.Mutex
+	counts     swapped
+	hists      swapped
+	lastDrain  time.Time
+	records    atomic.Uint64
+	decodeErrs atomic.Uint64
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// ringReader is what the record reader needs of ringbuf.Reader; tests give
+// it a fake.
+type ringReader interface {
+	ReadInto(*ringbuf.Record) error
+	Close() error
+}
+
+// Load checks the prerequisites, loads the kernel program with cfg and
+// attaches it. Whatever it opened is closed again when a later step fails.
+func Load(cfg Config, log *zap.Logger) (s *Sensor, err error) {
+	cfg.setDefaults()
+	if log == nil {
+		log = zap.NewNop()
+	}
+	if err := cfg.Filter.validate(); err != nil {
+		return nil, err
+	}
+	if err := checkPrerequisites(); err != nil {
+		return nil, err
+	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; on newer ones
+	// this is a no-op.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps (run as root, or set `ulimit -l unlimited`): %w", err)
+	}
+
+	s = &Sensor{cfg: cfg, log: log, cgroups: map[uint64]uint32{}}
+	defer func() {
+		if err != nil {
+			s.Close()
+			s = nil
+		}
+	}()
+
+	spec, err := loadBpf()
+	if err != nil {
+		return nil, fmt.Errorf("read embedded BPF object: %w", err)
+	}
+	spec.Maps["records"].MaxEntries = uint32(cfg.RingBytes)
+	countsInner := spec.Maps["counts"].InnerMap.Copy()
+	countsInner.MaxEntries = uint32(cfg.MaxKeys)
+	spec.Maps["counts"].InnerMap = countsInner
+	histsInner := spec.Maps["hists"].InnerMap.Copy()
+	histsInner.MaxEntries = uint32(cfg.MaxHistKeys)
+	spec.Maps["hists"].InnerMap = histsInner
+
+	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
+		return nil, explain("load BPF program", err)
+	}
+	if err := s.counts.init(s.objs.Counts, countsInner); err != nil {
+		return nil, fmt.Errorf("create counts maps: %w", err)
+	}
+	if err := s.hists.init(s.objs.Hists, histsInner); err != nil {
+		return nil, fmt.Errorf("create histogram maps: %w", err)
+	}
+
+	kcfg := bpfConfig{Durations: b2u(cfg.Durations)}
+	if cfg.RecordsPerWindow > 0 {
+		kcfg.RecordsPerWindow = uint32(cfg.RecordsPerWindow)
+	}
+	if cfg.ExcludeSelf {
+		kcfg.SelfTgid = uint32(os.Getpid())
+	}
+	if err := s.objs.Cfg.Set(kcfg); err != nil {
+		return nil, fmt.Errorf("write sensor config: %w", err)
+	}
+	if err := s.SetFilter(cfg.Filter); err != nil {
+		return nil, err
+	}
+
+	if s.clock, err = newClock(); err != nil {
+		return nil, err
+	}
+	rd, err := ringbuf.NewReader(s.objs.Records)
+	if err != nil {
+		return nil, fmt.Errorf("open ring buffer reader: %w", err)
+	}
+	s.ring = rd
+
+	if cfg.Durations {
+		l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.OnSysEnter})
+		if err != nil {
+			return nil, explain("attach tp_btf/sys_enter", err)
+		}
+		s.links = append(s.links, l)
+	}
+	l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.OnSysExit})
+	if err != nil {
+		return nil, explain("attach tp_btf/sys_exit", err)
+	}
+	s.links = append(s.links, l)
+	s.lastDrain = time.Now()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.queue = newQueue(cfg.QueueSize)
+	s.wg.Add(2)
+	go s.readLoop()
+	go s.windowLoop(ctx)
+	return s, nil
+}
+
+func newClock() (Clock, error) {
+	var ts unix.Timespec
+	now := time.Now()
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return Clock{}, fmt.Errorf("read CLOCK_MONOTONIC: %w", err)
+	}
+	return Clock{Boot: now.Add(-time.Duration(ts.Nano()))}, nil
+}
+
+// Records delivers the decoded failure records. The channel is closed by
+// Close.
+func (s *Sensor) Records() <-chan Record { return s.queue.ch }
+
+// Programs returns the attached programs, for their run-time statistics.
+func (s *Sensor) Programs() map[string]*ebpf.Program {
+	m := map[string]*ebpf.Program{"sys_exit": s.objs.OnSysExit}
+	if s.cfg.Durations {
+		m["sys_enter"] = s.objs.OnSysEnter
+	}
+	return m
+}
+
+// readLoop decodes records until the ring reader is closed.
+func (s *Sensor) readLoop() {
+	defer s.wg.Done()
+	defer s.queue.close()
+	readRecords(s.ring, s.clock, s.queue, &s.records, &s.decodeErrs, s.log)
+}
+
+func readRecords(rd ringReader, clock Clock, q *queue, n, decodeErrs *atomic.Uint64, log *zap.Logger) {
+	var raw ringbuf.Record
+	for {
+		if err := rd.ReadInto(&raw); err != nil {
+			if errors.Is(err, ringbuf.ErrClosed) || errors.Is(err, os.ErrClosed) {
+				return
+			}
+			log.Warn("read ring buffer", zap.Error(err))
+			continue
+		}
+		r, err := DecodeRecord(raw.RawSample, clock)
+		if err != nil {
+			if decodeErrs.Add(1) == 1 {
+				log.Error("decode sensor record", zap.Error(err))
+			}
+			continue
+		}
+		n.Add(1)
+		q.push(r)
+	}
+}
+
+// windowLoop opens a new record rate-limit window every RateWindow.
+func (s *Sensor) windowLoop(ctx context.Context) {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.RateWindow)
+	defer t.Stop()
+	var w uint32
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			w++
+			if err := s.objs.RlWindow.Set(w); err != nil {
+				s.log.Error("advance record rate-limit window", zap.Error(err))
+			}
+		}
+	}
+}
+
+// Close detaches the programs first, so nothing of ours stays attached even
+// if a later step fails, then stops the reader and frees the maps. It is
+// safe on a nil or partly loaded Sensor.
+func (s *Sensor) Close() error {
+	if s == nil {
+		return nil
+	}
+	var errs []error
+	for _, l := range s.links {
+		if err := l.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach: %w", err))
+		}
+	}
+	s.links = nil
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.ring != nil {
+		if err := s.ring.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close ring reader: %w", err))
+		}
+	}
+	s.wg.Wait()
+	s.counts.close()
+	s.hists.close()
+	if err := s.objs.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close BPF objects: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+func b2u(b bool) uint32 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,118 @@
+package sensor
+
+import (
+	"time"
+)
+
+// Record is one sampled syscall exit, as the kernel program reported it.
+// Failure records are rate-limited in the kernel per (cgroup, syscall, errno)
+// and window; the exact counts are in Interval.
+type Record struct {
+	// Time is the wall-clock time of the exit, converted from MonoNS.
+	Time time.Time
+	// MonoNS is the kernel's CLOCK_MONOTONIC time of the exit.
+	MonoNS   uint64
+	PID      uint32 // thread group id, what ps calls the pid
+	TID      uint32
+	UID      uint32
+	Comm     string
+	CgroupID uint64 // cgroup v2 id of the task
+	Syscall  int32  // number in the table Compat selects
+	// Compat is true for a 32-bit syscall (int $0x80, or a 32-bit process):
+	// Syscall is then a number from the 32-bit table.
+	Compat bool
+	Ret    int64
+	// DurationNS is the time from sys_enter to sys_exit; zero unless the
+	// sensor runs in duration mode.
+	DurationNS uint64
+}
+
+// Errno is the error number of a failed exit, 0 for a success.
+func (r *Record) Errno() uint16 { return ErrnoOf(r.Ret) }
+
+// ErrnoOf returns the errno a syscall return value carries: the kernel
+// returns -errno for errors in [-4095, -1]; anything else is a success
+// (mmap can return addresses that look negative as signed numbers).
+func ErrnoOf(ret int64) uint16 {
+	if ret < 0 && ret >= -MaxErrno {
+		return uint16(-ret)
+	}
+	return 0
+}
+
+// MaxErrno is the kernel's MAX_ERRNO.
+const MaxErrno = 4095
+
+// Key identifies one exact counter.
+type Key struct {
+	CgroupID uint64
+	Syscall  int32
+	Compat   bool
+	// Errno is 0 for successful exits (counted only when all exits are on).
+	Errno uint16
+}
+
+// Count is the exact number of exits for one key in one interval.
+type Count struct {
+	Key
+	Count uint64
+}
+
+// HistBuckets is the number of log2 latency buckets: bucket i counts
+// durations d with 2^i <= d < 2^(i+1) nanoseconds (bucket 0 also holds 0 and 1).
+const HistBuckets = 40
+
+// HistKey identifies one latency histogram.
+type HistKey struct {
+	CgroupID uint64
+	Syscall  int32
+	Compat   bool
+}
+
+// Histogram is the latency distribution for one cgroup and syscall in one
+// interval (duration mode only).
+type Histogram struct {
+	HistKey
+	Buckets [HistBuckets]uint64
+}
+
+// Interval is what one drain of the kernel's aggregates returns: every exit
+// counted between Start and End, each exactly once.
+type Interval struct {
+	Start, End time.Time
+	Counts     []Count
+	Histograms []Histogram
+	// Stats are the sensor's cumulative statistics at the end of the interval.
+	Stats Stats
+}
+
+// Stats are cumulative counters since the sensor was loaded. Anything the
+// sensor could not count or deliver is here; nothing is dropped silently.
+type Stats struct {
+	// Records is the number of records decoded from the ring buffer.
+	Records uint64
+	// RingDrops is, per CPU, the records the kernel could not reserve room
+	// for in the ring buffer.
+	RingDrops []uint64
+	// MapFull is the number of exits whose aggregate key found the counts
+	// map full (those exits are not in any Count).
+	MapFull uint64
+	// HistFull is the same for latency histograms.
+	HistFull uint64
+	// Emitted is the number of records the kernel put in the ring buffer.
+	Emitted uint64
+	// QueueDrops is the number of decoded records dropped because the
+	// consumer did not keep up with the bounded queue.
+	QueueDrops uint64
+	// DecodeErrors is the number of ring-buffer samples that did not decode.
+	DecodeErrors uint64
+}
+
+// TotalRingDrops sums RingDrops.
+func (s Stats) TotalRingDrops() uint64 {
+	var n uint64
+	for _, d := range s.RingDrops {
+		n += d
+	}
+	return n
+}
