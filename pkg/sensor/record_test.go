@@ -1,0 +1,173 @@
+package sensor
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf/ringbuf"
+	"go.uber.org/zap"
+)
+
+// The hand-written decoder must agree with the layout bpf2go generated
+// from the object's BTF.
+func TestRecordLayoutMatchesBTF(t *testing.T) {
+	var r bpfRecord
+	checks := []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"size", unsafe.Sizeof(r), recordSize},
+		{"ts_ns", unsafe.Offsetof(r.TsNs), offTS},
+		{"cgroup_id", unsafe.Offsetof(r.CgroupId), offCgroup},
+		{"ret", unsafe.Offsetof(r.Ret), offRet},
+		{"duration_ns", unsafe.Offsetof(r.DurationNs), offDuration},
+		{"pid", unsafe.Offsetof(r.Pid), offPID},
+		{"tid", unsafe.Offsetof(r.Tid), offTID},
+		{"uid", unsafe.Offsetof(r.Uid), offUID},
+		{"nr", unsafe.Offsetof(r.Nr), offNr},
+		{"comm", unsafe.Offsetof(r.Comm), offComm},
+		{"compat", unsafe.Offsetof(r.Compat), offCompat},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("struct record %s: BTF says %d, decoder uses %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+func encodeRecord(ts, cgroup uint64, ret int64, dur uint64, pid, tid, uid, nr uint32, comm string, compat bool) []byte {
+	b := make([]byte, recordSize)
+	le := binary.LittleEndian
+	le.PutUint64(b[offTS:], ts)
+	le.PutUint64(b[offCgroup:], cgroup)
+	le.PutUint64(b[offRet:], uint64(ret))
+	le.PutUint64(b[offDuration:], dur)
+	le.PutUint32(b[offPID:], pid)
+	le.PutUint32(b[offTID:], tid)
+	le.PutUint32(b[offUID:], uid)
+	le.PutUint32(b[offNr:], nr)
+	copy(b[offComm:offComm+16], comm)
+	if compat {
+		b[offCompat] = 1
+	}
+	return b
+}
+
+func TestDecodeRecord(t *testing.T) {
+	boot := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	b := encodeRecord(1500, 4242, -13, 77, 100, 101, 1000, 5, "curl", true)
+	r, err := DecodeRecord(b, Clock{Boot: boot})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Record{
+		Time: boot.Add(1500), MonoNS: 1500, PID: 100, TID: 101, UID: 1000, Comm: "curl",
+		CgroupID: 4242, Syscall: 5, Compat: true, Ret: -13, DurationNS: 77,
+	}
+	if r != want {
+		t.Fatalf("decoded %+v, want %+v", r, want)
+	}
+	if r.Errno() != 13 {
+		t.Errorf("Errno() = %d, want 13 (EACCES)", r.Errno())
+	}
+
+	full := encodeRecord(1, 1, -2, 0, 1, 1, 0, 257, "0123456789abcdef", false)
+	r, err = DecodeRecord(full, Clock{})
+	if err != nil || r.Comm != "0123456789abcdef" {
+		t.Errorf("16-byte comm without NUL: got %q, %v", r.Comm, err)
+	}
+
+	if _, err := DecodeRecord(b[:recordSize-1], Clock{}); err == nil {
+		t.Error("short record decoded without error")
+	}
+	bad := encodeRecord(1, 1, -2, 0, 1, 1, 0, 1<<21, "x", false)
+	if _, err := DecodeRecord(bad, Clock{}); err == nil {
+		t.Error("record with an impossible syscall number decoded without error")
+	}
+}
+
+func TestErrnoOf(t *testing.T) {
+	for ret, want := range map[int64]uint16{
+		-1: 1, -2: 2, -4095: 4095, -4096: 0, 0: 0, 3: 0,
+		-0x7f0000000000: 0, // an mmap address seen as a signed number
+	} {
+		if got := ErrnoOf(ret); got != want {
+			t.Errorf("ErrnoOf(%d) = %d, want %d", ret, got, want)
+		}
+	}
+}
+
+func FuzzDecodeRecord(f *testing.F) {
+	f.Add(encodeRecord(1500, 4242, -13, 77, 100, 101, 1000, 5, "curl", true))
+	f.Add(encodeRecord(0, 0, 0, 0, 0, 0, 0, 0, "", false))
+	f.Add([]byte{1, 2, 3})
+	f.Add(make([]byte, recordSize+9))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := DecodeRecord(b, Clock{})
+		if err != nil {
+			return
+		}
+		if len(b) < recordSize {
+			t.Fatalf("decoded a %d-byte record", len(b))
+		}
+		if len(r.Comm) > 16 || r.Syscall < 0 {
+			t.Fatalf("decoded impossible record %+v", r)
+		}
+	})
+}
+
+// fakeRing replays samples, then reports itself closed.
+type fakeRing struct {
+	samples [][]byte
+}
+
+func (f *fakeRing) ReadInto(r *ringbuf.Record) error {
+	if len(f.samples) == 0 {
+		return ringbuf.ErrClosed
+	}
+	r.RawSample, f.samples = f.samples[0], f.samples[1:]
+	return nil
+}
+
+func (f *fakeRing) Close() error { return nil }
+
+func TestReadRecordsBoundsQueueAndCountsDrops(t *testing.T) {
+	ring := &fakeRing{}
+	for i := 0; i < 10; i++ {
+		ring.samples = append(ring.samples, encodeRecord(uint64(i), 7, -2, 0, 1, 1, 0, 257, "a", false))
+	}
+	ring.samples = append(ring.samples, []byte("garbage"))
+	q := newQueue(4)
+	var n, bad atomic.Uint64
+	readRecords(ring, Clock{}, q, &n, &bad, zap.NewNop())
+	if n.Load() != 10 || bad.Load() != 1 {
+		t.Fatalf("decoded %d and rejected %d, want 10 and 1", n.Load(), bad.Load())
+	}
+	if len(q.ch) != 4 || q.drops.Load() != 6 {
+		t.Fatalf("queue holds %d with %d drops, want 4 and 6", len(q.ch), q.drops.Load())
+	}
+	for i := uint64(0); i < 4; i++ {
+		if r := <-q.ch; r.MonoNS != i {
+			t.Fatalf("queue is not in order: got record %d at %d", r.MonoNS, i)
+		}
+	}
+}
+
+func TestReadRecordsStopsOnClosedFile(t *testing.T) {
+	q := newQueue(1)
+	var n, bad atomic.Uint64
+	readRecords(closedRing{}, Clock{}, q, &n, &bad, zap.NewNop())
+	if n.Load() != 0 || bad.Load() != 0 || len(q.ch) != 0 {
+		t.Fatalf("a closed ring produced %d records and %d errors", n.Load(), bad.Load())
+	}
+}
+
+type closedRing struct{}
+
+func (closedRing) ReadInto(*ringbuf.Record) error { return errors.Join(os.ErrClosed) }
+func (closedRing) Close() error                   { return nil }
