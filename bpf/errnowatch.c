@@ -43,6 +43,10 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ERRNO_WORDS ((MAX_ERRNO + 1) / 64)
 #define HIST_BUCKETS 40
 #define COMPAT_BIT 0x80000000u
+/* The syscall number takes the low 31 bits of a key; -1 ("no syscall", e.g.
+ * one a tracer or seccomp cancelled) becomes NR_NONE. */
+#define NR_MASK 0x7fffffffu
+#define NR_NONE NR_MASK
 
 #if defined(__TARGET_ARCH_x86)
 #define TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
@@ -376,7 +380,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	task = bpf_get_current_task_btf();
 	if (task->tgid == cfg.self_tgid)
 		return 0;
-	key.nr = syscall_nr(regs);
+	key.nr = syscall_nr(regs) & NR_MASK;
 	compat = task_is_compat(task);
 	if (!syscall_passes(key.nr, compat))
 		return 0;

@@ -130,7 +130,7 @@ func (s *Sensor) Drain() (Interval, error) {
 		err = drainAll(hold, func(k *bpfHistKey, perCPU []bpfHistVal) {
 			h := Histogram{HistKey: HistKey{
 				CgroupID: k.CgroupId,
-				Syscall:  int32(k.Nr &^ compatBit),
+				Syscall:  syscallNr(k.Nr &^ compatBit),
 				Compat:   k.Nr&compatBit != 0,
 			}}
 			for i := range perCPU {
@@ -154,7 +154,7 @@ const compatBit = 0x80000000
 func countKey(k *bpfCountKey) Key {
 	return Key{
 		CgroupID: k.CgroupId,
-		Syscall:  int32(k.Nr &^ compatBit),
+		Syscall:  syscallNr(k.Nr &^ compatBit),
 		Compat:   k.Nr&compatBit != 0,
 		Errno:    uint16(k.Errno),
 	}

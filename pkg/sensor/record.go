@@ -25,6 +25,17 @@ const (
 	offCompat   = 64
 )
 
+// nrNone is how the kernel program writes syscall number -1: an exit with
+// no syscall, e.g. one a tracer or seccomp cancelled.
+const nrNone = 0x7fffffff
+
+func syscallNr(nr uint32) int32 {
+	if nr == nrNone {
+		return -1
+	}
+	return int32(nr)
+}
+
 // Clock converts the kernel's CLOCK_MONOTONIC timestamps to wall-clock time.
 type Clock struct {
 	// Boot is the wall-clock time at which CLOCK_MONOTONIC was zero.
@@ -55,10 +66,10 @@ func DecodeRecord(b []byte, clock Clock) (Record, error) {
 		Compat:     b[offCompat] != 0,
 	}
 	nr := le.Uint32(b[offNr:])
-	if nr > 1<<20 {
+	if nr > 1<<20 && nr != nrNone {
 		return Record{}, fmt.Errorf("record has syscall number %d, beyond any syscall table", nr)
 	}
-	r.Syscall = int32(nr)
+	r.Syscall = syscallNr(nr)
 	comm := b[offComm : offComm+16]
 	if i := bytes.IndexByte(comm, 0); i >= 0 {
 		comm = comm[:i]

@@ -85,6 +85,10 @@ func TestDecodeRecord(t *testing.T) {
 	if _, err := DecodeRecord(b[:recordSize-1], Clock{}); err == nil {
 		t.Error("short record decoded without error")
 	}
+	none := encodeRecord(1, 1, -38, 0, 1, 1, 0, nrNone, "x", false)
+	if r, err := DecodeRecord(none, Clock{}); err != nil || r.Syscall != -1 {
+		t.Errorf("exit with no syscall decoded as %d, %v; want -1", r.Syscall, err)
+	}
 	bad := encodeRecord(1, 1, -2, 0, 1, 1, 0, 1<<21, "x", false)
 	if _, err := DecodeRecord(bad, Clock{}); err == nil {
 		t.Error("record with an impossible syscall number decoded without error")
@@ -115,7 +119,7 @@ func FuzzDecodeRecord(f *testing.F) {
 		if len(b) < recordSize {
 			t.Fatalf("decoded a %d-byte record", len(b))
 		}
-		if len(r.Comm) > 16 || r.Syscall < 0 {
+		if len(r.Comm) > 16 || r.Syscall < -1 {
 			t.Fatalf("decoded impossible record %+v", r)
 		}
 	})
