@@ -1,0 +1,842 @@
+package delivery
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/errnowatch/errnowatch/pkg/alert"
+)
+
+// Defaults for SpoolOptions.
+const (
+	DefaultMaxBytes   = 256 << 20
+	DefaultMaxRecords = 1 << 20
+	// maxSegmentBytes caps the default segment size: the bytes bound is
+	// enforced by deleting whole segments, so smaller segments drop less at
+	// a time.
+	maxSegmentBytes = 16 << 20
+	segmentSuffix   = ".seg"
+	lockFile        = "lock"
+)
+
+// SpoolOptions bound a spool. The zero value takes the defaults.
+type SpoolOptions struct {
+	// MaxBytes bounds the segment files on disk (default 256 MiB). When an
+	// append would pass it, the oldest segment is deleted and its
+	// unacknowledged records are counted as dropped. One record larger than
+	// the whole bound is still kept, so the bound may be passed by one record.
+	MaxBytes int64
+	// MaxRecords bounds the records waiting for acknowledgement (default
+	// 1Mi). Past it the oldest waiting record is dropped. The in-memory index
+	// costs 12 bytes per spooled record.
+	MaxRecords int
+	// SegmentBytes is the size at which a new segment file is started
+	// (default MaxBytes/16, at most 16 MiB).
+	SegmentBytes int64
+	// Logger receives warnings about torn or damaged segments. Nil logs nothing.
+	Logger *zap.Logger
+}
+
+func (o *SpoolOptions) setDefaults() error {
+	if o.MaxBytes == 0 {
+		o.MaxBytes = DefaultMaxBytes
+	}
+	if o.MaxRecords == 0 {
+		o.MaxRecords = DefaultMaxRecords
+	}
+	if o.SegmentBytes == 0 {
+		o.SegmentBytes = min(max(o.MaxBytes/16, 4<<10), maxSegmentBytes)
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	switch {
+	case o.MaxBytes < 0 || o.MaxRecords < 0 || o.SegmentBytes < 0:
+		return fmt.Errorf("spool bounds must not be negative (max bytes %d, max records %d, segment bytes %d)",
+			o.MaxBytes, o.MaxRecords, o.SegmentBytes)
+	case o.SegmentBytes > o.MaxBytes:
+		return fmt.Errorf("spool segment size %d is larger than the spool bound %d: lower the segment size or raise the bound",
+			o.SegmentBytes, o.MaxBytes)
+	}
+	return nil
+}
+
+// Record is one spooled alert as handed to the sender.
+type Record struct {
+	// Seq orders records; the collector acknowledges up to a Seq.
+	Seq uint64
+	// Spooled is when the record was appended.
+	Spooled time.Time
+	Alert   alert.Alert
+}
+
+// SpoolStats describes a spool at one moment.
+type SpoolStats struct {
+	// Records and Bytes are the records waiting for acknowledgement and the
+	// size of the segment files on disk.
+	Records  int
+	Bytes    int64
+	Segments int
+	// Oldest is when the oldest waiting record was spooled; zero when none waits.
+	Oldest time.Time
+	// Dropped counts records dropped since Open because the spool was full
+	// (or, rarely, damaged on disk).
+	Dropped uint64
+	// PendingDrops counts dropped records not yet reported to the collector.
+	PendingDrops uint64
+}
+
+// segment is the in-memory index of one segment file.
+type segment struct {
+	base    uint64 // seq of its first record (and its file name)
+	path    string
+	size    int64
+	offsets []uint32 // offset of record base+i in the file
+	times   []int64  // append time of record base+i, Unix nanoseconds
+}
+
+func (g *segment) count() int { return len(g.offsets) }
+
+// last is the seq of its last record; only meaningful when count() > 0.
+func (g *segment) last() uint64 { return g.base + uint64(len(g.offsets)) - 1 }
+
+// end is the offset one past record i.
+func (g *segment) end(i int) int64 {
+	if i+1 < len(g.offsets) {
+		return int64(g.offsets[i+1])
+	}
+	return g.size
+}
+
+// Spool is a bounded, crash-safe queue of alerts on disk. It is safe for
+// concurrent use: the rule engine appends while the sender reads and acks.
+type Spool struct {
+	dir  string
+	opts SpoolOptions
+	log  *zap.Logger
+
+	dirf *os.File // held for fsyncs of the directory
+	lock *os.File // flock'ed so that two agents never share a spool
+
+	appended chan struct{}
+
+	mu      sync.Mutex
+	closed  bool
+	segs    []*segment // by base; the last one is active
+	active  *os.File   // the last segment, open for appending
+	acked   uint64     // every seq <= acked is acknowledged or dropped
+	next    uint64     // seq of the next record
+	live    int        // records with seq > acked
+	bytes   int64      // bytes of the segment files
+	pending *DropReport
+	dropped uint64
+	trash   []string // evicted segment files to delete once the state is saved
+	dirty   bool     // acked or pending changed since the state was saved
+	bad     map[uint64]bool
+}
+
+// OpenSpool opens (creating it if needed) the spool in dir. A torn or
+// damaged record ends its segment: the segment is truncated there, with a
+// warning, and records lost between segments are counted as dropped.
+func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
+	if err := opts.setDefaults(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create spool directory: %w", err)
+	}
+	s := &Spool{
+		dir:      dir,
+		opts:     opts,
+		log:      opts.Logger.With(zap.String("spool", dir)),
+		appended: make(chan struct{}, 1),
+		bad:      map[uint64]bool{},
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeFiles()
+		}
+	}()
+	var err error
+	if s.lock, err = os.OpenFile(filepath.Join(dir, lockFile), os.O_CREATE|os.O_RDWR, 0o600); err != nil {
+		return nil, fmt.Errorf("open spool lock: %w", err)
+	}
+	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return nil, fmt.Errorf("spool %s is in use by another process (%w): stop it or give this one another spool directory", dir, err)
+	}
+	if s.dirf, err = os.Open(dir); err != nil {
+		return nil, fmt.Errorf("open spool directory: %w", err)
+	}
+	st, err := readState(dir)
+	if err != nil {
+		// The state is only an optimisation for the collector: without it
+		// everything spooled is sent again, and resends are idempotent.
+		s.log.Warn("spool state unreadable; re-sending everything spooled", zap.Error(err))
+		st = spoolState{}
+	}
+	s.acked = st.Acked
+	s.pending = st.Pending
+	if s.pending != nil {
+		// The report may have been appended before a crash kept the state
+		// from recording that; sending it again at a higher revision
+		// updates the same alert instead of raising a second one.
+		s.pending.Revision++
+	}
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	if err := s.saveState(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// load scans the segments, truncates torn tails and opens the active segment.
+func (s *Spool) load() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return fmt.Errorf("list spool: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, stateFile+".tmp") {
+			os.Remove(filepath.Join(s.dir, name)) // left by a crash mid-write
+			continue
+		}
+		base, ok := strings.CutSuffix(name, segmentSuffix)
+		if !ok || !e.Type().IsRegular() {
+			continue
+		}
+		n, err := strconv.ParseUint(base, 10, 64)
+		if err != nil {
+			s.log.Warn("ignoring file with a segment suffix but no sequence number", zap.String("file", name))
+			continue
+		}
+		g, err := s.scan(n, filepath.Join(s.dir, name))
+		if err != nil {
+			return err
+		}
+		s.segs = append(s.segs, g)
+	}
+	slices.SortFunc(s.segs, func(a, b *segment) int { return cmpUint(a.base, b.base) })
+
+	// Drop what is done, empty or unusable, and count records lost to damage
+	// in the middle: a segment cut short leaves a gap before the next one.
+	var keep []*segment
+	var prev *segment // the last segment seen that holds records
+	for i, g := range s.segs {
+		if g.count() > 0 {
+			if prev != nil {
+				if g.base <= prev.last() {
+					return fmt.Errorf("spool segments %s and %s overlap: move the spool directory away to start afresh",
+						prev.path, g.path)
+				}
+				if from := max(prev.last()+1, s.acked+1); g.base > from {
+					lost := g.base - from
+					s.noteDrop(lost, time.Unix(0, prev.times[prev.count()-1]), g.firstTime())
+					s.log.Warn("spool records lost to damage", zap.Uint64("count", lost))
+				}
+			}
+			prev = g
+		}
+		isLast := i == len(s.segs)-1
+		done := g.count() > 0 && g.last() <= s.acked
+		if done || (g.count() == 0 && !isLast) || g.size < int64(len(segmentMagic)) {
+			if err := os.Remove(g.path); err != nil {
+				return fmt.Errorf("remove spent spool segment: %w", err)
+			}
+			continue
+		}
+		keep = append(keep, g)
+	}
+	s.segs = keep
+
+	s.next = s.acked + 1
+	for _, g := range s.segs {
+		s.bytes += g.size
+		if g.count() > 0 {
+			s.next = max(s.next, g.last()+1)
+			for i := range g.count() {
+				if g.base+uint64(i) > s.acked {
+					s.live++
+				}
+			}
+		} else {
+			s.next = max(s.next, g.base)
+		}
+	}
+	if n := len(s.segs); n > 0 && s.segs[n-1].size < s.opts.SegmentBytes {
+		last := s.segs[n-1]
+		if last.count() == 0 && last.base != s.next {
+			// An empty segment named for a seq already used: start afresh.
+			if err := os.Remove(last.path); err != nil {
+				return fmt.Errorf("remove empty spool segment: %w", err)
+			}
+			s.bytes -= last.size
+			s.segs = s.segs[:n-1]
+			return s.newSegment()
+		}
+		f, err := os.OpenFile(last.path, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			return fmt.Errorf("open spool segment: %w", err)
+		}
+		s.active = f
+		return nil
+	}
+	return s.newSegment()
+}
+
+func (g *segment) firstTime() time.Time {
+	if g.count() == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, g.times[0])
+}
+
+// scan indexes one segment file and truncates it after its last good record.
+func (s *Spool) scan(base uint64, path string) (*segment, error) {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open spool segment: %w", err)
+	}
+	defer f.Close()
+	g := &segment{base: base, path: path}
+	sr, err := newSegmentReader(f)
+	if err != nil {
+		if !errors.Is(err, errCorrupt) {
+			return nil, fmt.Errorf("scan spool segment %s: %w", path, err)
+		}
+		// A segment whose header never made it to disk holds nothing.
+		s.log.Warn("spool segment has no valid header; removing it", zap.String("file", path), zap.Error(err))
+		return g, nil // size 0: removed by load
+	}
+	for {
+		off := sr.off
+		rec, err := sr.next()
+		if err == nil && rec.seq != base+uint64(g.count()) {
+			err = fmt.Errorf("record at offset %d has seq %d, want %d: %w", off, rec.seq, base+uint64(g.count()), errCorrupt)
+		}
+		if errors.Is(err, io.EOF) {
+			g.size = off
+			return g, nil
+		}
+		if err != nil {
+			if !errors.Is(err, errCorrupt) {
+				return nil, fmt.Errorf("scan spool segment %s: %w", path, err)
+			}
+			// A torn tail is what a crash mid-append leaves; that append was
+			// never reported durable, so cutting it loses nothing promised.
+			s.log.Warn("truncating spool segment after its last good record",
+				zap.String("file", path), zap.Int64("offset", off), zap.Error(err))
+			if err := f.Truncate(off); err != nil {
+				return nil, fmt.Errorf("truncate torn spool segment: %w", err)
+			}
+			if err := f.Sync(); err != nil {
+				return nil, fmt.Errorf("sync truncated spool segment: %w", err)
+			}
+			g.size = off
+			return g, nil
+		}
+		g.offsets = append(g.offsets, uint32(off))
+		g.times = append(g.times, rec.time)
+	}
+}
+
+// newSegment starts a segment for s.next and makes it the active one.
+func (s *Spool) newSegment() error {
+	g := &segment{base: s.next, path: filepath.Join(s.dir, fmt.Sprintf("%020d%s", s.next, segmentSuffix))}
+	f, err := os.OpenFile(g.path, os.O_CREATE|os.O_EXCL|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("create spool segment: %w", err)
+	}
+	if _, err := f.WriteString(segmentMagic); err != nil {
+		f.Close()
+		os.Remove(g.path)
+		return fmt.Errorf("write spool segment header: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(g.path)
+		return fmt.Errorf("sync spool segment: %w", err)
+	}
+	if err := s.dirf.Sync(); err != nil {
+		f.Close()
+		os.Remove(g.path)
+		return fmt.Errorf("sync spool directory: %w", err)
+	}
+	g.size = int64(len(segmentMagic))
+	s.segs = append(s.segs, g)
+	s.bytes += g.size
+	s.active = f
+	return nil
+}
+
+// roll seals the active segment and starts the next.
+func (s *Spool) roll() error {
+	if err := s.active.Sync(); err != nil {
+		return fmt.Errorf("sync spool segment: %w", err)
+	}
+	if err := s.active.Close(); err != nil {
+		return fmt.Errorf("close spool segment: %w", err)
+	}
+	s.active = nil
+	return s.newSegment()
+}
+
+// Append spools alerts as one batch: they are written and fsynced together,
+// and Append returns once they are on disk. An alert that fails Validate or
+// encodes to more than 1 MiB rejects the whole batch, so that nothing the
+// collector would refuse gets stuck at the head of the spool. When the
+// spool is full, the oldest records are dropped to make room.
+func (s *Spool) Append(alerts ...alert.Alert) error {
+	payloads := make([][]byte, 0, len(alerts))
+	for i := range alerts {
+		if err := alerts[i].Validate(); err != nil {
+			return fmt.Errorf("spool alert: %w", err)
+		}
+		b, err := json.Marshal(&alerts[i])
+		if err != nil {
+			return fmt.Errorf("encode alert %s: %w", alerts[i].ID, err)
+		}
+		if len(b) > maxPayload {
+			return fmt.Errorf("alert %s encodes to %d bytes, more than the spool's %d per alert", alerts[i].ID, len(b), maxPayload)
+		}
+		payloads = append(payloads, b)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.appendLocked(payloads, time.Now())
+}
+
+func (s *Spool) appendLocked(payloads [][]byte, now time.Time) error {
+	if s.closed {
+		return errors.New("spool is closed")
+	}
+	if len(payloads) == 0 {
+		return nil
+	}
+	var werr error
+	wrote := 0
+	for _, p := range payloads {
+		frame := encodeRecord(s.next, now.UnixNano(), p)
+		g := s.segs[len(s.segs)-1]
+		if g.size+int64(len(frame)) > s.opts.SegmentBytes && g.count() > 0 {
+			if werr = s.roll(); werr != nil {
+				break
+			}
+		}
+		for s.bytes+int64(len(frame)) > s.opts.MaxBytes {
+			evicted, err := s.evictOldest()
+			if err != nil {
+				werr = err
+				break
+			}
+			if !evicted {
+				break
+			}
+		}
+		if werr != nil {
+			break
+		}
+		g = s.segs[len(s.segs)-1]
+		if n, err := s.active.Write(frame); err != nil {
+			// Leave no partial frame for the next append to build on.
+			if n > 0 {
+				_ = s.active.Truncate(g.size)
+			}
+			werr = fmt.Errorf("write spool record: %w", err)
+			break
+		}
+		g.offsets = append(g.offsets, uint32(g.size))
+		g.times = append(g.times, now.UnixNano())
+		g.size += int64(len(frame))
+		s.bytes += int64(len(frame))
+		s.next++
+		s.live++
+		wrote++
+		for s.live > s.opts.MaxRecords {
+			s.dropOldest()
+		}
+	}
+	if wrote > 0 {
+		if err := s.active.Sync(); err != nil {
+			werr = errors.Join(werr, fmt.Errorf("sync spool segment: %w", err))
+		}
+	}
+	if err := s.commit(); err != nil {
+		werr = errors.Join(werr, err)
+	}
+	if wrote > 0 {
+		select {
+		case s.appended <- struct{}{}:
+		default:
+		}
+	}
+	if werr != nil {
+		return fmt.Errorf("spool %d of %d alerts: %w", wrote, len(payloads), werr)
+	}
+	return nil
+}
+
+// evictOldest deletes the oldest segment to make room, counting its
+// waiting records as dropped. The file itself goes once the state that no
+// longer needs it is saved.
+func (s *Spool) evictOldest() (bool, error) {
+	g := s.segs[0]
+	if len(s.segs) == 1 {
+		if g.count() == 0 {
+			return false, nil
+		}
+		if err := s.roll(); err != nil {
+			return false, err
+		}
+	}
+	if g.count() > 0 && g.last() > s.acked {
+		first := 0
+		if s.acked >= g.base {
+			first = int(s.acked - g.base + 1)
+		}
+		n := g.count() - first
+		s.noteDrop(uint64(n), time.Unix(0, g.times[first]), time.Unix(0, g.times[g.count()-1]))
+		s.live -= n
+		s.acked = g.last()
+		s.dirty = true
+	}
+	s.segs = s.segs[1:]
+	s.bytes -= g.size
+	s.trash = append(s.trash, g.path)
+	return true, nil
+}
+
+// dropOldest drops the oldest waiting record.
+func (s *Spool) dropOldest() {
+	gi, ri, ok := s.locate(s.acked + 1)
+	if !ok {
+		return
+	}
+	g := s.segs[gi]
+	t := time.Unix(0, g.times[ri])
+	s.noteDrop(1, t, t)
+	s.acked = g.base + uint64(ri)
+	s.live--
+}
+
+// noteDrop adds to the report of drops not yet sent.
+func (s *Spool) noteDrop(n uint64, first, last time.Time) {
+	if n == 0 {
+		return
+	}
+	s.dropped += n
+	s.dirty = true
+	if s.pending == nil {
+		s.pending = &DropReport{ID: alert.NewID(first), Revision: 1, First: first, Last: last}
+	}
+	p := s.pending
+	p.Count += n
+	if first.Before(p.First) {
+		p.First = first
+	}
+	if last.After(p.Last) {
+		p.Last = last
+	}
+}
+
+// locate finds the first spooled record with a seq at or above seq.
+func (s *Spool) locate(seq uint64) (segIdx, recIdx int, ok bool) {
+	for i, g := range s.segs {
+		if g.count() == 0 || g.last() < seq {
+			continue
+		}
+		if seq <= g.base {
+			return i, 0, true
+		}
+		return i, int(seq - g.base), true
+	}
+	return 0, 0, false
+}
+
+// commit saves the state, then deletes what it no longer needs: evicted
+// segments and sealed segments whose records are all done.
+func (s *Spool) commit() error {
+	if s.dirty || len(s.trash) > 0 {
+		if err := s.saveState(); err != nil {
+			return err
+		}
+	}
+	var errs []error
+	for _, p := range s.trash {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove spool segment: %w", err))
+		}
+	}
+	s.trash = s.trash[:0]
+	for len(s.segs) > 1 && s.segs[0].count() > 0 && s.segs[0].last() <= s.acked {
+		g := s.segs[0]
+		if err := os.Remove(g.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove acknowledged spool segment: %w", err))
+			break
+		}
+		s.segs = s.segs[1:]
+		s.bytes -= g.size
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Spool) saveState() error {
+	if err := writeState(s.dirf, spoolState{Acked: s.acked, Pending: s.pending}); err != nil {
+		return err
+	}
+	s.dirty = false
+	return nil
+}
+
+// Ack records that the collector stored every record up to and including
+// seq. Segments whose records are all acknowledged are deleted.
+func (s *Spool) Ack(seq uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("spool is closed")
+	}
+	if seq <= s.acked {
+		return nil
+	}
+	if seq >= s.next {
+		return fmt.Errorf("ack of seq %d, but the spool has only reached %d", seq, s.next-1)
+	}
+	for _, g := range s.segs {
+		if g.count() == 0 || g.last() <= s.acked || g.base > seq {
+			continue
+		}
+		lo, hi := max(g.base, s.acked+1), min(g.last(), seq)
+		s.live -= int(hi - lo + 1)
+	}
+	s.acked = seq
+	s.dirty = true
+	return s.commit()
+}
+
+// Acked returns the seq up to which every record is acknowledged or dropped;
+// a sender that reconnects starts reading after it.
+func (s *Spool) Acked() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.acked
+}
+
+// Read returns up to maxRecords waiting records with a seq above after,
+// oldest first, stopping before maxBytes of encoded alerts unless that would
+// return none. Records dropped since the caller last read are skipped.
+func (s *Spool) Read(after uint64, maxRecords int, maxBytes int) ([]Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.New("spool is closed")
+	}
+	gi, ri, ok := s.locate(max(after, s.acked) + 1)
+	if !ok || maxRecords <= 0 {
+		return nil, nil
+	}
+	var out []Record
+	budget := int64(maxBytes)
+	for ; gi < len(s.segs) && len(out) < maxRecords; gi, ri = gi+1, 0 {
+		g := s.segs[gi]
+		if g.count() == 0 {
+			continue
+		}
+		// Take a span of whole records that fits the limits, then read it
+		// with one pread.
+		j := ri
+		for j < g.count() && len(out)+(j-ri) < maxRecords {
+			size := g.end(j) - int64(g.offsets[j])
+			if budget < size && (len(out) > 0 || j > ri) {
+				break
+			}
+			budget -= size
+			j++
+		}
+		if j == ri {
+			break
+		}
+		recs, err := s.readSpan(g, ri, j)
+		if err != nil {
+			return out, err
+		}
+		out = append(out, recs...)
+		if j < g.count() {
+			break // out of budget
+		}
+	}
+	return out, nil
+}
+
+func (s *Spool) readSpan(g *segment, from, to int) ([]Record, error) {
+	f, err := os.Open(g.path)
+	if err != nil {
+		return nil, fmt.Errorf("open spool segment: %w", err)
+	}
+	defer f.Close()
+	start := int64(g.offsets[from])
+	buf := make([]byte, g.end(to-1)-start)
+	if _, err := f.ReadAt(buf, start); err != nil {
+		return nil, fmt.Errorf("read spool segment %s: %w", g.path, err)
+	}
+	recs, err := decodeRecords(buf)
+	if err != nil {
+		return nil, fmt.Errorf("spool segment %s changed on disk under the agent: %w", g.path, err)
+	}
+	out := make([]Record, 0, len(recs))
+	for i, rec := range recs {
+		want := g.base + uint64(from+i)
+		if rec.seq != want {
+			return nil, fmt.Errorf("spool segment %s holds seq %d where %d belongs: %w", g.path, rec.seq, want, errCorrupt)
+		}
+		var a alert.Alert
+		if err := json.Unmarshal(rec.payload, &a); err != nil {
+			// A record that passed its CRC but is not an alert was written
+			// by a different format; skipping it beats blocking the spool.
+			if !s.bad[rec.seq] {
+				s.bad[rec.seq] = true
+				t := time.Unix(0, rec.time)
+				s.noteDrop(1, t, t)
+				s.log.Error("skipping spooled record that is not an alert", zap.Uint64("seq", rec.seq), zap.Error(err))
+			}
+			continue
+		}
+		out = append(out, Record{Seq: rec.seq, Spooled: time.Unix(0, rec.time), Alert: a})
+	}
+	return out, nil
+}
+
+// Appended signals (without blocking the appender) that records were
+// appended since the last receive. Only one reader (the sender) should
+// wait on it.
+func (s *Spool) Appended() <-chan struct{} { return s.appended }
+
+// DroppedRuleID is the rule ID of the alert that reports spool drops.
+const DroppedRuleID = "errnowatch.delivery.dropped"
+
+// ReportDrops appends the alert reporting the records dropped so far, if
+// any, and starts a new count. The sender calls it when the collector is
+// reachable, so that the report is not itself dropped by the outage that
+// caused it. It returns the count reported.
+func (s *Spool) ReportDrops(node string) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		return 0, nil
+	}
+	rep := *s.pending
+	a := dropAlert(rep, node)
+	b, err := json.Marshal(&a)
+	if err != nil {
+		return 0, fmt.Errorf("encode drop alert: %w", err)
+	}
+	// Cleared before the append so that drops the append itself causes
+	// start the next report; the state saved after the fsync records both.
+	s.pending = nil
+	s.dirty = true
+	if err := s.appendLocked([][]byte{b}, time.Now()); err != nil {
+		// The report may have reached the disk before the error; sending it
+		// again at a higher revision updates that alert rather than adding one.
+		p := rep
+		p.Revision++
+		if s.pending != nil {
+			p.Count += s.pending.Count
+			p.Last = s.pending.Last
+		}
+		s.pending = &p
+		return 0, err
+	}
+	return rep.Count, nil
+}
+
+func dropAlert(rep DropReport, node string) alert.Alert {
+	return alert.Alert{
+		ID:       rep.ID,
+		Revision: rep.Revision,
+		RuleID:   DroppedRuleID,
+		Severity: alert.SeverityHigh,
+		Tags:     []string{"errnowatch", "delivery"},
+		Description: "The agent's alert spool was full, so the oldest alerts waiting for the collector were dropped. " +
+			"Alerts raised in that time may be missing; raise the spool bound or restore the collector sooner.",
+		Message: fmt.Sprintf("agent dropped %d alerts spooled between %s and %s because its spool was full",
+			rep.Count, rep.First.UTC().Format(time.RFC3339), rep.Last.UTC().Format(time.RFC3339)),
+		GroupBy:   alert.GroupByNode,
+		FirstSeen: rep.First,
+		LastSeen:  rep.Last,
+		Node:      node,
+		Host:      true,
+	}
+}
+
+// Stats returns the spool's depth and drop counts.
+func (s *Spool) Stats() SpoolStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := SpoolStats{Records: s.live, Bytes: s.bytes, Segments: len(s.segs), Dropped: s.dropped}
+	if s.pending != nil {
+		st.PendingDrops = s.pending.Count
+	}
+	if gi, ri, ok := s.locate(s.acked + 1); ok {
+		st.Oldest = time.Unix(0, s.segs[gi].times[ri])
+	}
+	return st
+}
+
+// Close syncs the active segment, saves the state and releases the
+// directory for another process.
+func (s *Spool) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	var errs []error
+	if s.active != nil {
+		if err := s.active.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("sync spool segment: %w", err))
+		}
+	}
+	if err := s.commit(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, s.closeFiles())
+	return errors.Join(errs...)
+}
+
+func (s *Spool) closeFiles() error {
+	var errs []error
+	for _, f := range []*os.File{s.active, s.dirf, s.lock} {
+		if f != nil {
+			errs = append(errs, f.Close()) // closing the lock file releases the flock
+		}
+	}
+	s.active, s.dirf, s.lock = nil, nil, nil
+	return errors.Join(errs...)
+}
+
+func cmpUint(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,88 @@
+package delivery
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+const stateFile = "state.json"
+
+// spoolState is what the spool keeps besides its segments: how far it has
+// been acknowledged and the drops not yet reported. It is small and
+// replaced whole by rename, so a crash leaves either the old or the new one.
+type spoolState struct {
+	// Acked is the sequence number up to which every record is done:
+	// acknowledged by the collector or dropped.
+	Acked   uint64      `json:"acked"`
+	Pending *DropReport `json:"pending_drops,omitempty"`
+}
+
+// DropReport counts the records the spool dropped because it was full and
+// has not yet reported to the collector.
+type DropReport struct {
+	// ID and Revision identify the drop alert this report becomes; the ID is
+	// chosen at the first drop so that a report re-sent after a crash is the
+	// same alert (at a higher revision), not a second one.
+	ID       string `json:"id"`
+	Revision uint32 `json:"revision"`
+	// Count is the number of alert records dropped.
+	Count uint64 `json:"count"`
+	// First and Last are the times the oldest and newest dropped records
+	// were spooled.
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+}
+
+// readState returns the zero state when there is no file yet.
+func readState(dir string) (spoolState, error) {
+	var st spoolState
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read spool state: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return spoolState{}, fmt.Errorf("parse spool state %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	return st, nil
+}
+
+// writeState replaces the state file atomically: write a temporary file,
+// fsync it, rename it over the old one and fsync the directory so that the
+// rename itself survives a power loss.
+func writeState(dir *os.File, st spoolState) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return fmt.Errorf("encode spool state: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir.Name(), stateFile+".tmp*")
+	if err != nil {
+		return fmt.Errorf("create spool state: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // a no-op after the rename
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write spool state: %w", err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync spool state: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close spool state: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), filepath.Join(dir.Name(), stateFile)); err != nil {
+		return fmt.Errorf("replace spool state: %w", err)
+	}
+	if err := dir.Sync(); err != nil {
+		return fmt.Errorf("sync spool directory: %w", err)
+	}
+	return nil
+}
