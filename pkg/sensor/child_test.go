@@ -156,6 +156,8 @@ func childOp(op string, n int, args []string) string {
 			}()
 		}
 		wg.Wait()
+	case "flat": // close EBADF on every CPU for n seconds; answers how many
+		return strconv.FormatUint(flat(time.Duration(n)*time.Second), 10)
 	case "bursts": // n bursts of ebadf with a pause between them
 		for b := 0; b < n; b++ {
 			for i := 0; i < 50; i++ {
@@ -239,4 +241,43 @@ func attached(t *testing.T, id ebpf.ProgramID) bool {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return true
+}
+
+func flat(d time.Duration) uint64 {
+	var wg sync.WaitGroup
+	made := make([]uint64, runtime.NumCPU())
+	deadline := time.Now().Add(d)
+	for c := range made {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			var n uint64
+			for time.Now().Before(deadline) {
+				for i := 0; i < 1000; i++ {
+					unix.Close(-1)
+				}
+				n += 1000
+			}
+			made[c] = n
+		}()
+	}
+	wg.Wait()
+	var total uint64
+	for _, n := range made {
+		total += n
+	}
+	return total
+}
+
+func strReader(s string) io.Reader { return strings.NewReader(s) }
+
+// cutDone parses a child's "done <number>" answer.
+func cutDone(line string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(line, "done ")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 64)
+	return n, err == nil
 }

@@ -1,0 +1,234 @@
+package sensor
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
+	"github.com/errnowatch/errnowatch/pkg/sensor/internal/baseline"
+)
+
+// progCost is the kernel's run-time statistics of one program.
+type progCost struct {
+	runs uint64
+	ns   time.Duration
+}
+
+func readCost(b *testing.B, p *ebpf.Program) progCost {
+	st, err := p.Stats()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return progCost{runs: st.RunCount, ns: st.Runtime}
+}
+
+func (c progCost) since(prev progCost) float64 {
+	if c.runs == prev.runs {
+		return 0
+	}
+	return float64(c.ns-prev.ns) / float64(c.runs-prev.runs)
+}
+
+// mixedWorkload makes n syscalls on every CPU at once, half of them failing
+// (close(-1): EBADF) and half succeeding (getppid).
+func mixedWorkload(n int) {
+	var wg sync.WaitGroup
+	for c := 0; c < runtime.NumCPU(); c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			runtime.LockOSThread()
+			for i := 0; i < n/2; i++ {
+				unix.Close(-1)
+				unix.Getppid()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// BenchmarkKernelCost measures the sensor's sys_exit program in ns per run
+// against a counter-only program attached to the same tracepoint at the
+// same time, from the kernel's own run-time statistics. On a virtual
+// machine separate runs differ by more than the effect, so both programs
+// see the same exits, and each of several rounds compares them; the
+// reported figures are the medians.
+func BenchmarkKernelCost(b *testing.B) {
+	for _, mode := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"failures-only", Config{}},
+		{"all-exits", Config{Filter: Filter{AllExits: true}}},
+		{"durations", Config{Durations: true}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+			if err != nil {
+				b.Fatalf("enable BPF run-time statistics: %v", err)
+			}
+			defer stats.Close()
+			s, err := Load(mode.cfg, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			base, err := baseline.Attach()
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer base.Close()
+			drainStop := make(chan struct{})
+			drained := make(chan struct{})
+			go func() { // the agent drains every second; so does this
+				defer close(drained)
+				t := time.NewTicker(time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-drainStop:
+						return
+					case <-t.C:
+						s.Drain()
+					}
+				}
+			}()
+			defer func() { close(drainStop); <-drained }()
+
+			const rounds = 7
+			per := max(b.N/rounds, 20000)
+			var ours, mins, enter []float64
+			b.ResetTimer()
+			for r := 0; r < rounds; r++ {
+				o0, m0 := readCost(b, s.objs.OnSysExit), readCost(b, base.Prog())
+				e0 := readCost(b, s.objs.OnSysEnter)
+				mixedWorkload(per)
+				ours = append(ours, readCost(b, s.objs.OnSysExit).since(o0))
+				mins = append(mins, readCost(b, base.Prog()).since(m0))
+				enter = append(enter, readCost(b, s.objs.OnSysEnter).since(e0))
+			}
+			b.StopTimer()
+			diff := make([]float64, rounds)
+			for i := range diff {
+				diff[i] = ours[i] - mins[i]
+			}
+			b.ReportMetric(median(ours), "ns/exit-sensor")
+			b.ReportMetric(median(mins), "ns/exit-minimal")
+			b.ReportMetric(median(diff), "ns/exit-over-minimal")
+			if mode.cfg.Durations {
+				b.ReportMetric(median(enter), "ns/enter-sensor")
+			}
+		})
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkExactUnderLoad runs `errnowatch top` (the real binary) on a
+// cgroup whose child fails syscalls on every core as fast as it can for
+// 10 s, checks that the counts it printed equal the syscalls made, and
+// reports the rate and top's CPU time normalised to 500 000 failures/s.
+func BenchmarkExactUnderLoad(b *testing.B) {
+	const seconds = 10
+	bin := filepath.Join(b.TempDir(), "errnowatch")
+	build := exec.Command("go", "build", "-o", bin, "github.com/errnowatch/errnowatch/cmd/errnowatch")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		b.Fatalf("build errnowatch: %v", err)
+	}
+	for i := 0; i < b.N; i++ {
+		cg := cgrouptest.New(b, fmt.Sprintf("ew-load-%d", i))
+		top := exec.Command(bin, "top", "-o", "json", "--interval", "1s", "--cgroup", strconv.FormatUint(cg.ID, 10),
+			"--count", strconv.Itoa(seconds+3), "--log-level", "error")
+		out, err := top.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		top.Stderr = os.Stderr
+		if err := top.Start(); err != nil {
+			b.Fatal(err)
+		}
+		var counted uint64
+		var lines int
+		scanned := make(chan error, 1)
+		go func() {
+			sc := bufio.NewScanner(out)
+			sc.Buffer(nil, 1<<20)
+			for sc.Scan() {
+				var iv struct {
+					Rows []struct {
+						Syscall string
+						Errno   string
+						Count   uint64
+					}
+				}
+				if err := json.Unmarshal(sc.Bytes(), &iv); err != nil {
+					scanned <- err
+					return
+				}
+				lines++
+				for _, r := range iv.Rows {
+					if r.Syscall == "close" && r.Errno == "EBADF" {
+						counted += r.Count
+					}
+				}
+			}
+			scanned <- sc.Err()
+		}()
+		time.Sleep(1500 * time.Millisecond) // top attaches
+		load := exec.Command(os.Args[0], "-test.run=^$")
+		load.Env = append(os.Environ(), childEnv+"=1")
+		load.Stdin = strReader(fmt.Sprintf("flat %d\n", seconds))
+		loadOut, err := load.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cg.Start(load); err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(loadOut)
+		var made uint64
+		for sc.Scan() {
+			if n, ok := cutDone(sc.Text()); ok {
+				made = n
+			}
+		}
+		load.Wait()
+		if err := top.Wait(); err != nil {
+			b.Fatalf("errnowatch top: %v", err)
+		}
+		if err := <-scanned; err != nil {
+			b.Fatalf("read top output: %v", err)
+		}
+		if counted != made {
+			b.Errorf("top counted %d close EBADF over %d intervals, the child made %d", counted, lines, made)
+		}
+		ru := top.ProcessState.SysUsage().(*syscall.Rusage)
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		wall := float64(seconds + 3)
+		rate := float64(made) / seconds
+		b.ReportMetric(rate, "failures/s")
+		b.ReportMetric(float64(counted-made), "counted-made")
+		// CPU share of one core over top's whole run, scaled to 500k/s.
+		b.ReportMetric(100*cpu.Seconds()/wall*(500000/rate), "%core-per-500k/s")
+		b.ReportMetric(float64(ru.Maxrss)/1024, "maxrss-MiB")
+	}
+}
