@@ -40,7 +40,7 @@ tools-clang: ## Install clang-19 and libbpf headers from Debian when missing.
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-19 llvm-19 libbpf-dev; }
 
 .PHONY: generate
-generate: tools-clang ## Regenerate BPF objects, syscall tables, API code and manifests.
+generate: tools-clang proto ## Regenerate BPF objects, syscall tables, API code and manifests.
 	$(GO) generate ./pkg/...
 
 .PHONY: verify
@@ -48,8 +48,19 @@ verify: generate ## Regenerate everything and fail if the committed files differ
 	@git add -N . && git diff --exit-code --stat || \
 		{ echo "generated files are out of date: run 'make generate' and commit the result" >&2; exit 1; }
 
+.PHONY: proto
+proto: ## Regenerate the committed Go code of the API (api/errnowatch/v1) with buf.
+	$(TOOLS) buf generate
+
+.PHONY: proto-lint
+proto-lint: ## buf STANDARD lint, and buf breaking against branch main once main has the API.
+	$(TOOLS) buf lint
+	@if git cat-file -e main:api/errnowatch/v1/alert.proto 2>/dev/null; then \
+		$(TOOLS) buf breaking --against '.git#branch=main'; \
+	else echo "proto-lint: branch main has no API yet, nothing to check for breaking changes"; fi
+
 .PHONY: lint
-lint: ## go vet, plus staticcheck pinned in tools/go.mod.
+lint: proto-lint ## go vet, plus staticcheck pinned in tools/go.mod.
 	$(GO) vet ./...
 
 .PHONY: clean
