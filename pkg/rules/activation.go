@@ -1,0 +1,189 @@
+package rules
+
+import (
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
+
+	"github.com/errnowatch/errnowatch/pkg/syscalls"
+)
+
+// activation hands a condition the variables of one key's window. It
+// computes each only when the condition reads it, and the engine reuses one
+// activation for every evaluation, so a condition like "count >= 50" costs
+// no aggregation beyond the running total.
+type activation struct {
+	s  *ruleState
+	st *keyState
+
+	aggDone bool
+	sys     []nameCount
+	errs    []errnoCount
+
+	procDone bool
+	comms    []string
+	pids     int
+}
+
+type nameCount struct {
+	name string
+	n    uint64
+}
+
+type errnoCount struct {
+	errno uint16
+	n     uint64
+}
+
+var _ interpreter.Activation = (*activation)(nil)
+
+func (a *activation) reset(e *Engine, s *ruleState, st *keyState) {
+	a.s, a.st = s, st
+	a.aggDone, a.procDone = false, false
+}
+
+func (a *activation) Parent() interpreter.Activation { return nil }
+
+func (a *activation) ResolveName(name string) (any, bool) {
+	st := a.st
+	switch name {
+	case varCount:
+		return types.Int(st.total), true
+	case varRate:
+		return types.Double(float64(st.total) / a.s.windowSecs), true
+	case varWindowSeconds:
+		return types.Double(a.s.windowSecs), true
+	case varIntervals:
+		n, last := 0, int64(-1)
+		for _, c := range st.counts {
+			if c.seq != last {
+				n, last = n+1, c.seq
+			}
+		}
+		return types.Int(n), true
+	case varDistinctSyscalls:
+		a.aggregate()
+		return types.Int(len(a.sys)), true
+	case varDistinctErrnos:
+		a.aggregate()
+		return types.Int(len(a.errs)), true
+	case varSyscalls:
+		a.aggregate()
+		m := make(map[ref.Val]ref.Val, len(a.sys)+len(a.s.r.cond.sysKeys))
+		for _, k := range a.s.r.cond.sysKeys {
+			m[types.String(k)] = types.Int(0)
+		}
+		for _, c := range a.sys {
+			m[types.String(c.name)] = types.Int(c.n)
+		}
+		return types.NewRefValMap(types.DefaultTypeAdapter, m), true
+	case varErrnos:
+		a.aggregate()
+		m := make(map[ref.Val]ref.Val, len(a.errs)+len(a.s.r.cond.errnoKeys))
+		for _, k := range a.s.r.cond.errnoKeys {
+			m[types.String(k)] = types.Int(0)
+		}
+		for _, c := range a.errs {
+			m[types.String(syscalls.ErrnoName(c.errno))] = types.Int(c.n)
+		}
+		return types.NewRefValMap(types.DefaultTypeAdapter, m), true
+	case varComms:
+		a.processes()
+		return types.NewStringList(types.DefaultTypeAdapter, a.comms), true
+	case varDistinctComms:
+		a.processes()
+		return types.Int(len(a.comms)), true
+	case varDistinctPIDs:
+		a.processes()
+		return types.Int(a.pids), true
+	case varDuration:
+		d := summarize(st.hists)
+		return types.NewRefValMap(types.DefaultTypeAdapter, map[ref.Val]ref.Val{
+			types.String("count"):  types.Int(d.count),
+			types.String("p50_ns"): types.Int(d.p50),
+			types.String("p90_ns"): types.Int(d.p90),
+			types.String("p99_ns"): types.Int(d.p99),
+			types.String("max_ns"): types.Int(d.max),
+		}), true
+	case varComm:
+		return types.String(st.key.comm), true
+	case varNode:
+		if st.meta != nil && st.meta.Node != "" {
+			return types.String(st.meta.Node), true
+		}
+		return types.String(""), true
+	case varHost:
+		return types.Bool(st.meta == nil || st.meta.Host || st.meta.Pod == ""), true
+	case varNamespace, varPod, varContainer:
+		if st.meta == nil {
+			return types.String(""), true
+		}
+		switch name {
+		case varNamespace:
+			return types.String(st.meta.Namespace), true
+		case varPod:
+			return types.String(st.meta.Pod), true
+		}
+		return types.String(st.meta.Container), true
+	case varLabels:
+		var l map[string]string
+		if st.meta != nil {
+			l = st.meta.Labels
+		}
+		if l == nil {
+			l = map[string]string{}
+		}
+		return types.NewStringStringMap(types.DefaultTypeAdapter, l), true
+	}
+	return nil, false
+}
+
+// aggregate sums the window per syscall name (native and compat numbers of
+// one name count together) and per errno.
+func (a *activation) aggregate() {
+	if a.aggDone {
+		return
+	}
+	a.aggDone = true
+	a.sys, a.errs = a.sys[:0], a.errs[:0]
+	arch := syscalls.Native()
+	for _, c := range a.st.counts {
+		name := syscalls.Name(arch, int(c.sys.nr), c.sys.compat)
+		found := false
+		for i := range a.sys {
+			if a.sys[i].name == name {
+				a.sys[i].n += c.n
+				found = true
+				break
+			}
+		}
+		if !found {
+			a.sys = append(a.sys, nameCount{name, c.n})
+		}
+		found = false
+		for i := range a.errs {
+			if a.errs[i].errno == c.errno {
+				a.errs[i].n += c.n
+				found = true
+				break
+			}
+		}
+		if !found {
+			a.errs = append(a.errs, errnoCount{c.errno, c.n})
+		}
+	}
+}
+
+func (a *activation) processes() {
+	if a.procDone {
+		return
+	}
+	a.procDone = true
+	a.comms = a.comms[:0]
+	a.pids = len(a.st.procs) // procs are distinct by pid
+	for _, p := range a.st.procs {
+		if !containsStr(a.comms, p.Comm) {
+			a.comms = append(a.comms, p.Comm)
+		}
+	}
+}

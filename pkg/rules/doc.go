@@ -1,0 +1,90 @@
+// Package rules is the failure-pattern stage: it evaluates windowed rules
+// over each interval's enriched counts and records (enrich.Batch) and hands
+// on alerts (pkg/alert), raised once per rule and key and then updated.
+//
+// # Rule files
+//
+// A rule file is YAML with a top-level "rules:" list:
+//
+//	rules:
+//	  - id: permission-probing            # lowercase, unique over all files
+//	    description: Bursts of denied file access.
+//	    severity: medium                  # info, low, medium, high, critical
+//	    tags: [T1083]                     # MITRE ATT&CK technique ids
+//	    match:
+//	      syscalls: ["@file", execve]     # names, or @groups from pkg/syscalls
+//	      exclude_syscalls: [readlink]
+//	      errnos: [EACCES, EPERM]         # empty: every failure
+//	      exclude_errnos: []
+//	    scope:                            # all optional; lists take shell globs
+//	      namespaces: [default]
+//	      exclude_namespaces: ["kube-*"]
+//	      pod_selector: "app=web,tier!=db"  # Kubernetes label selector
+//	      containers: [app]
+//	      exclude_containers: []
+//	      comms: []                       # process names (from sampled records)
+//	      exclude_comms: [apt, dpkg]
+//	      target: all                     # all, pods or host
+//	    window: 10s                       # default 10s
+//	    group_by: container               # pod, container (default), process, node
+//	    cooldown: 5m                      # default 5m
+//	    condition: count >= 20 && distinct_syscalls >= 2   # CEL; default count >= 1
+//	    enabled: true
+//
+// Pod-level scopes (namespaces, pod_selector, containers) never match host
+// processes. Kernel-internal codes such as ERESTARTSYS are left out unless a
+// rule names them.
+//
+// # Conditions
+//
+// A condition is a CEL expression over the rule's window for one key:
+//
+//	count              int     failures matched in the window (exact, from the kernel)
+//	rate               double  count per second of window
+//	window_seconds     double  the window as evaluated
+//	intervals          int     intervals in the window that had failures
+//	distinct_syscalls  int
+//	distinct_errnos    int
+//	syscalls           map     failures per syscall name: syscalls["openat"]
+//	errnos             map     failures per errno name: errnos["EACCES"]
+//	comms              list    distinct comms in the sampled records
+//	distinct_comms     int     (sampled: a lower bound)
+//	distinct_pids      int     (sampled: a lower bound)
+//	duration           map     count, p50_ns, p90_ns, p99_ns, max_ns (duration mode)
+//	pod_namespace, pod, container, node, comm   string
+//	host               bool
+//	labels             map     pod labels
+//
+// Counts are exact; records are sampled (the kernel keeps the first few per
+// counter and rate-limit window), so conditions should count with count,
+// syscalls and errnos, and use the record-based variables only for who. A
+// literal key of syscalls, errnos or duration is checked when the rule is
+// loaded and reads 0 when absent. Duration quantiles are the upper bound of
+// the log2 histogram bucket they fall in: at most 2x high, never low.
+//
+// # Windows, keys and alerts
+//
+// The engine is fed one batch per drain interval. A window is a sparse ring
+// of per-interval buckets, rounded up to whole intervals. A rule is
+// evaluated for a key at the end of every interval in which that key had
+// matching failures (or, for duration conditions, matching latency
+// histograms); a window that only ages out raises nothing. Conditions with a
+// top-level conjunct like "count >= 50" (or rate, distinct_*, one map entry)
+// skip CEL for keys below that count.
+//
+// Kernel counts carry a cgroup, no pid. group_by process therefore keys by
+// (container, comm) rather than pid: a scanner that forks one short-lived
+// child per probe keeps one key, and comm is what a person reads. Each
+// exact per-cgroup counter is split among the comms whose records were
+// sampled from it in that interval (or the previous one), in proportion to
+// those records: exact when one comm owns the counter, an estimate
+// otherwise; a counter with no sampled record goes to an unknown process.
+// A comm scope uses the same split.
+//
+// The first match for a key raises an alert (new ULID, Revision 1). While
+// the pattern keeps matching, the alert is updated (counts since it was
+// raised, last seen, processes) and re-emitted at most once per cooldown
+// with Revision+1; a pending update is emitted once its cooldown passes even
+// if the pattern stopped. After the pattern has been quiet (no match) for a
+// cooldown the alert closes, and the next match raises a new one.
+package rules

@@ -1,0 +1,350 @@
+package rules
+
+import (
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/enrich"
+	"github.com/errnowatch/errnowatch/pkg/sensor"
+	"github.com/errnowatch/errnowatch/pkg/syscalls"
+)
+
+// keyState is one rule's sliding window for one key, plus the key's open
+// alert. The window is a ring of per-interval buckets kept sparse: only
+// intervals with failures hold entries, in interval order, so an idle key
+// costs nothing and a busy one costs one entry per (interval, syscall,
+// errno) it saw.
+type keyState struct {
+	key  groupKey
+	meta *enrich.Meta
+
+	counts  []countEntry // ordered by seq
+	total   uint64       // sum of counts
+	hists   []histEntry  // ordered by seq
+	procs   []procEntry
+	lastSeq int64 // newest seq with counts
+
+	gen   uint64       // batch that last touched the key
+	delta []countEntry // what this batch added, for alert updates
+
+	alert               *alert.Alert
+	alertCounts         map[countKey]uint64
+	lastMatch, lastEmit time.Time
+	matchGen            uint64
+	dirty               bool
+}
+
+type countKey struct {
+	sys   sysKey
+	errno uint16
+}
+
+type countEntry struct {
+	seq int64
+	countKey
+	n uint64
+}
+
+type histEntry struct {
+	seq     int64
+	buckets [sensor.HistBuckets]uint64
+}
+
+type procEntry struct {
+	seq int64
+	alert.Process
+}
+
+func (st *keyState) add(e *Engine, s *ruleState, seq int64, sk sysKey, errno uint16, n uint64) {
+	if n == 0 {
+		return
+	}
+	k := countKey{sk, errno}
+	st.total += n
+	st.lastSeq = seq
+	st.delta = addEntry(st.delta, seq, k, n)
+	st.counts = addEntry(st.counts, seq, k, n)
+}
+
+// addEntry adds n to the entry for (seq, k), looking only among the newest
+// interval's entries.
+func addEntry(es []countEntry, seq int64, k countKey, n uint64) []countEntry {
+	for i := len(es) - 1; i >= 0 && es[i].seq == seq; i-- {
+		if es[i].countKey == k {
+			es[i].n += n
+			return es
+		}
+	}
+	return append(es, countEntry{seq, k, n})
+}
+
+func (st *keyState) addHist(e *Engine, s *ruleState, seq int64, b *[sensor.HistBuckets]uint64) {
+	if n := len(st.hists); n == 0 || st.hists[n-1].seq != seq {
+		st.hists = append(st.hists, histEntry{seq: seq})
+	}
+	h := &st.hists[len(st.hists)-1]
+	for i, v := range b {
+		h.buckets[i] += v
+	}
+}
+
+func (st *keyState) addProc(e *Engine, seq int64, p alert.Process) {
+	oldest := -1
+	for i := range st.procs {
+		if st.procs[i].PID == p.PID {
+			st.procs[i] = procEntry{seq, p}
+			return
+		}
+		if oldest < 0 || st.procs[i].seq < st.procs[oldest].seq {
+			oldest = i
+		}
+	}
+	if len(st.procs) < 4*e.cfg.MaxProcesses {
+		st.procs = append(st.procs, procEntry{seq, p})
+		return
+	}
+	if st.procs[oldest].seq < seq {
+		st.procs[oldest] = procEntry{seq, p}
+	}
+}
+
+// expire drops what fell out of the window ending at seq.
+func (st *keyState) expire(seq, buckets int64) {
+	limit := seq - buckets // entries at or before limit are out
+	i := 0
+	for i < len(st.counts) && st.counts[i].seq <= limit {
+		st.total -= st.counts[i].n
+		i++
+	}
+	if i > 0 {
+		st.counts = st.counts[:copy(st.counts, st.counts[i:])]
+	}
+	i = 0
+	for i < len(st.hists) && st.hists[i].seq <= limit {
+		i++
+	}
+	if i > 0 {
+		st.hists = st.hists[:copy(st.hists, st.hists[i:])]
+	}
+	st.procs = slices.DeleteFunc(st.procs, func(p procEntry) bool { return p.seq <= limit })
+}
+
+func (e *Engine) evaluate(s *ruleState, st *keyState, seq int64, now time.Time, out []alert.Alert) []alert.Alert {
+	st.expire(seq, s.buckets)
+	if st.total < s.minCount {
+		e.skipped.Add(1)
+		return out
+	}
+	e.evals.Add(1)
+	e.act.reset(e, s, st)
+	val, _, err := s.r.cond.prg.Eval(&e.act)
+	if err != nil {
+		e.evalErrs.Add(1)
+		if !s.loggedErr {
+			s.loggedErr = true
+			e.log.Warn("rule condition failed at run time; treating as no match",
+				zap.String("rule", s.r.ID), zap.String("file", s.r.File), zap.Int("line", s.r.Line), zap.Error(err))
+		}
+		return out
+	}
+	if match, ok := val.Value().(bool); !ok || !match {
+		return out
+	}
+	return e.matched(s, st, seq, now, out)
+}
+
+// matched raises a new alert or updates the open one.
+func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, out []alert.Alert) []alert.Alert {
+	if st.alert != nil && now.Sub(st.lastMatch) >= s.r.Cooldown {
+		// Quiet for a cooldown since the last match (batches were sparse
+		// enough that sweepOpen did not close it yet): close it.
+		if st.dirty {
+			out = e.emit(s, st, st.alert.LastSeen, out)
+		}
+		st.alert = nil
+		delete(s.open, st)
+	}
+	st.matchGen = e.gen
+	st.lastMatch = now
+	if st.alert == nil {
+		first := e.seqStart(st.counts, st.hists, seq)
+		st.alert = e.newAlert(s, st, first)
+		st.alertCounts = make(map[countKey]uint64, len(st.counts))
+		for _, c := range st.counts {
+			st.alertCounts[c.countKey] += c.n
+		}
+		st.alert.LastSeen = now
+		if st.alert.FirstSeen.After(now) {
+			st.alert.FirstSeen = now
+		}
+		s.open[st] = struct{}{}
+		st.dirty = true
+		return e.emit(s, st, now, out)
+	}
+	for _, c := range st.delta {
+		st.alertCounts[c.countKey] += c.n
+	}
+	st.alert.LastSeen = now
+	if st.meta != nil {
+		fillMeta(st.alert, s.r.GroupBy, st.meta, e.cfg.Node)
+	}
+	st.dirty = true
+	if now.Sub(st.lastEmit) >= s.r.Cooldown {
+		out = e.emit(s, st, now, out)
+	}
+	return out
+}
+
+// seqStart is when the oldest interval in the window began.
+func (e *Engine) seqStart(cs []countEntry, hs []histEntry, seq int64) time.Time {
+	oldest := seq
+	if len(cs) > 0 {
+		oldest = min(oldest, cs[0].seq)
+	}
+	if len(hs) > 0 {
+		oldest = min(oldest, hs[0].seq)
+	}
+	return time.Unix(0, (oldest-1)*int64(e.cfg.Interval))
+}
+
+func (e *Engine) newAlert(s *ruleState, st *keyState, first time.Time) *alert.Alert {
+	r := s.r
+	a := &alert.Alert{
+		ID:          alert.NewID(first),
+		RuleID:      r.ID,
+		Severity:    r.Severity,
+		Tags:        slices.Clone(r.Tags),
+		Description: r.Description,
+		GroupBy:     r.GroupBy,
+		FirstSeen:   first,
+	}
+	fillMeta(a, r.GroupBy, st.meta, e.cfg.Node)
+	if a.Node == "" {
+		a.Node = e.cfg.Node
+	}
+	return a
+}
+
+// fillMeta copies the workload fields the grouping is about: a pod alert
+// names no container, a node alert no pod.
+func fillMeta(a *alert.Alert, g alert.GroupBy, m *enrich.Meta, node string) {
+	a.Node = node
+	if m == nil {
+		a.Host = true
+		return
+	}
+	if m.Node != "" {
+		a.Node = m.Node
+	}
+	if g == alert.GroupByNode {
+		return
+	}
+	a.Host = m.Host || m.Pod == ""
+	a.Namespace, a.Pod, a.PodUID, a.Workload = m.Namespace, m.Pod, m.PodUID, m.Workload
+	if g == alert.GroupByPod && !a.Host {
+		return
+	}
+	a.CgroupPath = m.CgroupPath
+	if g != alert.GroupByPod {
+		a.Container, a.ContainerID, a.Image = m.Container, m.ContainerID, m.Image
+	}
+}
+
+// emit bumps the revision and appends a copy of the alert to out.
+func (e *Engine) emit(s *ruleState, st *keyState, now time.Time, out []alert.Alert) []alert.Alert {
+	a := st.alert
+	a.Revision++
+	if a.Revision == 1 {
+		e.raised.Add(1)
+	} else {
+		e.updated.Add(1)
+	}
+	a.Counts = a.Counts[:0]
+	a.Total = 0
+	for k, n := range st.alertCounts {
+		a.Counts = append(a.Counts, alert.Count{
+			Syscall: syscalls.Name(syscalls.Native(), int(k.sys.nr), k.sys.compat),
+			Errno:   syscalls.ErrnoName(k.errno),
+			Count:   n,
+		})
+		a.Total += n
+	}
+	slices.SortFunc(a.Counts, byCount)
+	a.Processes = mergeProcs(a.Processes, st.procs, e.cfg.MaxProcesses)
+	a.Message = message(s, st, a)
+	st.lastEmit = now
+	st.dirty = false
+	c := *a
+	c.Counts = slices.Clone(a.Counts)
+	c.Processes = slices.Clone(a.Processes)
+	c.Tags = slices.Clone(a.Tags)
+	return append(out, c)
+}
+
+// mergeProcs adds the window's processes to an alert's, newest first, up to
+// max distinct pids.
+func mergeProcs(have []alert.Process, seen []procEntry, limit int) []alert.Process {
+	recent := slices.Clone(seen)
+	slices.SortStableFunc(recent, func(a, b procEntry) int { return int(b.seq - a.seq) })
+	for _, p := range recent {
+		if slices.ContainsFunc(have, func(q alert.Process) bool { return q.PID == p.PID }) {
+			continue
+		}
+		if len(have) >= limit {
+			break
+		}
+		have = append(have, p.Process)
+	}
+	return have
+}
+
+// durationSummary is the window's latency distribution, from the log2
+// histograms. Each quantile is the upper bound of the bucket it falls in
+// (2^(i+1)-1 ns), so it over-reports by at most 2x and never under-reports.
+type durationSummary struct {
+	count, p50, p90, p99, max uint64
+}
+
+func summarize(hs []histEntry) durationSummary {
+	var sum [sensor.HistBuckets]uint64
+	var n uint64
+	for i := range hs {
+		for j, v := range hs[i].buckets {
+			sum[j] += v
+			n += v
+		}
+	}
+	d := durationSummary{count: n}
+	if n == 0 {
+		return d
+	}
+	upper := func(i int) uint64 { return 1<<(i+1) - 1 }
+	q := func(p float64) uint64 {
+		// rank is the 1-based position of the quantile: ceil(p*n).
+		rank := uint64(p * float64(n))
+		if float64(rank) < p*float64(n) {
+			rank++
+		}
+		rank = max(rank, 1)
+		var acc uint64
+		for i, v := range sum {
+			acc += v
+			if acc >= rank {
+				return upper(i)
+			}
+		}
+		return upper(len(sum) - 1)
+	}
+	d.p50, d.p90, d.p99 = q(0.50), q(0.90), q(0.99)
+	for i := len(sum) - 1; i >= 0; i-- {
+		if sum[i] > 0 {
+			d.max = upper(i)
+			break
+		}
+	}
+	return d
+}
+
