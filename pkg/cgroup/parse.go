@@ -80,7 +80,7 @@ var runtimeOfPrefix = map[string]string{
 // kind node running as a pod), the outermost pod wins, because that is the
 // pod the node's API server knows.
 func Parse(s string) Info {
-	if strings.ContainsAny(s, "\n") {
+	if strings.Contains(s, "\n") {
 		return parseFile(s)
 	}
 	info := Info{Path: normalize(s)}
