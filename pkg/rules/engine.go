@@ -521,4 +521,3 @@ func byCount(a, b alert.Count) int {
 	}
 	return 0
 }
-

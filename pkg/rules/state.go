@@ -347,4 +347,3 @@ func summarize(hs []histEntry) durationSummary {
 	}
 	return d
 }
-
