@@ -1,0 +1,164 @@
+// Package alertpb converts alerts between the Go model (pkg/alert) and the
+// wire model (api/errnowatch/v1). Delivery uses it to send, the collector to
+// receive and answer, the CLI to print what it read.
+package alertpb
+
+import (
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/pkg/alert"
+)
+
+var groupByToProto = map[alert.GroupBy]errnowatchv1.GroupBy{
+	"":                     errnowatchv1.GroupBy_GROUP_BY_UNSPECIFIED,
+	alert.GroupByPod:       errnowatchv1.GroupBy_GROUP_BY_POD,
+	alert.GroupByContainer: errnowatchv1.GroupBy_GROUP_BY_CONTAINER,
+	alert.GroupByProcess:   errnowatchv1.GroupBy_GROUP_BY_PROCESS,
+	alert.GroupByNode:      errnowatchv1.GroupBy_GROUP_BY_NODE,
+}
+
+var groupByFromProto = func() map[errnowatchv1.GroupBy]alert.GroupBy {
+	m := make(map[errnowatchv1.GroupBy]alert.GroupBy, len(groupByToProto))
+	for k, v := range groupByToProto {
+		m[v] = k
+	}
+	return m
+}()
+
+// SeverityToProto maps a severity; the numbers are the same on both sides.
+func SeverityToProto(s alert.Severity) errnowatchv1.Severity { return errnowatchv1.Severity(s) }
+
+// SeverityFromProto maps a wire severity, rejecting numbers this version
+// does not know (a newer peer's, or garbage) instead of storing them.
+// SEVERITY_UNSPECIFIED maps to alert.SeverityUnknown.
+func SeverityFromProto(s errnowatchv1.Severity) (alert.Severity, error) {
+	if _, ok := errnowatchv1.Severity_name[int32(s)]; !ok {
+		return alert.SeverityUnknown, fmt.Errorf("unknown severity %d (want 1 info .. 5 critical)", int32(s))
+	}
+	return alert.Severity(s), nil
+}
+
+// ToProto converts an alert for the wire. Unknown group-by keys become
+// GROUP_BY_UNSPECIFIED.
+func ToProto(a *alert.Alert) *errnowatchv1.Alert {
+	p := &errnowatchv1.Alert{
+		Id:          a.ID,
+		Revision:    a.Revision,
+		RuleId:      a.RuleID,
+		Severity:    SeverityToProto(a.Severity),
+		Tags:        a.Tags,
+		Description: a.Description,
+		Message:     a.Message,
+		GroupBy:     groupByToProto[a.GroupBy],
+		FirstSeen:   timeToProto(a.FirstSeen),
+		LastSeen:    timeToProto(a.LastSeen),
+		Node:        a.Node,
+		Namespace:   a.Namespace,
+		Pod:         a.Pod,
+		PodUid:      a.PodUID,
+		Container:   a.Container,
+		ContainerId: a.ContainerID,
+		Image:       a.Image,
+		Host:        a.Host,
+		CgroupPath:  a.CgroupPath,
+		Total:       a.Total,
+	}
+	if a.Workload != (alert.Workload{}) {
+		p.Workload = &errnowatchv1.Workload{Kind: a.Workload.Kind, Name: a.Workload.Name}
+	}
+	if len(a.Processes) > 0 {
+		p.Processes = make([]*errnowatchv1.Process, len(a.Processes))
+		for i, pr := range a.Processes {
+			p.Processes[i] = &errnowatchv1.Process{Pid: pr.PID, Comm: pr.Comm, Uid: pr.UID}
+		}
+	}
+	if len(a.Counts) > 0 {
+		p.Counts = make([]*errnowatchv1.SyscallCount, len(a.Counts))
+		for i, c := range a.Counts {
+			p.Counts[i] = &errnowatchv1.SyscallCount{Syscall: c.Syscall, Errno: c.Errno, Count: c.Count}
+		}
+	}
+	return p
+}
+
+// FromProto converts a wire alert. It fails on enum values this version does
+// not know and on malformed timestamps; it does not call Validate, so the
+// caller decides what a storable alert is.
+func FromProto(p *errnowatchv1.Alert) (alert.Alert, error) {
+	sev, err := SeverityFromProto(p.GetSeverity())
+	if err != nil {
+		return alert.Alert{}, fmt.Errorf("alert %q: %w", p.GetId(), err)
+	}
+	gb, ok := groupByFromProto[p.GetGroupBy()]
+	if !ok {
+		return alert.Alert{}, fmt.Errorf("alert %q: unknown group_by %d", p.GetId(), int32(p.GetGroupBy()))
+	}
+	first, err := timeFromProto(p.GetFirstSeen())
+	if err != nil {
+		return alert.Alert{}, fmt.Errorf("alert %q: first_seen: %w", p.GetId(), err)
+	}
+	last, err := timeFromProto(p.GetLastSeen())
+	if err != nil {
+		return alert.Alert{}, fmt.Errorf("alert %q: last_seen: %w", p.GetId(), err)
+	}
+	a := alert.Alert{
+		ID:          p.GetId(),
+		Revision:    p.GetRevision(),
+		RuleID:      p.GetRuleId(),
+		Severity:    sev,
+		Tags:        p.GetTags(),
+		Description: p.GetDescription(),
+		Message:     p.GetMessage(),
+		GroupBy:     gb,
+		FirstSeen:   first,
+		LastSeen:    last,
+		Node:        p.GetNode(),
+		Namespace:   p.GetNamespace(),
+		Pod:         p.GetPod(),
+		PodUID:      p.GetPodUid(),
+		Container:   p.GetContainer(),
+		ContainerID: p.GetContainerId(),
+		Image:       p.GetImage(),
+		Workload:    alert.Workload{Kind: p.GetWorkload().GetKind(), Name: p.GetWorkload().GetName()},
+		Host:        p.GetHost(),
+		CgroupPath:  p.GetCgroupPath(),
+		Total:       p.GetTotal(),
+	}
+	if n := len(p.GetProcesses()); n > 0 {
+		a.Processes = make([]alert.Process, n)
+		for i, pr := range p.GetProcesses() {
+			a.Processes[i] = alert.Process{PID: pr.GetPid(), Comm: pr.GetComm(), UID: pr.GetUid()}
+		}
+	}
+	if n := len(p.GetCounts()); n > 0 {
+		a.Counts = make([]alert.Count, n)
+		for i, c := range p.GetCounts() {
+			a.Counts[i] = alert.Count{Syscall: c.GetSyscall(), Errno: c.GetErrno(), Count: c.GetCount()}
+		}
+	}
+	return a, nil
+}
+
+func timeToProto(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+// TimeFromProto converts an optional timestamp: nil is the zero time.
+func TimeFromProto(ts *timestamppb.Timestamp) (time.Time, error) { return timeFromProto(ts) }
+
+func timeFromProto(ts *timestamppb.Timestamp) (time.Time, error) {
+	if ts == nil {
+		return time.Time{}, nil
+	}
+	if err := ts.CheckValid(); err != nil {
+		return time.Time{}, fmt.Errorf("invalid timestamp: %w", err)
+	}
+	return ts.AsTime(), nil
+}

@@ -1,0 +1,118 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/errnowatch/errnowatch/pkg/store"
+	"github.com/errnowatch/errnowatch/pkg/store/storetest"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func open(t testing.TB, path string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), path, Options{})
+	if err != nil {
+		t.Fatalf("open %s: %v", path, err)
+	}
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return open(t, filepath.Join(t.TempDir(), "alerts.db"))
+	})
+}
+
+func TestReopenKeepsAlertsAndSequence(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.db")
+	s := open(t, path)
+	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	r, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, base, 0, 10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Delete everything so that only store_meta remembers the sequence.
+	if _, err := s.Retain(context.Background(), store.Retention{MaxAlerts: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, path)
+	defer s.Close()
+	last, err := s.LastSeq(context.Background())
+	if err != nil || last != r.New[9].Seq {
+		t.Fatalf("LastSeq after reopen = %d, %v; want %d", last, err, r.New[9].Seq)
+	}
+	page, _, err := s.List(context.Background(), store.Filter{}, store.ListOptions{Limit: 100})
+	if err != nil || len(page) != 3 {
+		t.Fatalf("after reopen: %d alerts, %v; want 3", len(page), err)
+	}
+	// Resending the kept alerts after a restart is still a no-op.
+	r2, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, base, 0, 10)[7:])
+	if err != nil || len(r2.New) != 0 || r2.Duplicates != 3 {
+		t.Fatalf("resend after reopen: %+v, %v; want 3 duplicates", r2, err)
+	}
+}
+
+func TestSchemaFromTheFutureIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.db")
+	open(t, path).Close()
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`PRAGMA user_version = 99`); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	_, err = Open(context.Background(), path, Options{})
+	if err == nil || !strings.Contains(err.Error(), "upgrade errnowatch") {
+		t.Fatalf("Open of a version-99 schema = %v, want an error telling to upgrade", err)
+	}
+}
+
+func TestWALAndDurabilitySettings(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "alerts.db"))
+	defer s.Close()
+	var mode string
+	var syncLevel, busy int
+	if err := s.wdb.QueryRow(`PRAGMA journal_mode`).Scan(&mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.wdb.QueryRow(`PRAGMA synchronous`).Scan(&syncLevel); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.wdb.QueryRow(`PRAGMA busy_timeout`).Scan(&busy); err != nil {
+		t.Fatal(err)
+	}
+	if mode != "wal" || syncLevel != 2 || busy != 10000 {
+		t.Fatalf("journal_mode=%s synchronous=%d busy_timeout=%d; want wal, 2 (FULL), 10000", mode, syncLevel, busy)
+	}
+	// The per-pod query must use the per-pod index, not scan the table.
+	var plan strings.Builder
+	rows, err := s.rdb.Query(`EXPLAIN QUERY PLAN SELECT seq FROM alerts WHERE namespace = ? AND pod = ? ORDER BY id DESC LIMIT 10`, "a", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "\n")
+	}
+	rows.Close()
+	if !strings.Contains(plan.String(), "alerts_pod") || strings.Contains(plan.String(), "TEMP B-TREE") {
+		t.Fatalf("per-pod list plan does not use index alerts_pod without sorting:\n%s", plan.String())
+	}
+}

@@ -1,0 +1,154 @@
+// Package store is where alerts come to rest in the collector. It defines the
+// Store interface the collector's services use (ingest writes batches, query
+// lists and summarizes, the SIEM stream reads after a cursor) and the types
+// they exchange. Implementations live in sub-packages (sqlite; PostgreSQL
+// later) and must pass the conformance suite in storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/errnowatch/errnowatch/pkg/alert"
+)
+
+var (
+	// ErrClosed is returned by every method called after Close.
+	ErrClosed = errors.New("store is closed")
+	// ErrInvalid wraps the reason Insert refused an alert; the batch is not
+	// stored and resending it cannot succeed.
+	ErrInvalid = errors.New("invalid alert")
+)
+
+// Stored is one alert revision as stored.
+type Stored struct {
+	// Seq is the store sequence of this revision: every stored revision gets
+	// a new one, larger than any given before, never reused (not even after
+	// retention deleted everything).
+	Seq      uint64
+	StoredAt time.Time
+	Alert    alert.Alert
+}
+
+// Filter selects alerts; zero fields match everything and all set fields
+// must match.
+type Filter struct {
+	Namespace    string
+	Pod          string
+	Container    string
+	WorkloadKind string
+	WorkloadName string
+	Node         string
+	RuleID       string
+	// MinSeverity keeps alerts at this severity or worse.
+	MinSeverity alert.Severity
+	// Since keeps alerts with LastSeen >= Since.
+	Since time.Time
+	// Until keeps alerts with FirstSeen < Until.
+	Until time.Time
+}
+
+// Match reports whether a matches f; implementations that filter in their
+// query language must agree with it (storetest checks).
+func (f *Filter) Match(a *alert.Alert) bool {
+	switch {
+	case f.Namespace != "" && a.Namespace != f.Namespace,
+		f.Pod != "" && a.Pod != f.Pod,
+		f.Container != "" && a.Container != f.Container,
+		f.WorkloadKind != "" && a.Workload.Kind != f.WorkloadKind,
+		f.WorkloadName != "" && a.Workload.Name != f.WorkloadName,
+		f.Node != "" && a.Node != f.Node,
+		f.RuleID != "" && a.RuleID != f.RuleID,
+		a.Severity < f.MinSeverity,
+		!f.Since.IsZero() && a.LastSeen.Before(f.Since),
+		!f.Until.IsZero() && !a.FirstSeen.Before(f.Until):
+		return false
+	}
+	return true
+}
+
+// InsertResult tells what a batch changed.
+type InsertResult struct {
+	// New holds the revisions stored by this batch, in batch order, with
+	// their sequences.
+	New []Stored
+	// Duplicates counts alerts whose revision (or a later one) was already
+	// stored; they changed nothing.
+	Duplicates int
+}
+
+// ListOptions pages a List by alert ID, descending. IDs are ULIDs, so this
+// is newest first-raised first and a page never shifts when alerts update.
+type ListOptions struct {
+	// Limit is the page size; it must be positive.
+	Limit int
+	// BeforeID continues after the last ID of the previous page; empty
+	// starts at the newest.
+	BeforeID string
+}
+
+// RuleSummary counts one rule's alerts within a PodSummary.
+type RuleSummary struct {
+	RuleID      string
+	Alerts      uint64
+	Failures    uint64
+	MaxSeverity alert.Severity
+}
+
+// PodSummary counts the alerts of one pod (or, for host alerts with no pod,
+// one node).
+type PodSummary struct {
+	Namespace string
+	Pod       string
+	// Node is set only for host alerts (empty Pod).
+	Node        string
+	Alerts      uint64
+	Failures    uint64
+	MaxSeverity alert.Severity
+	LastSeen    time.Time
+	// Rules is sorted by rule ID.
+	Rules []RuleSummary
+	// BySeverity counts alerts per severity, indexed by alert.Severity.
+	BySeverity [alert.SeverityCritical + 1]uint64
+}
+
+// Retention bounds what a store keeps. Zero fields do not bound.
+type Retention struct {
+	// MaxAge deletes alerts whose LastSeen is older than now minus MaxAge.
+	MaxAge time.Duration
+	// MaxAlerts keeps at most this many alerts, deleting those stored
+	// (last updated) longest ago. Count is the portable measure of size:
+	// database files do not shrink when rows go.
+	MaxAlerts int64
+}
+
+// Store keeps the latest revision of every alert. Every method is safe for
+// concurrent use.
+type Store interface {
+	// Insert stores a batch atomically and durably: when it returns nil, the
+	// whole batch survives a crash; on error nothing of it is stored. An
+	// alert whose (ID, Revision) is new and higher than the stored revision
+	// replaces it under a new sequence; otherwise it is a duplicate. Alerts
+	// must be valid (alert.Validate); an invalid one fails the batch.
+	Insert(ctx context.Context, batch []alert.Alert) (InsertResult, error)
+	// List returns one page of alerts matching f, by ID descending, and
+	// whether more follow.
+	List(ctx context.Context, f Filter, opts ListOptions) (page []Stored, more bool, err error)
+	// Summarize counts the alerts matching f per pod, sorted by namespace,
+	// pod and node.
+	Summarize(ctx context.Context, f Filter) ([]PodSummary, error)
+	// ReadAfter returns up to limit revisions matching f with Seq > after,
+	// by Seq ascending, and the cursor to continue from: every matching
+	// revision with Seq <= cursor has been returned (by this call or an
+	// earlier one), so a filter that matches little still moves the cursor
+	// forward. A sequence is never returned while a smaller one can still
+	// appear, so reading on from the cursor misses nothing.
+	ReadAfter(ctx context.Context, after uint64, f Filter, limit int) (revs []Stored, cursor uint64, err error)
+	// LastSeq returns the largest sequence ever given, 0 for a new store.
+	LastSeq(ctx context.Context) (uint64, error)
+	// Retain deletes what r does not keep and returns how many alerts went.
+	Retain(ctx context.Context, r Retention) (deleted int64, err error)
+	// Close releases the store; it waits for writes in flight.
+	Close() error
+}
