@@ -505,3 +505,15 @@ func TestCloseIsNilSafeAndDetaches(t *testing.T) {
 		t.Errorf("program %d is still loaded after Close", id)
 	}
 }
+
+// Without privileges the error says what to grant.
+func TestUnprivilegedLoadSaysWhatToDo(t *testing.T) {
+	c := startChild(t, cgrouptest.New(t, "ew-unprivileged"))
+	c.do("dropuid")
+	got := c.do("load")
+	for _, want := range []string{"root", "CAP_BPF", "CAP_PERFMON"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("loading without privileges said %q; want it to mention %s", got, want)
+		}
+	}
+}

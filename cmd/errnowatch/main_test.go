@@ -1,0 +1,232 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
+)
+
+// The command tests run the real binary, as a user would.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "errnowatch-cmd")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "errnowatch")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		panic("build errnowatch: " + err.Error())
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// ourPrograms lists the loaded BPF programs errnowatch's sensor owns.
+func ourPrograms(t *testing.T) []ebpf.ProgramID {
+	t.Helper()
+	var ids []ebpf.ProgramID
+	id := ebpf.ProgramID(0)
+	for {
+		next, err := ebpf.ProgramGetNextID(id)
+		if err != nil {
+			return ids
+		}
+		id = next
+		p, err := ebpf.NewProgramFromID(id)
+		if err != nil {
+			continue
+		}
+		info, err := p.Info()
+		p.Close()
+		if err == nil && (info.Name == "on_sys_exit" || info.Name == "on_sys_enter") {
+			ids = append(ids, id)
+		}
+	}
+}
+
+// failIn runs a shell in cg that makes n failing chdir calls (and, as any
+// program does when it starts, a few failing openat calls of its loader).
+func failIn(t *testing.T, cg *cgrouptest.Dir, n int) {
+	t.Helper()
+	script := "i=0; while [ $i -lt " + strconv.Itoa(n) + " ]; do cd /nonexistent/errnowatch-cmd-test 2>/dev/null; i=$((i+1)); done"
+	if err := cg.Run(exec.Command("/bin/sh", "-c", script)); err != nil {
+		t.Fatalf("shell loop: %v", err)
+	}
+}
+
+func TestTopJSONCountsExactly(t *testing.T) {
+	cg := cgrouptest.New(t, "ew-cmd-top")
+	cmd := exec.Command(binary, "top", "-o", "json", "--interval", "500ms", "--count", "6",
+		"--cgroup", strconv.FormatUint(cg.ID, 10), "--errno", "ENOENT", "--syscall", "chdir", "--log-level", "error")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	if !sc.Scan() { // the first interval: the sensor is attached
+		t.Fatalf("top printed nothing: %v", cmd.Wait())
+	}
+	failIn(t, cg, 30)
+	var counted uint64
+	lines := 1
+	for sc.Scan() {
+		lines++
+		var iv struct {
+			Start, End time.Time
+			Rows       []map[string]any
+			Dropped    map[string]uint64
+		}
+		if err := json.Unmarshal(sc.Bytes(), &iv); err != nil {
+			t.Fatalf("line %d is not an interval object: %v: %s", lines, err, sc.Text())
+		}
+		if !iv.End.After(iv.Start) || iv.Dropped == nil {
+			t.Errorf("interval %s: want start < end and a dropped object", sc.Text())
+		}
+		for _, r := range iv.Rows {
+			if r["syscall"] != "chdir" || r["errno"] != "ENOENT" || r["cgroup_id"] != float64(cg.ID) ||
+				r["cgroup_path"] != cg.Rel {
+				t.Errorf("row %v outside the filter (cgroup %d %s, chdir, ENOENT)", r, cg.ID, cg.Rel)
+			}
+			counted += uint64(r["count"].(float64))
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("top --count 6: %v", err)
+	}
+	if lines != 6 {
+		t.Errorf("top --count 6 printed %d intervals", lines)
+	}
+	if counted != 30 {
+		t.Errorf("counted %d failed chdir calls, made 30", counted)
+	}
+}
+
+func TestTraceJSONAndCleanDetachOnSIGTERM(t *testing.T) {
+	before := len(ourPrograms(t))
+	cg := cgrouptest.New(t, "ew-cmd-trace")
+	cmd := exec.Command(binary, "trace", "-o", "json", "--cgroup", cg.Rel, "--comm", "sh", "--syscall", "chdir", "--log-level", "error")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The sensor attaches a moment after it starts: fail until it sees us.
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var line string
+	deadline := time.After(20 * time.Second)
+	for line == "" {
+		failIn(t, cg, 1)
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("trace printed nothing: %v", cmd.Wait())
+			}
+			line = l
+		case <-time.After(200 * time.Millisecond):
+		case <-deadline:
+			t.Fatal("trace printed no record in 20 s")
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(line), &rec); err != nil {
+		t.Fatalf("trace line is not JSON: %v: %s", err, line)
+	}
+	for _, k := range []string{"time", "pid", "tid", "comm", "uid", "cgroup_id", "cgroup_path", "syscall", "syscall_nr", "compat", "ret", "errno"} {
+		if _, ok := rec[k]; !ok {
+			t.Errorf("trace record has no %q: %s", k, line)
+		}
+	}
+	if _, ok := rec["duration_ns"]; ok {
+		t.Errorf("duration_ns outside duration mode: %s", line)
+	}
+	if rec["comm"] != "sh" || rec["cgroup_path"] != cg.Rel || rec["syscall"] != "chdir" || rec["errno"] != "ENOENT" || rec["ret"] != float64(-2) {
+		t.Errorf("record %s: want comm sh, cgroup %s, chdir ENOENT, ret -2", line, cg.Rel)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("trace after SIGTERM: %v, want a clean exit", err)
+	}
+	if n := len(ourPrograms(t)); n > before {
+		// Programs are freed after an RCU grace period.
+		time.Sleep(time.Second)
+		if n = len(ourPrograms(t)); n > before {
+			t.Errorf("%d sensor programs still loaded after SIGTERM (had %d before)", n, before)
+		}
+	}
+}
+
+func TestUnknownNamesSuggest(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"trace", "--syscall", "opnat"}, `unknown syscall "opnat" (did you mean "openat"?)`},
+		{[]string{"top", "--errno", "EACCESS"}, `unknown errno "EACCESS" (did you mean "EACCES"?)`},
+		{[]string{"top", "-o", "yaml"}, `unknown output format "yaml"`},
+		{[]string{"debug", "cgroup"}, "give either a cgroup PATH or --pid PID"},
+	} {
+		out, err := exec.Command(binary, tc.args...).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), tc.want) {
+			t.Errorf("errnowatch %v: %v, %q; want a failure saying %q", tc.args, err, out, tc.want)
+		}
+	}
+}
+
+func TestDebugCgroupJSON(t *testing.T) {
+	uid, id := cgrouptest.PodUID(), cgrouptest.ContainerID()
+	cg := cgrouptest.New(t, cgrouptest.KubeletPath("systemd", "containerd", "burstable", uid, id))
+	sleep := exec.Command("/bin/sleep", "30")
+	if err := cg.Start(sleep); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	out, err := exec.Command(binary, "debug", "cgroup", "--pid", strconv.Itoa(sleep.Process.Pid), "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("debug cgroup: %v", err)
+	}
+	var got debugCgroupJSON
+	if err := json.Unmarshal(out, &got); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	want := debugCgroupJSON{Path: cg.Rel, CgroupID: cg.ID, Driver: "systemd", Runtime: "containerd", QoS: "burstable",
+		PodUID: uid, ContainerID: id, IsContainer: true}
+	if got != want {
+		t.Errorf("debug cgroup said %+v, want %+v", got, want)
+	}
+}
