@@ -23,13 +23,16 @@
  * needs a BTF kernel (5.5+), which CO-RE needs anyway.
  *
  * Exact draining (see pkg/sensor/drain.go for the user-space half): counts
- * go to a per-CPU hash that the program finds through a one-slot
- * array-of-maps. To drain, user space puts a fresh inner map into the slot.
- * That map update waits for an RCU grace period (maybe_wait_bpf_programs),
- * and tracepoint programs run inside an RCU read-side section with
- * preemption disabled, so when the update returns no program can still hold
- * the old inner map. User space then reads the old map with nobody writing
- * to it: every increment lands in exactly one drained map.
+ * go to one of two per-CPU hashes, chosen by the global `gen`. To drain,
+ * user space flips `gen`, then updates the one-slot array-of-maps
+ * `rcu_barrier`: an update of a map-in-map waits for an RCU grace period
+ * before the syscall returns (maybe_wait_bpf_programs), and tracepoint
+ * programs run inside an RCU read-side section with preemption disabled,
+ * so when it returns every program that read the old `gen` has finished.
+ * User space then reads and empties the old map with nobody writing to it:
+ * every increment lands in exactly one drained map. Two static maps, rather
+ * than one inner map looked up through the array-of-maps, let the verifier
+ * inline the hash lookups on the hot path.
  */
 #include "include/kernel_types.h"
 #include <bpf/bpf_helpers.h>
@@ -136,44 +139,43 @@ enum stat_index {
 	STAT_MAX = 4,
 };
 
-/* Inner map definitions and ring buffer samples only point at these types,
- * which clang would emit as forward declarations; these pointers keep their
- * full definitions in BTF, for the loader and for bpf2go's Go mirrors. */
+/* No map names struct record (ring buffer samples are untyped): this keeps
+ * its definition in BTF for bpf2go's Go mirror. */
 const struct record *unused_record __attribute__((unused));
-const struct count_key *unused_count_key __attribute__((unused));
-const struct count_val *unused_count_val __attribute__((unused));
-const struct hist_key *unused_hist_key __attribute__((unused));
-const struct hist_val *unused_hist_val __attribute__((unused));
 
-struct counts_inner {
+/* Which of the two map sets below programs write to; user space flips it. */
+volatile u32 gen;
+
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 8192);
 	__type(key, struct count_key);
 	__type(value, struct count_val);
-};
+} counts0 SEC(".maps"), counts1 SEC(".maps");
 
-struct hist_inner {
+struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(max_entries, 4096);
 	__type(key, struct hist_key);
 	__type(value, struct hist_val);
+} hists0 SEC(".maps"), hists1 SEC(".maps");
+
+struct barrier_inner {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
 };
 
-/* Filled by user space with a fresh inner map at load and at every drain. */
+/* Never read by the programs: user space updates it to wait for an RCU
+ * grace period after flipping gen. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
 	__uint(max_entries, 1);
 	__type(key, u32);
-	__array(values, struct counts_inner);
-} counts SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, 1);
-	__type(key, u32);
-	__array(values, struct hist_inner);
-} hists SEC(".maps");
+	__array(values, struct barrier_inner);
+} rcu_barrier SEC(".maps");
 
 /* Shared record limiter: (rl_window << 32) | records emitted in it. LRU so
  * that keys nobody fails on any more make room by themselves. */
@@ -263,23 +265,18 @@ static __always_inline u32 log2_bucket(u64 v)
 	return r < HIST_BUCKETS ? r : HIST_BUCKETS - 1;
 }
 
-static __always_inline void observe_duration(struct count_key *key, u64 duration)
+static __always_inline void observe_duration(void *hists, struct count_key *key, u64 duration)
 {
 	struct hist_key hk = { .cgroup_id = key->cgroup_id, .nr = key->nr };
-	u32 zero = 0;
 	struct hist_val *h;
-	void *inner;
 	u32 b;
 
-	inner = bpf_map_lookup_elem(&hists, &zero);
-	if (!inner)
-		return;
-	h = bpf_map_lookup_elem(inner, &hk);
+	h = bpf_map_lookup_elem(hists, &hk);
 	if (!h) {
 		static const struct hist_val empty;
 
-		bpf_map_update_elem(inner, &hk, &empty, BPF_NOEXIST);
-		h = bpf_map_lookup_elem(inner, &hk);
+		bpf_map_update_elem(hists, &hk, &empty, BPF_NOEXIST);
+		h = bpf_map_lookup_elem(hists, &hk);
 		if (!h) {
 			stat_inc(STAT_HIST_FULL);
 			return;
@@ -288,6 +285,21 @@ static __always_inline void observe_duration(struct count_key *key, u64 duration
 	b = log2_bucket(duration);
 	if (b < HIST_BUCKETS)
 		h->buckets[b] += 1;
+}
+
+/* The counter of key in counts, inserted if new; NULL when the map is full.
+ * Insert-then-lookup: the update fails only when the map is full (an insert
+ * of the same key from elsewhere gives EEXIST, and the lookup finds it). */
+static __always_inline struct count_val *counter(void *counts, struct count_key *key)
+{
+	static const struct count_val empty;
+	struct count_val *v;
+
+	v = bpf_map_lookup_elem(counts, key);
+	if (v)
+		return v;
+	bpf_map_update_elem(counts, key, &empty, BPF_NOEXIST);
+	return bpf_map_lookup_elem(counts, key);
 }
 
 /* Take one record slot for key in the current window, or say no. */
@@ -359,8 +371,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	struct count_key key;
 	struct count_val *v;
 	u64 duration = 0;
-	u32 zero = 0, errno = 0, compat;
-	void *inner;
+	u32 errno = 0, compat, g;
 
 	/* -4095..-1 is an error; anything else (mmap addresses included) is not. */
 	if ((unsigned long)ret >= (unsigned long)-MAX_ERRNO) {
@@ -391,22 +402,15 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		key.nr |= COMPAT_BIT;
 	key.errno = errno;
 
-	inner = bpf_map_lookup_elem(&counts, &zero);
-	if (!inner)
-		return 0;
-	v = bpf_map_lookup_elem(inner, &key);
+	/* Two call sites, one per map, so that each lookup is inlined. */
+	g = gen & 1;
+	if (g)
+		v = counter(&counts1, &key);
+	else
+		v = counter(&counts0, &key);
 	if (!v) {
-		static const struct count_val empty;
-
-		/* Insert-then-lookup: the update fails only when the map is
-		 * full (a concurrent insert of the same key on another CPU
-		 * gives EEXIST, and the lookup then finds it). */
-		bpf_map_update_elem(inner, &key, &empty, BPF_NOEXIST);
-		v = bpf_map_lookup_elem(inner, &key);
-		if (!v) {
-			stat_inc(STAT_MAP_FULL);
-			return 0;
-		}
+		stat_inc(STAT_MAP_FULL);
+		return 0;
 	}
 	v->count += 1;
 
@@ -416,7 +420,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		if (e && e->nr == syscall_nr(regs) && e->ts_ns) {
 			duration = bpf_ktime_get_ns() - e->ts_ns;
 			e->ts_ns = 0;
-			observe_duration(&key, duration);
+			if (g)
+				observe_duration(&hists1, &key, duration);
+			else
+				observe_duration(&hists0, &key, duration);
 		}
 	}
 

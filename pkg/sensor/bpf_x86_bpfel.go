@@ -77,24 +77,24 @@ type bpfRecord struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapCgroupFilter   = "cgroup_filter"
-	bpfMapCounts         = "counts"
-	bpfMapEnterTimes     = "enter_times"
-	bpfMapHists          = "hists"
-	bpfMapRatelimit      = "ratelimit"
-	bpfMapRecords        = "records"
-	bpfMapStats          = "stats"
-	bpfProgOnSysEnter    = "on_sys_enter"
-	bpfProgOnSysExit     = "on_sys_exit"
-	bpfVarCfg            = "cfg"
-	bpfVarErrnoBits      = "errno_bits"
-	bpfVarRlWindow       = "rl_window"
-	bpfVarSyscallBits    = "syscall_bits"
-	bpfVarUnusedCountKey = "unused_count_key"
-	bpfVarUnusedCountVal = "unused_count_val"
-	bpfVarUnusedHistKey  = "unused_hist_key"
-	bpfVarUnusedHistVal  = "unused_hist_val"
-	bpfVarUnusedRecord   = "unused_record"
+	bpfMapCgroupFilter = "cgroup_filter"
+	bpfMapCounts0      = "counts0"
+	bpfMapCounts1      = "counts1"
+	bpfMapEnterTimes   = "enter_times"
+	bpfMapHists0       = "hists0"
+	bpfMapHists1       = "hists1"
+	bpfMapRatelimit    = "ratelimit"
+	bpfMapRcuBarrier   = "rcu_barrier"
+	bpfMapRecords      = "records"
+	bpfMapStats        = "stats"
+	bpfProgOnSysEnter  = "on_sys_enter"
+	bpfProgOnSysExit   = "on_sys_exit"
+	bpfVarCfg          = "cfg"
+	bpfVarErrnoBits    = "errno_bits"
+	bpfVarGen          = "gen"
+	bpfVarRlWindow     = "rl_window"
+	bpfVarSyscallBits  = "syscall_bits"
+	bpfVarUnusedRecord = "unused_record"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -148,10 +148,13 @@ type bpfProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
-	Counts       *ebpf.MapSpec `ebpf:"counts"`
+	Counts0      *ebpf.MapSpec `ebpf:"counts0"`
+	Counts1      *ebpf.MapSpec `ebpf:"counts1"`
 	EnterTimes   *ebpf.MapSpec `ebpf:"enter_times"`
-	Hists        *ebpf.MapSpec `ebpf:"hists"`
+	Hists0       *ebpf.MapSpec `ebpf:"hists0"`
+	Hists1       *ebpf.MapSpec `ebpf:"hists1"`
 	Ratelimit    *ebpf.MapSpec `ebpf:"ratelimit"`
+	RcuBarrier   *ebpf.MapSpec `ebpf:"rcu_barrier"`
 	Records      *ebpf.MapSpec `ebpf:"records"`
 	Stats        *ebpf.MapSpec `ebpf:"stats"`
 }
@@ -160,15 +163,12 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
-	Cfg            *ebpf.VariableSpec `ebpf:"cfg"`
-	ErrnoBits      *ebpf.VariableSpec `ebpf:"errno_bits"`
-	RlWindow       *ebpf.VariableSpec `ebpf:"rl_window"`
-	SyscallBits    *ebpf.VariableSpec `ebpf:"syscall_bits"`
-	UnusedCountKey *ebpf.VariableSpec `ebpf:"unused_count_key"`
-	UnusedCountVal *ebpf.VariableSpec `ebpf:"unused_count_val"`
-	UnusedHistKey  *ebpf.VariableSpec `ebpf:"unused_hist_key"`
-	UnusedHistVal  *ebpf.VariableSpec `ebpf:"unused_hist_val"`
-	UnusedRecord   *ebpf.VariableSpec `ebpf:"unused_record"`
+	Cfg          *ebpf.VariableSpec `ebpf:"cfg"`
+	ErrnoBits    *ebpf.VariableSpec `ebpf:"errno_bits"`
+	Gen          *ebpf.VariableSpec `ebpf:"gen"`
+	RlWindow     *ebpf.VariableSpec `ebpf:"rl_window"`
+	SyscallBits  *ebpf.VariableSpec `ebpf:"syscall_bits"`
+	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
 }
 
 // bpfObjects contains all objects after they have been loaded into the kernel.
@@ -192,10 +192,13 @@ func (o *bpfObjects) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
-	Counts       *ebpf.Map `ebpf:"counts"`
+	Counts0      *ebpf.Map `ebpf:"counts0"`
+	Counts1      *ebpf.Map `ebpf:"counts1"`
 	EnterTimes   *ebpf.Map `ebpf:"enter_times"`
-	Hists        *ebpf.Map `ebpf:"hists"`
+	Hists0       *ebpf.Map `ebpf:"hists0"`
+	Hists1       *ebpf.Map `ebpf:"hists1"`
 	Ratelimit    *ebpf.Map `ebpf:"ratelimit"`
+	RcuBarrier   *ebpf.Map `ebpf:"rcu_barrier"`
 	Records      *ebpf.Map `ebpf:"records"`
 	Stats        *ebpf.Map `ebpf:"stats"`
 }
@@ -203,10 +206,13 @@ type bpfMaps struct {
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.CgroupFilter,
-		m.Counts,
+		m.Counts0,
+		m.Counts1,
 		m.EnterTimes,
-		m.Hists,
+		m.Hists0,
+		m.Hists1,
 		m.Ratelimit,
+		m.RcuBarrier,
 		m.Records,
 		m.Stats,
 	)
@@ -216,15 +222,12 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
-	Cfg            *ebpf.Variable `ebpf:"cfg"`
-	ErrnoBits      *ebpf.Variable `ebpf:"errno_bits"`
-	RlWindow       *ebpf.Variable `ebpf:"rl_window"`
-	SyscallBits    *ebpf.Variable `ebpf:"syscall_bits"`
-	UnusedCountKey *ebpf.Variable `ebpf:"unused_count_key"`
-	UnusedCountVal *ebpf.Variable `ebpf:"unused_count_val"`
-	UnusedHistKey  *ebpf.Variable `ebpf:"unused_hist_key"`
-	UnusedHistVal  *ebpf.Variable `ebpf:"unused_hist_val"`
-	UnusedRecord   *ebpf.Variable `ebpf:"unused_record"`
+	Cfg          *ebpf.Variable `ebpf:"cfg"`
+	ErrnoBits    *ebpf.Variable `ebpf:"errno_bits"`
+	Gen          *ebpf.Variable `ebpf:"gen"`
+	RlWindow     *ebpf.Variable `ebpf:"rl_window"`
+	SyscallBits  *ebpf.Variable `ebpf:"syscall_bits"`
+	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
 }
 
 // bpfPrograms contains all programs after they have been loaded into the kernel.

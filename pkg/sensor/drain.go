@@ -8,61 +8,54 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-// swapped is a one-slot array-of-maps whose per-CPU hash user space swaps
-// for an empty one at every drain.
+// The kernel program writes to one of two sets of maps (counts0/hists0 or
+// counts1/hists1), chosen by its global gen. A drain flips gen, then waits
+// until no program can still be writing to the old set, then reads and
+// empties it.
 //
-// Why this is exact: the program looks the inner map up through the outer
-// slot on every exit. Replacing the slot's map is a map-in-map update, which
-// makes the kernel wait for an RCU grace period before the syscall returns
-// (maybe_wait_bpf_programs in kernel/bpf/syscall.c). Tracepoint programs run
-// inside an RCU read-side critical section with preemption disabled, so once
-// the update returns, every program that could have seen the old map has
-// finished, and no new one can find it. The old map is then read with no
-// writer left, and emptied with the same batch syscall: an increment lands in
-// the map that was in the slot when it happened, and that map is read exactly
-// once. Per-CPU values need no atomics, and reads are never torn.
-type swapped struct {
-	outer  *ebpf.Map
-	active *ebpf.Map // in the slot
-	spare  *ebpf.Map // empty, goes in at the next drain
+// Why the wait is exact: updating an array-of-maps makes the kernel wait for
+// an RCU grace period before the syscall returns (maybe_wait_bpf_programs in
+// kernel/bpf/syscall.c). Tracepoint programs run inside an RCU read-side
+// critical section with preemption disabled, so once the update of
+// rcu_barrier returns, every program that read the old gen has finished and
+// every later one reads the new gen. The old maps are then read with no
+// writer left, and emptied by the same batch syscall: an increment lands in
+// the set gen named when it happened, and that set is read exactly once.
+// Per-CPU values need no atomics, and reads are never torn.
+type generations struct {
+	gen     *ebpf.Variable
+	barrier *ebpf.Map
+	inner   *ebpf.Map // what barrier's slot holds; the same map every time
+	current uint32
 }
 
-func (s *swapped) init(outer *ebpf.Map, innerSpec *ebpf.MapSpec) error {
-	s.outer = outer
+func (g *generations) init(gen *ebpf.Variable, barrier *ebpf.Map, innerSpec *ebpf.MapSpec) error {
+	g.gen, g.barrier = gen, barrier
 	var err error
-	if s.active, err = ebpf.NewMap(innerSpec); err != nil {
-		return err
-	}
-	if s.spare, err = ebpf.NewMap(innerSpec); err != nil {
-		return err
-	}
-	if err := outer.Put(uint32(0), s.active); err != nil {
-		return fmt.Errorf("install inner map: %w", err)
+	if g.inner, err = ebpf.NewMap(innerSpec); err != nil {
+		return fmt.Errorf("create barrier map: %w", err)
 	}
 	return nil
 }
 
-// swap puts the spare map in the slot and returns the map it replaced, which
-// no program can write to any more. The caller empties it and gives it back
-// with done.
-func (s *swapped) swap() (*ebpf.Map, error) {
-	if err := s.outer.Put(uint32(0), s.spare); err != nil {
-		return nil, fmt.Errorf("swap inner map: %w", err)
+// flip makes programs write to the other set and returns the set they
+// wrote to before, which no program writes to any more when flip returns.
+func (g *generations) flip() (old uint32, err error) {
+	old = g.current
+	if err := g.gen.Set(old ^ 1); err != nil {
+		return old, fmt.Errorf("flip map generation: %w", err)
 	}
-	old := s.active
-	s.active, s.spare = s.spare, nil
+	g.current = old ^ 1
+	if err := g.barrier.Put(uint32(0), g.inner); err != nil {
+		return old, fmt.Errorf("wait for running programs (map-in-map update): %w", err)
+	}
 	return old, nil
 }
 
-func (s *swapped) done(emptied *ebpf.Map) { s.spare = emptied }
-
-func (s *swapped) close() {
-	for _, m := range []*ebpf.Map{s.active, s.spare} {
-		if m != nil {
-			m.Close()
-		}
+func (g *generations) close() {
+	if g.inner != nil {
+		g.inner.Close()
 	}
-	s.active, s.spare = nil, nil
 }
 
 // drainBatch is how many keys one batch syscall moves.
@@ -99,20 +92,18 @@ func (s *Sensor) Drain() (Interval, error) {
 	defer s.drainMu.Unlock()
 
 	iv := Interval{Start: s.lastDrain}
-	old, err := s.counts.swap()
+	old, err := s.gens.flip()
 	if err != nil {
 		return iv, err
 	}
 	iv.End = time.Now()
 	s.lastDrain = iv.End
-	var hold *ebpf.Map
-	if s.cfg.Durations {
-		if hold, err = s.hists.swap(); err != nil {
-			return iv, err
-		}
+	counts, hists := s.objs.Counts0, s.objs.Hists0
+	if old == 1 {
+		counts, hists = s.objs.Counts1, s.objs.Hists1
 	}
 
-	err = drainAll(old, func(k *bpfCountKey, perCPU []bpfCountVal) {
+	err = drainAll(counts, func(k *bpfCountKey, perCPU []bpfCountVal) {
 		var sum uint64
 		for i := range perCPU {
 			sum += perCPU[i].Count
@@ -122,12 +113,11 @@ func (s *Sensor) Drain() (Interval, error) {
 		}
 		iv.Counts = append(iv.Counts, Count{Key: countKey(k), Count: sum})
 	})
-	s.counts.done(old)
 	if err != nil {
 		return iv, fmt.Errorf("drain counts: %w", err)
 	}
-	if hold != nil {
-		err = drainAll(hold, func(k *bpfHistKey, perCPU []bpfHistVal) {
+	if s.cfg.Durations {
+		err = drainAll(hists, func(k *bpfHistKey, perCPU []bpfHistVal) {
 			h := Histogram{HistKey: HistKey{
 				CgroupID: k.CgroupId,
 				Syscall:  syscallNr(k.Nr &^ compatBit),
@@ -140,7 +130,6 @@ func (s *Sensor) Drain() (Interval, error) {
 			}
 			iv.Histograms = append(iv.Histograms, h)
 		})
-		s.hists.done(hold)
 		if err != nil {
 			return iv, fmt.Errorf("drain histograms: %w", err)
 		}

@@ -89,8 +89,7 @@ type Sensor struct {
 	cgroups  map[uint64]uint32 // what cgroup_filter holds
 
 	drainMu    sync.Mutex
-	counts     swapped
-	hists      swapped
+	gens       generations
 	lastDrain  time.Time
 	records    atomic.Uint64
 	decodeErrs atomic.Uint64
@@ -138,21 +137,19 @@ func Load(cfg Config, log *zap.Logger) (s *Sensor, err error) {
 		return nil, fmt.Errorf("read embedded BPF object: %w", err)
 	}
 	spec.Maps["records"].MaxEntries = uint32(cfg.RingBytes)
-	countsInner := spec.Maps["counts"].InnerMap.Copy()
-	countsInner.MaxEntries = uint32(cfg.MaxKeys)
-	spec.Maps["counts"].InnerMap = countsInner
-	histsInner := spec.Maps["hists"].InnerMap.Copy()
-	histsInner.MaxEntries = uint32(cfg.MaxHistKeys)
-	spec.Maps["hists"].InnerMap = histsInner
+	for _, name := range []string{"counts0", "counts1"} {
+		spec.Maps[name].MaxEntries = uint32(cfg.MaxKeys)
+	}
+	for _, name := range []string{"hists0", "hists1"} {
+		spec.Maps[name].MaxEntries = uint32(cfg.MaxHistKeys)
+	}
+	barrierInner := spec.Maps["rcu_barrier"].InnerMap
 
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, explain("load BPF program", err)
 	}
-	if err := s.counts.init(s.objs.Counts, countsInner); err != nil {
-		return nil, fmt.Errorf("create counts maps: %w", err)
-	}
-	if err := s.hists.init(s.objs.Hists, histsInner); err != nil {
-		return nil, fmt.Errorf("create histogram maps: %w", err)
+	if err := s.gens.init(s.objs.Gen, s.objs.RcuBarrier, barrierInner); err != nil {
+		return nil, err
 	}
 
 	kcfg := bpfConfig{Durations: b2u(cfg.Durations)}
@@ -294,8 +291,7 @@ func (s *Sensor) Close() error {
 		}
 	}
 	s.wg.Wait()
-	s.counts.close()
-	s.hists.close()
+	s.gens.close()
 	if err := s.objs.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close BPF objects: %w", err))
 	}
