@@ -1,0 +1,226 @@
+// Package client dials a collector for the agent's delivery and the CLI:
+// TLS or mutual TLS over TCP, or a local unix socket, with the caller's
+// ServiceAccount token attached to every call and re-read when the kubelet
+// rotates it.
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+)
+
+// ErrorReasonInvalidBatch is the ErrorInfo reason of a PublishAlerts batch
+// the collector will never store; metadata key "batch_sequence" names it.
+const ErrorReasonInvalidBatch = "INVALID_BATCH"
+
+// ErrorDomain is the ErrorInfo domain of errnowatch errors.
+const ErrorDomain = "errnowatch.io"
+
+// Options says how to reach a collector.
+type Options struct {
+	// Address is host:port for TLS over TCP, or unix:///path/to/socket.
+	Address string
+	// CAFile verifies the collector's certificate; empty uses the system
+	// roots.
+	CAFile string
+	// CertFile and KeyFile are this client's certificate for mutual TLS.
+	CertFile, KeyFile string
+	// ServerName overrides the name checked in the collector's
+	// certificate.
+	ServerName string
+	// TokenFile holds a bearer token (a projected ServiceAccount token with
+	// audience errnowatch); it is re-read when it changes. Token is used
+	// when TokenFile is empty.
+	TokenFile string
+	Token     string
+	// DialOptions are appended (e.g. interceptors in tests).
+	DialOptions []grpc.DialOption
+}
+
+// Client is a connection to a collector with its two services.
+type Client struct {
+	Conn   *grpc.ClientConn
+	Ingest errnowatchv1.IngestServiceClient
+	Query  errnowatchv1.QueryServiceClient
+}
+
+// Dial prepares a connection; like grpc.NewClient it connects lazily, so
+// an unreachable collector shows up as UNAVAILABLE on the first call.
+func Dial(opts Options) (*Client, error) {
+	if opts.Address == "" {
+		return nil, errors.New("no collector address: set host:port or unix:///path")
+	}
+	unix := strings.HasPrefix(opts.Address, "unix:")
+	dial := []grpc.DialOption{
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Summaries of a large cluster can exceed gRPC's 4 MiB default.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
+	}
+	if unix {
+		dial = append(dial, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	} else {
+		tlsCfg, err := clientTLS(opts)
+		if err != nil {
+			return nil, err
+		}
+		dial = append(dial, grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)))
+	}
+	if opts.TokenFile != "" || opts.Token != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(&tokenCreds{file: opts.TokenFile, token: opts.Token, secure: !unix}))
+	}
+	dial = append(dial, opts.DialOptions...)
+	conn, err := grpc.NewClient(opts.Address, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("dial collector %s: %w", opts.Address, err)
+	}
+	return &Client{
+		Conn:   conn,
+		Ingest: errnowatchv1.NewIngestServiceClient(conn),
+		Query:  errnowatchv1.NewQueryServiceClient(conn),
+	}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.Conn.Close() }
+
+func clientTLS(opts Options) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: opts.ServerName}
+	if opts.CAFile != "" {
+		pem, err := os.ReadFile(opts.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read collector CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("collector CA %s holds no PEM certificate", opts.CAFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if (opts.CertFile == "") != (opts.KeyFile == "") {
+		return nil, errors.New("client certificate and key go together: set both or neither")
+	}
+	if opts.CertFile != "" {
+		// Re-read on every handshake so a rotated client certificate is
+		// picked up by the next connection.
+		certFile, keyFile := opts.CertFile, opts.KeyFile
+		if _, err := tls.LoadX509KeyPair(certFile, keyFile); err != nil {
+			return nil, fmt.Errorf("load client certificate: %w", err)
+		}
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			c, err := tls.LoadX509KeyPair(certFile, keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("load client certificate: %w", err)
+			}
+			return &c, nil
+		}
+	}
+	return cfg, nil
+}
+
+// tokenCreds attaches "authorization: Bearer <token>", re-reading the file
+// when its modification time changes.
+type tokenCreds struct {
+	file   string
+	token  string
+	secure bool
+
+	mu    sync.Mutex
+	mod   time.Time
+	cache string
+}
+
+func (t *tokenCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	tok, err := t.current()
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"authorization": "Bearer " + tok}, nil
+}
+
+// RequireTransportSecurity keeps tokens off clear-text TCP; the unix socket
+// is local.
+func (t *tokenCreds) RequireTransportSecurity() bool { return t.secure }
+
+func (t *tokenCreds) current() (string, error) {
+	if t.file == "" {
+		return t.token, nil
+	}
+	fi, err := os.Stat(t.file)
+	if err != nil {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.cache != "" && fi.ModTime().Equal(t.mod) {
+		return t.cache, nil
+	}
+	b, err := os.ReadFile(t.file)
+	if err != nil {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("token file %s is empty", t.file)
+	}
+	t.cache, t.mod = tok, fi.ModTime()
+	return tok, nil
+}
+
+// RejectedBatch reports whether err (from a PublishAlerts stream) says a
+// batch can never be stored, and which one: drop it from the spool instead
+// of resending it.
+func RejectedBatch(err error) (batchSequence uint64, ok bool) {
+	st, isStatus := status.FromError(err)
+	if !isStatus || st.Code() != codes.InvalidArgument {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.GetReason() == ErrorReasonInvalidBatch {
+			seq, err := strconv.ParseUint(info.GetMetadata()["batch_sequence"], 10, 64)
+			return seq, err == nil
+		}
+	}
+	return 0, false
+}
+
+// Retryable reports whether a call that failed with err may succeed later
+// unchanged (collector down or busy), as opposed to needing a fix.
+func Retryable(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted:
+		return true
+	}
+	return false
+}
+
+// RetryDelay returns the delay a RESOURCE_EXHAUSTED error asks for, if any.
+func RetryDelay(err error) (time.Duration, bool) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return 0, false
+	}
+	for _, d := range st.Details() {
+		if ri, isRetry := d.(*errdetails.RetryInfo); isRetry && ri.GetRetryDelay() != nil {
+			return ri.GetRetryDelay().AsDuration(), true
+		}
+	}
+	return 0, false
+}

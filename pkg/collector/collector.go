@@ -1,0 +1,348 @@
+// Package collector is the cluster-side end of alert delivery: gRPC services
+// (api/errnowatch/v1) over a store.Store. Agents publish batches that are
+// acknowledged only once committed; people and tools list and summarize
+// alerts; SIEMs follow a resumable stream fed from the store.
+//
+// Every TCP listener speaks TLS (mutual TLS with a client CA); a unix socket
+// serves local administrators without credentials. Over TCP, callers present
+// a Kubernetes ServiceAccount token that auth checks (TokenReview, with the
+// errnowatch audience) and reads are authorized per namespace
+// (SubjectAccessReview). Batches, messages and request rates are bounded per
+// caller, and stream subscribers read from the store rather than from
+// per-subscriber queues, so no client can make the collector grow.
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/pkg/auth"
+	"github.com/errnowatch/errnowatch/pkg/store"
+)
+
+// Config is what a collector serves and how it guards it. Zero values get
+// the defaults named on each field.
+type Config struct {
+	Store  store.Store
+	Logger *zap.Logger
+
+	// Authenticator checks bearer tokens on TCP connections. When nil, TCP
+	// callers are trusted on their verified client certificate alone, so
+	// Listen.TLS.ClientCAFile must be set.
+	Authenticator auth.Authenticator
+	// Authorizer decides per-namespace reads; nil allows every
+	// authenticated caller to read everything.
+	Authorizer auth.Authorizer
+	// AgentNamespace: ServiceAccounts in it may publish; default
+	// "errnowatch".
+	AgentNamespace string
+	// AgentServiceAccounts ("namespace/name") may publish too.
+	AgentServiceAccounts []string
+
+	// MaxBatchAlerts bounds one PublishAlerts batch; default 1000.
+	MaxBatchAlerts int
+	// MaxRecvMsgBytes bounds any request message; default 4 MiB.
+	MaxRecvMsgBytes int
+	// IngestAlertsPerSecond is each caller's sustained publish rate;
+	// default 50000. A batch over the budget waits up to IngestMaxWait
+	// (default 2s), then fails with RESOURCE_EXHAUSTED.
+	IngestAlertsPerSecond float64
+	IngestMaxWait         time.Duration
+	// QueriesPerSecond is each caller's rate of List/Summarize/Stream calls;
+	// default 20 with bursts of twice that.
+	QueriesPerSecond float64
+	// MaxStreams bounds concurrent StreamAlerts subscribers; default 256.
+	MaxStreams int
+	// StreamPage is how many alerts a subscriber reads from the store at a
+	// time, which bounds its memory; default 256.
+	StreamPage int
+	// Heartbeat is the default StreamAlerts heartbeat interval; default
+	// 15s.
+	Heartbeat time.Duration
+
+	// Retention is applied every RetentionInterval (default 1m); zero
+	// Retention keeps everything.
+	Retention         store.Retention
+	RetentionInterval time.Duration
+	// ShutdownTimeout bounds how long Close waits for calls in flight;
+	// default 5s.
+	ShutdownTimeout time.Duration
+}
+
+// Listen says where to serve.
+type Listen struct {
+	// Address is a TCP host:port; empty serves no TCP.
+	Address string
+	TLS     TLSFiles
+	// UnixSocket is a path; empty serves no socket. The socket is created
+	// mode 0600: whoever can open it is a trusted local administrator.
+	UnixSocket string
+}
+
+// TLSFiles are PEM files for a TCP listener. The key pair is re-read when the
+// files change, so rotated certificates apply without a restart.
+type TLSFiles struct {
+	CertFile, KeyFile string
+	// ClientCAFile, when set, makes TLS mutual: clients need a certificate
+	// signed by one of these CAs.
+	ClientCAFile string
+}
+
+// Server is a running collector.
+type Server struct {
+	cfg    Config
+	log    *zap.Logger
+	store  store.Store
+	signal *signal
+	limits *limiters
+	agents map[string]bool
+	subs   chan struct{} // semaphore of StreamAlerts subscribers
+
+	tcp, unix   *grpc.Server
+	tcpAddr     net.Addr
+	unixPath    string
+	stop        context.CancelFunc
+	stopped     context.Context // done when Close starts: streams end
+	wg          sync.WaitGroup
+	closeOnce   sync.Once
+	closeResult error
+}
+
+// New checks cfg and returns a server that is not yet serving.
+func New(cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("collector needs a store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&cfg.MaxBatchAlerts, 1000)
+	def(&cfg.MaxRecvMsgBytes, 4<<20)
+	def(&cfg.MaxStreams, 256)
+	def(&cfg.StreamPage, 256)
+	if cfg.AgentNamespace == "" {
+		cfg.AgentNamespace = "errnowatch"
+	}
+	if cfg.IngestAlertsPerSecond <= 0 {
+		cfg.IngestAlertsPerSecond = 50000
+	}
+	if cfg.IngestMaxWait <= 0 {
+		cfg.IngestMaxWait = 2 * time.Second
+	}
+	if cfg.QueriesPerSecond <= 0 {
+		cfg.QueriesPerSecond = 20
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.RetentionInterval <= 0 {
+		cfg.RetentionInterval = time.Minute
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 5 * time.Second
+	}
+	agents := map[string]bool{}
+	for _, sa := range cfg.AgentServiceAccounts {
+		agents[sa] = true
+	}
+	return &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		store:  cfg.Store,
+		signal: newSignal(),
+		limits: newLimiters(cfg),
+		agents: agents,
+		subs:   make(chan struct{}, cfg.MaxStreams),
+	}, nil
+}
+
+// Start binds the listeners and serves until Close. ctx only bounds
+// startup.
+func (s *Server) Start(ctx context.Context, l Listen) error {
+	if l.Address == "" && l.UnixSocket == "" {
+		return errors.New("nothing to listen on: set a TCP address or a unix socket")
+	}
+	last, err := s.store.LastSeq(ctx)
+	if err != nil {
+		return fmt.Errorf("read store position: %w", err)
+	}
+	s.signal.publish(last)
+	stopped, stop := context.WithCancel(context.Background())
+	s.stopped, s.stop = stopped, stop
+
+	if l.Address != "" {
+		if l.TLS.CertFile == "" || l.TLS.KeyFile == "" {
+			stop()
+			return errors.New("TCP listener needs a TLS certificate and key (alerts and tokens never travel in clear text); set them or serve on a unix socket only")
+		}
+		if s.cfg.Authenticator == nil && l.TLS.ClientCAFile == "" {
+			stop()
+			return errors.New("no token authentication and no client CA: anyone could read every alert; enable Kubernetes authentication or set a client CA for mutual TLS")
+		}
+		tlsCfg, err := serverTLS(l.TLS, s.log)
+		if err != nil {
+			stop()
+			return err
+		}
+		lis, err := net.Listen("tcp", l.Address)
+		if err != nil {
+			stop()
+			return fmt.Errorf("listen on %s: %w", l.Address, err)
+		}
+		s.tcp = s.newGRPC(false, credentials.NewTLS(tlsCfg))
+		s.tcpAddr = lis.Addr()
+		s.serve(s.tcp, lis)
+		s.log.Info("serving alerts over TLS", zap.Stringer("address", lis.Addr()), zap.Bool("mtls", l.TLS.ClientCAFile != ""))
+	}
+	if l.UnixSocket != "" {
+		lis, err := listenUnix(l.UnixSocket)
+		if err != nil {
+			s.closeServers()
+			stop()
+			return err
+		}
+		s.unix = s.newGRPC(true, insecure.NewCredentials())
+		s.unixPath = l.UnixSocket
+		s.serve(s.unix, lis)
+		s.log.Info("serving alerts on unix socket", zap.String("path", l.UnixSocket))
+	}
+	if s.cfg.Retention != (store.Retention{}) {
+		s.wg.Go(s.retain)
+	}
+	return nil
+}
+
+// Addr is the bound TCP address (useful with port 0), or nil.
+func (s *Server) Addr() net.Addr { return s.tcpAddr }
+
+// Close ends streams, waits up to ShutdownTimeout for calls in flight, then
+// cuts connections. It does not close the store.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() {
+		if s.stop != nil {
+			s.stop()
+		}
+		s.closeServers()
+		s.wg.Wait()
+		if s.unixPath != "" {
+			if err := os.Remove(s.unixPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+				s.closeResult = fmt.Errorf("remove socket: %w", err)
+			}
+		}
+	})
+	return s.closeResult
+}
+
+func (s *Server) closeServers() {
+	var wg sync.WaitGroup
+	for _, g := range []*grpc.Server{s.tcp, s.unix} {
+		if g == nil {
+			continue
+		}
+		wg.Go(func() {
+			done := make(chan struct{})
+			go func() { g.GracefulStop(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(s.cfg.ShutdownTimeout):
+				g.Stop()
+				<-done
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (s *Server) serve(g *grpc.Server, lis net.Listener) {
+	s.wg.Go(func() {
+		if err := g.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			s.log.Error("grpc server stopped", zap.Error(err))
+		}
+	})
+}
+
+func (s *Server) newGRPC(local bool, creds credentials.TransportCredentials) *grpc.Server {
+	g := grpc.NewServer(
+		grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(s.cfg.MaxRecvMsgBytes),
+		grpc.MaxConcurrentStreams(128),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: time.Minute, Timeout: 20 * time.Second}),
+		grpc.ChainUnaryInterceptor(s.unaryAuth(local)),
+		grpc.ChainStreamInterceptor(s.streamAuth(local)),
+	)
+	errnowatchv1.RegisterIngestServiceServer(g, &ingestService{s: s})
+	errnowatchv1.RegisterQueryServiceServer(g, &queryService{s: s})
+	return g
+}
+
+func listenUnix(path string) (net.Listener, error) {
+	// A socket left by a crashed collector would make Listen fail; only a
+	// socket is removed, never another kind of file.
+	if fi, err := os.Lstat(path); err == nil {
+		if fi.Mode()&os.ModeSocket == 0 {
+			return nil, fmt.Errorf("unix socket path %s exists and is not a socket: remove it or choose another path", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+	}
+	lis, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("listen on unix socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		lis.Close()
+		return nil, fmt.Errorf("restrict unix socket %s: %w", path, err)
+	}
+	return lis, nil
+}
+
+func (s *Server) retain() {
+	t := time.NewTicker(s.cfg.RetentionInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stopped.Done():
+			return
+		case <-t.C:
+		}
+		n, err := s.store.Retain(s.stopped, s.cfg.Retention)
+		switch {
+		case err != nil && s.stopped.Err() == nil:
+			s.log.Warn("retention failed; will retry", zap.Error(err))
+		case n > 0:
+			s.log.Info("retention deleted alerts", zap.Int64("alerts", n))
+		}
+	}
+}
+
+// Run serves until ctx ends, then closes the server (not the store).
+func Run(ctx context.Context, cfg Config, l Listen) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := s.Start(ctx, l); err != nil {
+		return err
+	}
+	<-ctx.Done()
+	return s.Close()
+}

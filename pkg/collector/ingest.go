@@ -1,0 +1,172 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
+	"github.com/errnowatch/errnowatch/pkg/collector/client"
+	"github.com/errnowatch/errnowatch/pkg/store"
+)
+
+type ingestService struct {
+	errnowatchv1.UnimplementedIngestServiceServer
+	s *Server
+}
+
+type received struct {
+	req *errnowatchv1.PublishAlertsRequest
+	err error
+}
+
+// PublishAlerts stores each batch, then acknowledges it. Batches are handled
+// in order, so acknowledgements come in the order batches were sent.
+func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatchv1.PublishAlertsRequest, errnowatchv1.PublishAlertsResponse]) error {
+	s := is.s
+	ctx := stream.Context()
+	id := identityFrom(ctx)
+	if err := s.mayPublish(id); err != nil {
+		return err
+	}
+	lim := s.limits.forIngest(id.Username)
+	log := s.log.With(zap.String("identity", id.Username))
+
+	// Receive in a goroutine so that shutdown ends the stream even while
+	// the agent is idle, and the next batch decodes while one commits. It
+	// ends when the stream does: grpc cancels ctx when this handler returns.
+	in := make(chan received)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			select {
+			case in <- received{req, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	for {
+		var r received
+		select {
+		case r = <-in:
+		case <-s.stopped.Done():
+			return status.Error(codes.Unavailable, "collector is shutting down; resend unacknowledged batches to another replica or later")
+		}
+		if errors.Is(r.err, io.EOF) {
+			return nil
+		}
+		if r.err != nil {
+			return r.err
+		}
+		resp, err := s.ingest(ctx, lim, r.req)
+		if err != nil {
+			if status.Code(err) == codes.InvalidArgument {
+				log.Warn("refused a batch", zap.Uint64("batch_sequence", r.req.GetBatchSequence()), zap.Error(err))
+			}
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+}
+
+func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, req *errnowatchv1.PublishAlertsRequest) (*errnowatchv1.PublishAlertsResponse, error) {
+	seq := req.GetBatchSequence()
+	n := len(req.GetAlerts())
+	if n > s.cfg.MaxBatchAlerts {
+		return nil, invalidBatch(seq, fmt.Sprintf("batch has %d alerts, at most %d are allowed: send smaller batches", n, s.cfg.MaxBatchAlerts))
+	}
+	batch := make([]alert.Alert, n)
+	for i, p := range req.GetAlerts() {
+		a, err := alertpb.FromProto(p)
+		if err == nil {
+			err = a.Validate()
+		}
+		if err != nil {
+			return nil, invalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
+		}
+		batch[i] = a
+	}
+	if err := waitBudget(ctx, lim, n, s.cfg.IngestMaxWait); err != nil {
+		return nil, err
+	}
+	res, err := s.store.Insert(ctx, batch)
+	switch {
+	case errors.Is(err, store.ErrInvalid):
+		return nil, invalidBatch(seq, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return nil, status.FromContextError(err).Err()
+	case err != nil:
+		s.log.Error("storing a batch failed", zap.Uint64("batch_sequence", seq), zap.Error(err))
+		return nil, status.Errorf(codes.Unavailable, "store did not take batch %d (%v); resend it later", seq, err)
+	}
+	if k := len(res.New); k > 0 {
+		s.signal.publish(res.New[k-1].Seq)
+	}
+	return &errnowatchv1.PublishAlertsResponse{
+		BatchSequence: seq,
+		Stored:        uint32(len(res.New)),
+		Duplicates:    uint32(res.Duplicates),
+	}, nil
+}
+
+// waitBudget spends n tokens, waiting at most maxWait for them: short bursts
+// are smoothed, sustained overload is refused so the agent backs off and
+// keeps the alerts in its spool.
+func waitBudget(ctx context.Context, lim *rate.Limiter, n int, maxWait time.Duration) error {
+	if n == 0 {
+		return nil
+	}
+	r := lim.ReserveN(time.Now(), n)
+	if !r.OK() {
+		return status.Errorf(codes.InvalidArgument, "batch of %d alerts exceeds the rate limit burst; send smaller batches", n)
+	}
+	d := r.Delay()
+	if d > maxWait {
+		r.Cancel()
+		return exhausted(fmt.Sprintf("publish rate limit exceeded (%g alerts/s); back off and resend", lim.Limit()), d)
+	}
+	if d == 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		r.Cancel()
+		return status.FromContextError(ctx.Err()).Err()
+	}
+}
+
+func invalidBatch(seq uint64, msg string) error {
+	st := status.New(codes.InvalidArgument, fmt.Sprintf("batch %d can never be stored, drop it: %s", seq, msg))
+	st2, err := st.WithDetails(&errdetails.ErrorInfo{
+		Reason:   client.ErrorReasonInvalidBatch,
+		Domain:   client.ErrorDomain,
+		Metadata: map[string]string{"batch_sequence": strconv.FormatUint(seq, 10)},
+	})
+	if err != nil {
+		return st.Err()
+	}
+	return st2.Err()
+}

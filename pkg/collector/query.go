@@ -1,0 +1,363 @@
+package collector
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
+	"github.com/errnowatch/errnowatch/pkg/auth"
+	"github.com/errnowatch/errnowatch/pkg/store"
+)
+
+const (
+	defaultPageSize = 100
+	maxPageSize     = 1000
+	minHeartbeat    = time.Second
+)
+
+type queryService struct {
+	errnowatchv1.UnimplementedQueryServiceServer
+	s *Server
+}
+
+// ListAlerts implements QueryService.
+func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAlertsRequest) (*errnowatchv1.ListAlertsResponse, error) {
+	s := qs.s
+	f, err := filterFromProto(req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, auth.VerbList, f.Namespace); err != nil {
+		return nil, err
+	}
+	if err := s.allowQuery(ctx); err != nil {
+		return nil, err
+	}
+	size := int(req.GetPageSize())
+	switch {
+	case size < 0:
+		return nil, badRequest("page_size", fmt.Sprintf("page_size %d is negative", size))
+	case size == 0:
+		size = defaultPageSize
+	case size > maxPageSize:
+		size = maxPageSize
+	}
+	hash := filterHash(req.GetFilter())
+	before, err := decodePageToken(req.GetPageToken(), hash)
+	if err != nil {
+		return nil, err
+	}
+	page, more, err := s.store.List(ctx, f, store.ListOptions{Limit: size, BeforeID: before})
+	if err != nil {
+		return nil, s.storeError("list alerts", err)
+	}
+	resp := &errnowatchv1.ListAlertsResponse{Alerts: make([]*errnowatchv1.StoredAlert, len(page))}
+	for i := range page {
+		resp.Alerts[i] = storedToProto(&page[i])
+	}
+	if more {
+		resp.NextPageToken = encodePageToken(page[len(page)-1].Alert.ID, hash)
+	}
+	return resp, nil
+}
+
+// SummarizeAlerts implements QueryService.
+func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.SummarizeAlertsRequest) (*errnowatchv1.SummarizeAlertsResponse, error) {
+	s := qs.s
+	f, err := filterFromProto(req.GetFilter())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.authorize(ctx, auth.VerbList, f.Namespace); err != nil {
+		return nil, err
+	}
+	if err := s.allowQuery(ctx); err != nil {
+		return nil, err
+	}
+	sums, err := s.store.Summarize(ctx, f)
+	if err != nil {
+		return nil, s.storeError("summarize alerts", err)
+	}
+	resp := &errnowatchv1.SummarizeAlertsResponse{Pods: make([]*errnowatchv1.PodSummary, len(sums))}
+	for i := range sums {
+		resp.Pods[i] = SummaryToProto(&sums[i])
+	}
+	// Worst first: the pods a person should look at lead the table. The
+	// store's order (namespace, pod, node) breaks ties.
+	slices.SortStableFunc(resp.Pods, func(a, b *errnowatchv1.PodSummary) int { return int(b.MaxSeverity) - int(a.MaxSeverity) })
+	return resp, nil
+}
+
+// StreamAlerts implements QueryService. The subscriber keeps only its
+// cursor and one page: it reads the store after the cursor whenever the
+// signal says the store moved (or a heartbeat is due), so however slow it
+// is, it costs one page of memory and catches up from the store.
+func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stream grpc.ServerStreamingServer[errnowatchv1.StreamAlertsResponse]) error {
+	s := qs.s
+	ctx := stream.Context()
+	f, err := filterFromProto(req.GetFilter())
+	if err != nil {
+		return err
+	}
+	hb := s.cfg.Heartbeat
+	if d := req.GetHeartbeatInterval(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return badRequest("heartbeat_interval", err.Error())
+		}
+		if v := d.AsDuration(); v != 0 {
+			if v < minHeartbeat {
+				return badRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
+			}
+			hb = v
+		}
+	}
+	if err := s.authorize(ctx, auth.VerbWatch, f.Namespace); err != nil {
+		return err
+	}
+	if err := s.allowQuery(ctx); err != nil {
+		return err
+	}
+	select {
+	case s.subs <- struct{}{}:
+		defer func() { <-s.subs }()
+	default:
+		return exhausted(fmt.Sprintf("collector already serves %d alert streams; retry later", s.cfg.MaxStreams), 10*time.Second)
+	}
+
+	cursor := req.GetStartAfter()
+	if req.GetFromEnd() {
+		if cursor, err = s.store.LastSeq(ctx); err != nil {
+			return s.storeError("read store position", err)
+		}
+	}
+	ticker := time.NewTicker(hb)
+	defer ticker.Stop()
+	heartbeat := func() error {
+		return stream.Send(&errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Heartbeat{
+			Heartbeat: &errnowatchv1.Heartbeat{Cursor: cursor, Time: timestamppb.Now()},
+		}})
+	}
+	for {
+		_, moved := s.signal.wait()
+		revs, next, err := s.store.ReadAfter(ctx, cursor, f, s.cfg.StreamPage)
+		if err != nil {
+			if ctx.Err() != nil {
+				return status.FromContextError(ctx.Err()).Err()
+			}
+			return s.storeError("read alerts", err)
+		}
+		for i := range revs {
+			if err := stream.Send(&errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Alert{
+				Alert: storedToProto(&revs[i]),
+			}}); err != nil {
+				return err
+			}
+		}
+		cursor = next
+		if len(revs) == s.cfg.StreamPage {
+			// Catching up: read on, but keep heartbeats on time and stop
+			// promptly.
+			select {
+			case <-ticker.C:
+				if err := heartbeat(); err != nil {
+					return err
+				}
+			case <-ctx.Done():
+				return status.FromContextError(ctx.Err()).Err()
+			case <-s.stopped.Done():
+				return status.Error(codes.Unavailable, "collector is shutting down; reconnect with start_after = the last cursor")
+			default:
+			}
+			continue
+		}
+		select {
+		case <-moved:
+		case <-ticker.C:
+			// Also catches what other writers (another collector on a
+			// shared database) stored: the next read finds it.
+			if err := heartbeat(); err != nil {
+				return err
+			}
+		case <-ctx.Done():
+			return status.FromContextError(ctx.Err()).Err()
+		case <-s.stopped.Done():
+			return status.Error(codes.Unavailable, "collector is shutting down; reconnect with start_after = the last cursor")
+		}
+	}
+}
+
+func (s *Server) storeError(what string, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	s.log.Error("store failed", zap.String("operation", what), zap.Error(err))
+	return status.Errorf(codes.Unavailable, "%s: store unavailable (%v); retry later", what, err)
+}
+
+func storedToProto(st *store.Stored) *errnowatchv1.StoredAlert {
+	return &errnowatchv1.StoredAlert{
+		Sequence:   st.Seq,
+		StoredTime: timestamppb.New(st.StoredAt),
+		Alert:      alertpb.ToProto(&st.Alert),
+	}
+}
+
+// SummaryToProto converts a store summary for the wire.
+func SummaryToProto(p *store.PodSummary) *errnowatchv1.PodSummary {
+	out := &errnowatchv1.PodSummary{
+		Namespace:   p.Namespace,
+		Pod:         p.Pod,
+		Node:        p.Node,
+		Alerts:      p.Alerts,
+		Failures:    p.Failures,
+		MaxSeverity: alertpb.SeverityToProto(p.MaxSeverity),
+		LastSeen:    timestamppb.New(p.LastSeen),
+	}
+	for _, r := range p.Rules {
+		out.Rules = append(out.Rules, &errnowatchv1.RuleSummary{
+			RuleId: r.RuleID, Alerts: r.Alerts, Failures: r.Failures, MaxSeverity: alertpb.SeverityToProto(r.MaxSeverity),
+		})
+	}
+	for sev := alert.SeverityCritical; sev > alert.SeverityUnknown; sev-- {
+		if n := p.BySeverity[sev]; n > 0 {
+			out.Severities = append(out.Severities, &errnowatchv1.SeverityCount{Severity: alertpb.SeverityToProto(sev), Alerts: n})
+		}
+	}
+	return out
+}
+
+// filterFromProto validates a filter: names must be valid Kubernetes names,
+// the severity known, the time range well-formed.
+func filterFromProto(p *errnowatchv1.AlertFilter) (store.Filter, error) {
+	var v []*errdetails.BadRequest_FieldViolation
+	bad := func(field string, msgs ...string) {
+		if len(msgs) > 0 {
+			v = append(v, &errdetails.BadRequest_FieldViolation{Field: "filter." + field, Description: strings.Join(msgs, "; ")})
+		}
+	}
+	f := store.Filter{
+		Namespace:    p.GetNamespace(),
+		Pod:          p.GetPod(),
+		Container:    p.GetContainer(),
+		WorkloadKind: p.GetWorkloadKind(),
+		WorkloadName: p.GetWorkloadName(),
+		Node:         p.GetNode(),
+		RuleID:       p.GetRuleId(),
+	}
+	if f.Namespace != "" {
+		bad("namespace", validation.IsDNS1123Label(f.Namespace)...)
+	}
+	if f.Pod != "" {
+		bad("pod", validation.IsDNS1123Subdomain(f.Pod)...)
+	}
+	if f.Container != "" {
+		bad("container", validation.IsDNS1123Label(f.Container)...)
+	}
+	if f.WorkloadName != "" {
+		bad("workload_name", validation.IsDNS1123Subdomain(f.WorkloadName)...)
+	}
+	if f.Node != "" {
+		bad("node", validation.IsDNS1123Subdomain(f.Node)...)
+	}
+	if f.WorkloadKind != "" && (len(f.WorkloadKind) > 63 || strings.ContainsFunc(f.WorkloadKind, notAlnum)) {
+		bad("workload_kind", "must be a Kubernetes kind such as Deployment")
+	}
+	if len(f.RuleID) > 253 {
+		bad("rule_id", "must be at most 253 characters")
+	}
+	sev, err := alertpb.SeverityFromProto(p.GetMinSeverity())
+	if err != nil {
+		bad("min_severity", err.Error())
+	}
+	f.MinSeverity = sev
+	if f.Since, err = alertpb.TimeFromProto(p.GetSince()); err != nil {
+		bad("since", err.Error())
+	}
+	if f.Until, err = alertpb.TimeFromProto(p.GetUntil()); err != nil {
+		bad("until", err.Error())
+	}
+	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
+		bad("until", "must be after since")
+	}
+	if len(v) > 0 {
+		return store.Filter{}, badRequestViolations(v)
+	}
+	return f, nil
+}
+
+func notAlnum(r rune) bool {
+	return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9')
+}
+
+func badRequest(field, msg string) error {
+	return badRequestViolations([]*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}})
+}
+
+func badRequestViolations(v []*errdetails.BadRequest_FieldViolation) error {
+	var parts []string
+	for _, fv := range v {
+		parts = append(parts, fv.Field+": "+fv.Description)
+	}
+	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(parts, "; "))
+	if st2, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v}); err == nil {
+		return st2.Err()
+	}
+	return st.Err()
+}
+
+// pageToken is what a page token carries: where the next page starts and a
+// hash of the filter it belongs to, so a token is never applied to another
+// query.
+type pageToken struct {
+	Version    int    `json:"v"`
+	BeforeID   string `json:"b"`
+	FilterHash string `json:"f"`
+}
+
+func filterHash(f *errnowatchv1.AlertFilter) string {
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(f)
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+func encodePageToken(beforeID, hash string) string {
+	b, _ := json.Marshal(pageToken{Version: 1, BeforeID: beforeID, FilterHash: hash})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodePageToken(tok, hash string) (string, error) {
+	if tok == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	var pt pageToken
+	if err == nil {
+		err = json.Unmarshal(b, &pt)
+	}
+	if err != nil || pt.Version != 1 || pt.BeforeID == "" {
+		return "", badRequest("page_token", "not a page token from this collector; list again without it")
+	}
+	if pt.FilterHash != hash {
+		return "", badRequest("page_token", "the token belongs to a different filter; use the same filter or list again without it")
+	}
+	return pt.BeforeID, nil
+}
