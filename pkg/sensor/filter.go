@@ -137,6 +137,25 @@ func (s *Sensor) SetFilter(f Filter) error {
 	return nil
 }
 
+// SetCgroups replaces only the cgroup part of the filter (IncludeCgroups and
+// ExcludeCgroups, with their meaning) and leaves the rest in force. It is
+// for the enricher's scope, which keeps the cgroup sets current as pods come
+// and go while the rest of the filter belongs to whoever loaded the sensor.
+func (s *Sensor) SetCgroups(include, exclude []uint64) error {
+	s.filterMu.Lock()
+	defer s.filterMu.Unlock()
+	var kcfg bpfConfig
+	if err := s.objs.Cfg.Get(&kcfg); err != nil {
+		return fmt.Errorf("read sensor config: %w", err)
+	}
+	if err := s.setCgroups(&kcfg, include, exclude); err != nil {
+		return err
+	}
+	s.cfg.Filter.IncludeCgroups = slices.Clone(include)
+	s.cfg.Filter.ExcludeCgroups = slices.Clone(exclude)
+	return nil
+}
+
 // setCgroups brings the kernel's cgroup set to include/exclude with as few
 // map writes as it can: scopes of thousands of pods change a few cgroups at
 // a time.
