@@ -90,6 +90,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	// an acknowledged batch is gone from the agent's spool.
 	q.Set("_synchronous", "FULL")
 	q.Set("_txlock", "immediate")
+	// Statement journals stay in memory instead of temp files; a bigger
+	// page cache keeps the indexes' hot pages.
+	q.Add("_pragma", "temp_store(MEMORY)")
+	q.Add("_pragma", "cache_size(-16384)")
 	wdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -226,19 +230,76 @@ func (s *Store) writer(ctx context.Context) {
 	}
 }
 
-const upsertSQL = `INSERT INTO alerts (seq, id, revision, rule_id, severity, namespace, pod, container, node,
-	workload_kind, workload_name, first_seen, last_seen, total, stored_at, body)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, revision = excluded.revision, rule_id = excluded.rule_id,
-	severity = excluded.severity, namespace = excluded.namespace, pod = excluded.pod,
+// upsertCols are the columns of one alert row, in statement order.
+const upsertCols = `seq, id, revision, rule_id, severity, namespace, pod, container, node,
+	workload_kind, workload_name, first_seen, last_seen, total, stored_at, body`
+
+const nUpsertCols = 16
+
+// upsertRows is how many rows one INSERT statement carries: fewer
+// statements is most of the write speed with this driver.
+const upsertRows = 64
+
+// upsertSQL returns an INSERT of n rows that replaces the row of an existing
+// ID. Only rows that commit decided are new revisions reach it.
+func upsertSQL(n int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO alerts (" + upsertCols + ") VALUES ")
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", nUpsertCols), ", ") + ")"
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	b.WriteString(` ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, revision = excluded.revision,
+	rule_id = excluded.rule_id, severity = excluded.severity, namespace = excluded.namespace, pod = excluded.pod,
 	container = excluded.container, node = excluded.node, workload_kind = excluded.workload_kind,
 	workload_name = excluded.workload_name, first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-	total = excluded.total, stored_at = excluded.stored_at, body = excluded.body
-WHERE excluded.revision > alerts.revision
-RETURNING seq`
+	total = excluded.total, stored_at = excluded.stored_at, body = excluded.body`)
+	return b.String()
+}
 
-// commit writes a group of batches in one transaction. Sequences are given
-// only to revisions actually stored, so they stay dense.
+// lookupChunk bounds the IDs of one revision lookup.
+const lookupChunk = 500
+
+// storedRevisions returns the stored revision of each of ids that exists.
+func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]uint32, error) {
+	revs := make(map[string]uint32, len(ids))
+	for start := 0; start < len(ids); start += lookupChunk {
+		chunk := ids[start:min(start+lookupChunk, len(ids))]
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			args[i] = id
+		}
+		rows, err := tx.QueryContext(ctx, `SELECT id, revision FROM alerts WHERE id IN (`+
+			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var id string
+			var rev uint32
+			if err := rows.Scan(&id, &rev); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			revs[id] = rev
+		}
+		if err := rows.Close(); err != nil {
+			return nil, err
+		}
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	return revs, nil
+}
+
+// commit writes a group of batches in one transaction. The writer is the
+// only one writing, so the revisions it looks up first stay true until it
+// commits; sequences go only to revisions actually stored, so they stay
+// dense.
 func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 	// Not the caller's context: a batch handed to the writer is committed or
 	// failed as a whole, never abandoned halfway because one caller left.
@@ -253,31 +314,57 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 		return nil, fmt.Errorf("begin write: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	stmt, err := tx.PrepareContext(ctx, upsertSQL)
-	if err != nil {
-		return nil, fmt.Errorf("prepare upsert: %w", err)
+
+	var ids []string
+	for _, req := range group {
+		for i := range req.batch {
+			ids = append(ids, req.batch[i].ID)
+		}
 	}
-	defer stmt.Close()
+	revs, err := storedRevisions(ctx, tx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("look up stored revisions: %w", err)
+	}
 
 	results := make([]store.InsertResult, len(group))
+	args := make([]any, 0, upsertRows*nUpsertCols)
+	rows := 0
+	flush := func() error {
+		if rows == 0 {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, upsertSQL(rows), args...); err != nil {
+			return fmt.Errorf("store alerts: %w", err)
+		}
+		args, rows = args[:0], 0
+		return nil
+	}
 	for gi, req := range group {
 		res := &results[gi]
 		for i := range req.batch {
 			a := &req.batch[i]
-			var got uint64
-			err := stmt.QueryRowContext(ctx, seq+1, a.ID, a.Revision, a.RuleID, int(a.Severity),
-				a.Namespace, a.Pod, a.Container, a.Node, a.Workload.Kind, a.Workload.Name,
-				a.FirstSeen.UnixNano(), a.LastSeen.UnixNano(), int64(a.Total), now.UnixNano(), req.body[i]).Scan(&got)
-			switch {
-			case errors.Is(err, sql.ErrNoRows):
+			if stored, ok := revs[a.ID]; ok && stored >= a.Revision {
 				res.Duplicates++
-			case err != nil:
-				return nil, fmt.Errorf("store alert %s: %w", a.ID, err)
-			default:
-				seq++
-				res.New = append(res.New, store.Stored{Seq: seq, StoredAt: now, Alert: *a})
+				continue
+			}
+			// Later revisions of the same alert in this group compare
+			// against this one.
+			revs[a.ID] = a.Revision
+			seq++
+			args = append(args, seq, a.ID, a.Revision, a.RuleID, int(a.Severity),
+				a.Namespace, a.Pod, a.Container, a.Node, a.Workload.Kind, a.Workload.Name,
+				a.FirstSeen.UnixNano(), a.LastSeen.UnixNano(), int64(a.Total), now.UnixNano(), req.body[i])
+			rows++
+			res.New = append(res.New, store.Stored{Seq: seq, StoredAt: now, Alert: *a})
+			if rows == upsertRows {
+				if err := flush(); err != nil {
+					return nil, err
+				}
 			}
 		}
+	}
+	if err := flush(); err != nil {
+		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE store_meta SET value = ? WHERE key = 'last_seq'`, seq); err != nil {
 		return nil, fmt.Errorf("save last sequence: %w", err)
