@@ -100,6 +100,17 @@ struct count_val {
 	u32 _pad;
 };
 
+/* This CPU's hot key for one generation: a run of exits with the same key
+ * (a failure storm) is counted here with no hash lookup at all. User space
+ * adds `pending` to the key's count when it drains the generation. */
+struct hot_slot {
+	struct count_key key;
+	struct count_key last; /* the previous key that missed the slot */
+	u64 pending;
+	u32 bound;     /* key is valid */
+	u32 saturated; /* as count_val.saturated, for key */
+};
+
 struct hist_key {
 	u64 cgroup_id;
 	u32 nr;
@@ -161,6 +172,13 @@ struct {
 	__type(value, struct hist_val);
 } hists0 SEC(".maps"), hists1 SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2); /* one per generation */
+	__type(key, u32);
+	__type(value, struct hot_slot);
+} hot SEC(".maps");
+
 struct barrier_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);
@@ -212,12 +230,17 @@ struct {
 	__type(value, struct enter_val);
 } enter_times SEC(".maps");
 
-static __always_inline void stat_inc(u32 index)
+static __always_inline void stat_add(u32 index, u64 n)
 {
 	u64 *v = bpf_map_lookup_elem(&stats, &index);
 
 	if (v)
-		*v += 1;
+		*v += n;
+}
+
+static __always_inline void stat_inc(u32 index)
+{
+	stat_add(index, 1);
 }
 
 static __always_inline bool bit_is_set(volatile u64 *words, u32 n)
@@ -302,15 +325,21 @@ static __always_inline struct count_val *counter(void *counts, struct count_key 
 	return bpf_map_lookup_elem(counts, key);
 }
 
-/* Take one record slot for key in the current window, or say no. */
-static __always_inline bool record_allowed(struct count_key *key, struct count_val *v)
+static __always_inline bool key_eq(struct count_key *a, struct count_key *b)
+{
+	return a->cgroup_id == b->cgroup_id && *(u64 *)&a->nr == *(u64 *)&b->nr;
+}
+
+/* Take one record slot for key in the current window, or say no.
+ * saturated is this CPU's note that the key's limit was reached. */
+static __always_inline bool record_allowed(struct count_key *key, u32 *saturated)
 {
 	u32 limit = cfg.records_per_window;
 	u32 win = rl_window;
 	u64 *state, old, next;
 	int i;
 
-	if (limit == 0 || v->saturated == win + 1)
+	if (limit == 0 || *saturated == win + 1)
 		return false;
 	state = bpf_map_lookup_elem(&ratelimit, key);
 	if (!state) {
@@ -329,7 +358,7 @@ static __always_inline bool record_allowed(struct count_key *key, struct count_v
 		if ((u32)(old >> 32) != win)
 			next = ((u64)win << 32) | 1;
 		else if ((u32)old >= limit) {
-			v->saturated = win + 1;
+			*saturated = win + 1;
 			return false;
 		} else
 			next = old + 1;
@@ -370,6 +399,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	struct task_struct *task;
 	struct count_key key;
 	struct count_val *v;
+	struct hot_slot *slot;
+	u32 *saturated;
 	u64 duration = 0;
 	u32 errno = 0, compat, g;
 
@@ -402,17 +433,50 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		key.nr |= COMPAT_BIT;
 	key.errno = errno;
 
-	/* Two call sites, one per map, so that each lookup is inlined. */
 	g = gen & 1;
-	if (g)
-		v = counter(&counts1, &key);
-	else
-		v = counter(&counts0, &key);
-	if (!v) {
-		stat_inc(STAT_MAP_FULL);
+	slot = bpf_map_lookup_elem(&hot, &g);
+	if (!slot)
 		return 0;
+	if (slot->bound && key_eq(&slot->key, &key)) {
+		/* The storm path: one compare and an increment. */
+		slot->pending += 1;
+		saturated = &slot->saturated;
+	} else {
+		/* Two call sites, one per map, so that each lookup is inlined. */
+		if (g)
+			v = counter(&counts1, &key);
+		else
+			v = counter(&counts0, &key);
+		if (!v) {
+			stat_inc(STAT_MAP_FULL);
+			return 0;
+		}
+		v->count += 1;
+		saturated = &v->saturated;
+		/* A key that misses twice in a row takes the slot over; the
+		 * old key's run goes to its hash counter first. */
+		if (key_eq(&slot->last, &key)) {
+			if (slot->bound && slot->pending) {
+				struct count_val *old;
+
+				if (g)
+					old = counter(&counts1, &slot->key);
+				else
+					old = counter(&counts0, &slot->key);
+				if (old) {
+					old->count += slot->pending;
+					old->saturated = slot->saturated;
+				} else {
+					stat_add(STAT_MAP_FULL, slot->pending);
+				}
+			}
+			slot->key = key;
+			slot->pending = 0;
+			slot->saturated = v->saturated;
+			slot->bound = 1;
+		}
+		slot->last = key;
 	}
-	v->count += 1;
 
 	if (cfg.durations) {
 		struct enter_val *e = bpf_task_storage_get(&enter_times, task, 0, 0);
@@ -427,7 +491,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		}
 	}
 
-	if (errno && record_allowed(&key, v))
+	if (errno && record_allowed(&key, saturated))
 		emit_record(task, &key, ret, duration);
 	return 0;
 }

@@ -58,6 +58,15 @@ type bpfHistVal struct {
 	Buckets [40]uint64
 }
 
+type bpfHotSlot struct {
+	_         structs.HostLayout
+	Key       bpfCountKey
+	Last      bpfCountKey
+	Pending   uint64
+	Bound     uint32
+	Saturated uint32
+}
+
 type bpfRecord struct {
 	_          structs.HostLayout
 	TsNs       uint64
@@ -83,6 +92,7 @@ const (
 	bpfMapEnterTimes   = "enter_times"
 	bpfMapHists0       = "hists0"
 	bpfMapHists1       = "hists1"
+	bpfMapHot          = "hot"
 	bpfMapRatelimit    = "ratelimit"
 	bpfMapRcuBarrier   = "rcu_barrier"
 	bpfMapRecords      = "records"
@@ -153,6 +163,7 @@ type bpfMapSpecs struct {
 	EnterTimes   *ebpf.MapSpec `ebpf:"enter_times"`
 	Hists0       *ebpf.MapSpec `ebpf:"hists0"`
 	Hists1       *ebpf.MapSpec `ebpf:"hists1"`
+	Hot          *ebpf.MapSpec `ebpf:"hot"`
 	Ratelimit    *ebpf.MapSpec `ebpf:"ratelimit"`
 	RcuBarrier   *ebpf.MapSpec `ebpf:"rcu_barrier"`
 	Records      *ebpf.MapSpec `ebpf:"records"`
@@ -197,6 +208,7 @@ type bpfMaps struct {
 	EnterTimes   *ebpf.Map `ebpf:"enter_times"`
 	Hists0       *ebpf.Map `ebpf:"hists0"`
 	Hists1       *ebpf.Map `ebpf:"hists1"`
+	Hot          *ebpf.Map `ebpf:"hot"`
 	Ratelimit    *ebpf.Map `ebpf:"ratelimit"`
 	RcuBarrier   *ebpf.Map `ebpf:"rcu_barrier"`
 	Records      *ebpf.Map `ebpf:"records"`
@@ -211,6 +223,7 @@ func (m *bpfMaps) Close() error {
 		m.EnterTimes,
 		m.Hists0,
 		m.Hists1,
+		m.Hot,
 		m.Ratelimit,
 		m.RcuBarrier,
 		m.Records,

@@ -103,18 +103,36 @@ func (s *Sensor) Drain() (Interval, error) {
 		counts, hists = s.objs.Counts1, s.objs.Hists1
 	}
 
+	totals := map[Key]uint64{}
 	err = drainAll(counts, func(k *bpfCountKey, perCPU []bpfCountVal) {
 		var sum uint64
 		for i := range perCPU {
 			sum += perCPU[i].Count
 		}
-		if sum == 0 {
-			return
+		if sum > 0 {
+			totals[countKey(k)] += sum
 		}
-		iv.Counts = append(iv.Counts, Count{Key: countKey(k), Count: sum})
 	})
 	if err != nil {
 		return iv, fmt.Errorf("drain counts: %w", err)
+	}
+	// Each CPU's hot slot holds the run of its storm key that never went
+	// through the hash.
+	var slots []bpfHotSlot
+	if err := s.objs.Hot.Lookup(old, &slots); err != nil {
+		return iv, fmt.Errorf("drain hot slots: %w", err)
+	}
+	for i := range slots {
+		if slots[i].Bound != 0 && slots[i].Pending > 0 {
+			totals[countKey(&slots[i].Key)] += slots[i].Pending
+		}
+	}
+	if err := s.objs.Hot.Update(old, make([]bpfHotSlot, len(slots)), ebpf.UpdateExist); err != nil {
+		return iv, fmt.Errorf("reset hot slots: %w", err)
+	}
+	iv.Counts = make([]Count, 0, len(totals))
+	for k, n := range totals {
+		iv.Counts = append(iv.Counts, Count{Key: k, Count: n})
 	}
 	if s.cfg.Durations {
 		err = drainAll(hists, func(k *bpfHistKey, perCPU []bpfHistVal) {
