@@ -120,6 +120,17 @@ func (p *PKI) ClientOptions(addr string) client.Options {
 	return client.Options{Address: addr, CAFile: p.CAFile, CertFile: p.ClientCertFile, KeyFile: p.ClientKeyFile}
 }
 
+// OpenStore opens dir/alerts.db, closed at the end of the test.
+func OpenStore(t testing.TB, dir string) *sqlite.Store {
+	t.Helper()
+	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "alerts.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
 // Collector is a running collector and its store.
 type Collector struct {
 	*collector.Server
@@ -141,13 +152,8 @@ func Start(t testing.TB, cfg collector.Config, pki *PKI, socket bool, dir string
 	}
 	c := &Collector{}
 	if cfg.Store == nil {
-		st, err := sqlite.Open(context.Background(), filepath.Join(dir, "alerts.db"), sqlite.Options{})
-		if err != nil {
-			t.Fatalf("open store: %v", err)
-		}
-		t.Cleanup(func() { st.Close() })
-		c.Store = st
-		cfg.Store = st
+		c.Store = OpenStore(t, dir)
+		cfg.Store = c.Store
 	}
 	srv, err := collector.New(cfg)
 	if err != nil {
