@@ -643,3 +643,55 @@ func TestSlowSubscriberStaysBoundedAndCatchesUp(t *testing.T) {
 		n++
 	}
 }
+
+func TestRotatedServerCertificateIsServedWithoutRestart(t *testing.T) {
+	pki := collectortest.NewPKI(t, "agent")
+	col := collectortest.Start(t, collector.Config{}, pki, false, "")
+	next := collectortest.NewPKI(t, "agent")
+	// A client that trusts only the next CA fails until the files change.
+	trustsNext := client.Options{Address: col.Addr, CAFile: next.CAFile, CertFile: pki.ClientCertFile, KeyFile: pki.ClientKeyFile}
+	if _, err := dial(t, trustsNext).Query.ListAlerts(context.Background(), &errnowatchv1.ListAlertsRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("before rotation: %v, want UNAVAILABLE", err)
+	}
+	for src, dst := range map[string]string{next.ServerCertFile: pki.ServerCertFile, next.ServerKeyFile: pki.ServerKeyFile} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		later := time.Now().Add(time.Minute)
+		if err := os.Chtimes(dst, later, later); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := dial(t, trustsNext).Query.ListAlerts(context.Background(), &errnowatchv1.ListAlertsRequest{}); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+}
+
+func TestRetentionRunsInTheBackground(t *testing.T) {
+	col := collectortest.Start(t, collector.Config{
+		Retention: store.Retention{MaxAlerts: 10}, RetentionInterval: 20 * time.Millisecond,
+	}, nil, true, "")
+	c := dial(t, client.Options{Address: col.Socket})
+	if _, err := publish(t, c, storetest.Alerts(storetest.DefaultShape, base, 0, 30)); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the retention loop (bounded), then check what it kept.
+	var got []*errnowatchv1.StoredAlert
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = listAll(t, c, nil, 100); len(got) == 10 {
+			break
+		}
+	}
+	if len(got) != 10 {
+		t.Fatalf("%d alerts after retention to 10", len(got))
+	}
+	for _, a := range got {
+		if a.Sequence <= 20 {
+			t.Fatalf("retention kept sequence %d, want the 10 newest (21..30)", a.Sequence)
+		}
+	}
+}
