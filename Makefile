@@ -40,7 +40,7 @@ tools-clang: ## Install clang-19 and libbpf headers from Debian when missing.
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-19 llvm-19 libbpf-dev; }
 
 .PHONY: generate
-generate: tools-clang proto ## Regenerate BPF objects, syscall tables, API code and manifests.
+generate: tools-clang proto manifests ## Regenerate BPF objects, syscall tables, API code and manifests.
 	$(GO) generate ./pkg/...
 
 .PHONY: verify
@@ -59,8 +59,32 @@ proto-lint: ## buf STANDARD lint, and buf breaking against branch main once main
 		$(TOOLS) buf breaking --against '.git#branch=main'; \
 	else echo "proto-lint: branch main has no API yet, nothing to check for breaking changes"; fi
 
+# The Helm chart, and the plain manifests rendered from it. The chart ships a
+# copy of the default rule pack (Helm reads files only inside the chart);
+# chart-rules refreshes it, so `make verify` fails when the two drift.
+HELM        := $(TOOLS) helm
+CHART       := charts/errnowatch
+# Value combinations that chart-lint and pkg/chart's tests check.
+CHART_VALUES = $(sort $(wildcard $(CHART)/ci/*-values.yaml))
+# The default install with certificates from a Secret the user creates:
+# the chart's zero-config TLS makes random certificates on every render.
+MANIFEST_FLAGS := --namespace errnowatch --set tls.mode=existingSecret
+
+.PHONY: chart-rules
+chart-rules: ## Copy rules/default.yaml into the chart.
+	cp rules/default.yaml $(CHART)/rules/default.yaml
+
+.PHONY: manifests
+manifests: chart-rules ## Render manifests/errnowatch.yaml (the default install, for kubectl apply) from the chart.
+	{ sed 's/^/# /; s/ *$$//' manifests/header.txt; \
+	  $(HELM) template errnowatch $(CHART) $(MANIFEST_FLAGS); } > manifests/errnowatch.yaml
+
+.PHONY: chart-lint
+chart-lint: chart-rules ## helm lint --strict with each value combination of charts/errnowatch/ci.
+	@for f in $(CHART_VALUES); do echo "helm lint --strict -f $$f"; $(HELM) lint --strict --quiet $(CHART) -f $$f; done
+
 .PHONY: lint
-lint: proto-lint ## go vet, plus staticcheck pinned in tools/go.mod.
+lint: proto-lint chart-lint ## go vet, plus staticcheck pinned in tools/go.mod.
 	$(GO) vet ./...
 
 .PHONY: clean
