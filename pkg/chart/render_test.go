@@ -123,7 +123,12 @@ func render(t testing.TB, vals map[string]any) *rendered {
 // renderWith renders ch with the engine given (engine.New(cfg) answers
 // lookup from a real API server), validating vals against the schema.
 func renderWith(ch *chart.Chart, eng engine.Engine, vals map[string]any) (*rendered, error) {
-	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: releaseNamespace, Revision: 1, IsInstall: true}
+	return renderIn(ch, eng, releaseNamespace, vals)
+}
+
+// renderIn renders the release into namespace ns.
+func renderIn(ch *chart.Chart, eng engine.Engine, ns string, vals map[string]any) (*rendered, error) {
+	opts := chartutil.ReleaseOptions{Name: releaseName, Namespace: ns, Revision: 1, IsInstall: true}
 	rv, err := chartutil.ToRenderValuesWithSchemaValidation(ch, vals, opts, chartutil.DefaultCapabilities, false)
 	if err != nil {
 		return nil, fmt.Errorf("values: %w", err)
