@@ -51,7 +51,8 @@ type SenderOptions struct {
 	// once (default 8).
 	Window int
 	// Backoff paces reconnects (default DefaultBackoff). It starts over
-	// once a stream has had a batch acknowledged.
+	// once a stream has had a batch acknowledged or stayed up longer than
+	// Backoff.Cap.
 	Backoff wait.Backoff
 	// DropReportInterval is how often, while connected, drops that happened
 	// since the last report are reported (default 1 minute).
@@ -177,13 +178,16 @@ func (s *Sender) Run(ctx context.Context) error {
 	defer s.running.Store(false)
 	backoff := s.opts.Backoff
 	for {
+		began := time.Now()
 		progressed, err := s.stream(ctx)
 		s.connected.Store(false)
 		s.inFlight.Store(0)
 		if ctx.Err() != nil {
 			return nil
 		}
-		if progressed {
+		// A stream that lived long was healthy even if it had nothing to
+		// send; one refused at once (say, for credentials) was not.
+		if progressed || time.Since(began) > s.opts.Backoff.Cap {
 			backoff = s.opts.Backoff
 		}
 		d := backoff.Step()
@@ -262,9 +266,10 @@ func (s *Sender) stream(ctx context.Context) (progressed bool, err error) {
 	cursor := s.spool.Acked()
 	var window []batch
 	dropsDue := true
+	broken := false // Send failed: take the answers still coming, then the status
 	for {
 		// Fill the window from the spool.
-		for len(window) < s.opts.Window {
+		for !broken && len(window) < s.opts.Window {
 			limit := s.opts.BatchAlerts
 			if cursor < s.isolateThrough {
 				limit = 1
@@ -288,13 +293,10 @@ func (s *Sender) stream(ctx context.Context) (progressed bool, err error) {
 				}
 			}
 			if err := st.Send(req); err != nil {
-				// Send only says the stream broke; Recv has the status.
-				select {
-				case err := <-ended:
-					return s.endStatus(progressed, window, err)
-				case <-ctx.Done():
-					return progressed, ctx.Err()
-				}
+				// Send only says the stream broke; Recv has the status,
+				// after the answers sent before it.
+				broken = true
+				break
 			}
 			s.sent.Add(uint64(len(recs)))
 			s.resent.Add(uint64(resent))

@@ -57,7 +57,7 @@ func (o *SpoolOptions) setDefaults() error {
 		o.MaxRecords = DefaultMaxRecords
 	}
 	if o.SegmentBytes == 0 {
-		o.SegmentBytes = min(max(o.MaxBytes/16, 4<<10), maxSegmentBytes)
+		o.SegmentBytes = min(max(o.MaxBytes/16, 4<<10), maxSegmentBytes, o.MaxBytes)
 	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
@@ -66,6 +66,9 @@ func (o *SpoolOptions) setDefaults() error {
 	case o.MaxBytes < 0 || o.MaxRecords < 0 || o.SegmentBytes < 0:
 		return fmt.Errorf("spool bounds must not be negative (max bytes %d, max records %d, segment bytes %d)",
 			o.MaxBytes, o.MaxRecords, o.SegmentBytes)
+	case o.SegmentBytes > 1<<30:
+		// Record offsets in the index are 32-bit.
+		return fmt.Errorf("spool segment size %d is over the 1 GiB limit", o.SegmentBytes)
 	case o.SegmentBytes > o.MaxBytes:
 		return fmt.Errorf("spool segment size %d is larger than the spool bound %d: lower the segment size or raise the bound",
 			o.SegmentBytes, o.MaxBytes)
@@ -799,7 +802,8 @@ func (s *Spool) Stats() SpoolStats {
 }
 
 // Close syncs the active segment, saves the state and releases the
-// directory for another process.
+// directory for another process. Stop the sender (end its Run) first: a
+// sender reading a closed spool retries until its context ends.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
