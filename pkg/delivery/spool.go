@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -235,7 +236,7 @@ func (s *Spool) load() error {
 		}
 		s.segs = append(s.segs, g)
 	}
-	slices.SortFunc(s.segs, func(a, b *segment) int { return cmpUint(a.base, b.base) })
+	slices.SortFunc(s.segs, func(a, b *segment) int { return cmp.Compare(a.base, b.base) })
 
 	// Drop what is done, empty or unusable, and count records lost to damage
 	// in the middle: a segment cut short leaves a gap before the next one.
@@ -833,14 +834,4 @@ func (s *Spool) closeFiles() error {
 	}
 	s.active, s.dirf, s.lock = nil, nil, nil
 	return errors.Join(errs...)
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
