@@ -23,6 +23,11 @@ type Meta struct {
 	Labels map[string]string
 	// Host is true for processes outside any pod.
 	Host bool
+	// Unresolved is true when the cgroup is in a pod (PodUID and, for a
+	// container, ContainerID come from its path) but the API did not name
+	// the pod or its container within the enricher's hold, or when the
+	// cgroup itself is unknown (then only Node is set).
+	Unresolved bool
 	// CgroupPath is the cgroup v2 path relative to the cgroup root,
 	// e.g. "/kubepods/besteffort/pod<uid>/<id>".
 	CgroupPath string
