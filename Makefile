@@ -22,9 +22,14 @@ help: ## List the targets.
 build: ## Build the static binary bin/errnowatch.
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/errnowatch ./cmd/errnowatch
 
+# Where `make run` keeps its alerts (SQLite) and spool.
+RUN_DIR ?= $(CURDIR)/.errnowatch
+
 .PHONY: run
-run: build ## Watch this host's failing syscalls live, standalone (needs root).
-	$(BIN)/errnowatch top
+run: build ## Run errnowatch standalone on this host: live failures and alerts, stored in .errnowatch/ (needs root).
+	$(BIN)/errnowatch agent --no-kubernetes --rules $(CURDIR)/rules --embedded-collector $(RUN_DIR) \
+		--spool-dir $(RUN_DIR)/spool --print-alerts --print-summary 5s \
+		--metrics-address 127.0.0.1:9090 --health-address 127.0.0.1:9090
 
 .PHONY: test
 test: kube-bins ## Run every test (as root: real kernel, real kube-apiserver).

@@ -3,8 +3,10 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // Where distributions mount the v2 hierarchy: unified hosts at the top,
@@ -60,4 +62,17 @@ func pickV2Mount(mounts []*procfs.MountInfo) (string, error) {
 		return found[0], nil
 	}
 	return "", ErrNoV2Mount
+}
+
+// V2Under returns the cgroup v2 hierarchy at or below root: root itself on a
+// unified host, root/unified on a hybrid one. The agent is given the host's
+// /sys/fs/cgroup through a hostPath volume and does not know which it is.
+func V2Under(root string) (string, error) {
+	for _, dir := range []string{root, filepath.Join(root, "unified")} {
+		var st unix.Statfs_t
+		if err := unix.Statfs(dir, &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+			return dir, nil
+		}
+	}
+	return "", fmt.Errorf("neither %s nor %s/unified is a cgroup v2 mount: mount the host's /sys/fs/cgroup there (the chart does, read-only)", root, root)
 }

@@ -94,8 +94,10 @@ type Sensor struct {
 	records    atomic.Uint64
 	decodeErrs atomic.Uint64
 
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // ringReader is what the record reader needs of ringbuf.Reader; tests give
@@ -270,11 +272,16 @@ func (s *Sensor) windowLoop(ctx context.Context) {
 
 // Close detaches the programs first, so nothing of ours stays attached even
 // if a later step fails, then stops the reader and frees the maps. It is
-// safe on a nil or partly loaded Sensor.
+// safe on a nil or partly loaded Sensor, and more than once.
 func (s *Sensor) Close() error {
 	if s == nil {
 		return nil
 	}
+	s.closeOnce.Do(func() { s.closeErr = s.close() })
+	return s.closeErr
+}
+
+func (s *Sensor) close() error {
 	var errs []error
 	for _, l := range s.links {
 		if err := l.Close(); err != nil {

@@ -1,0 +1,408 @@
+// Package agent runs errnowatch on a node: it wires the stages together —
+// sensor (exact counts and sampled records) → enrich (cgroup → pod) → rules
+// (windowed patterns → alerts) → delivery (spool → collector) — every drain
+// interval, and serves the agent's metrics and health endpoints. It adds no
+// behaviour of its own beyond the loop and the shutdown order.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/cgroup"
+	"github.com/errnowatch/errnowatch/pkg/collector/client"
+	"github.com/errnowatch/errnowatch/pkg/delivery"
+	"github.com/errnowatch/errnowatch/pkg/enrich"
+	"github.com/errnowatch/errnowatch/pkg/kube"
+	"github.com/errnowatch/errnowatch/pkg/rules"
+	"github.com/errnowatch/errnowatch/pkg/sensor"
+)
+
+// Config is the agent's configuration.
+type Config struct {
+	// Node is this node's name (NODE_NAME from the downward API).
+	Node string
+	// Kubeconfig is a kubeconfig path; "" uses the in-cluster config.
+	Kubeconfig string
+	// NoKubernetes runs without the API server: failures are attributed to
+	// cgroups and pod UIDs only (the standalone mode).
+	NoKubernetes bool
+	// Rules are rule files or directories (a mounted ConfigMap works).
+	Rules []string
+	// CgroupRoot is the host's cgroup v2 mount as the agent sees it; ""
+	// finds it.
+	CgroupRoot string
+	// Interval is the drain and rule evaluation interval (default 1 s).
+	Interval time.Duration
+	// Durations turns on duration mode.
+	Durations bool
+	// Scope limits the pods watched, in the kernel.
+	Scope enrich.Scope
+	// Collector is where alerts go; an empty Address keeps them in the
+	// spool (and OnAlert) only.
+	Collector client.Options
+	// SpoolDir holds alerts until the collector acknowledges them.
+	SpoolDir      string
+	SpoolMaxBytes int64
+	// MetricsAddress serves /metrics; HealthAddress serves /healthz and
+	// /readyz. Empty: not served.
+	MetricsAddress string
+	HealthAddress  string
+	// MaxRecordsPerInterval bounds the records kept for one interval's
+	// rules; more are counted as dropped (the counts stay exact).
+	MaxRecordsPerInterval int
+	// ShutdownFlush is how long a stopping agent keeps delivering its spool
+	// (default 5 s).
+	ShutdownFlush time.Duration
+	// OnAlert sees every alert raised or updated (the standalone mode
+	// prints them).
+	OnAlert func(alert.Alert)
+	// OnBatch sees every interval's enriched batch (the standalone mode
+	// prints a summary).
+	OnBatch func(*enrich.Batch)
+	Log     *zap.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Interval <= 0 {
+		c.Interval = time.Second
+	}
+	if c.MaxRecordsPerInterval <= 0 {
+		c.MaxRecordsPerInterval = 65536
+	}
+	if c.ShutdownFlush <= 0 {
+		c.ShutdownFlush = 5 * time.Second
+	}
+	if c.Log == nil {
+		c.Log = zap.NewNop()
+	}
+	if c.SpoolDir == "" {
+		return errors.New("no spool directory: set --spool-dir (e.g. /var/lib/errnowatch/spool)")
+	}
+	if len(c.Rules) == 0 {
+		return errors.New("no rules: set --rules to a rule file or directory (the chart mounts /etc/errnowatch/rules)")
+	}
+	if !c.NoKubernetes && c.Node == "" {
+		return errors.New("no node name: set --node-name or NODE_NAME (the chart sets it from the downward API)")
+	}
+	if c.NoKubernetes && !c.Scope.Empty() {
+		return errors.New("a pod scope (--namespaces, --pod-selector) needs the Kubernetes API")
+	}
+	return nil
+}
+
+// Agent is a running agent.
+type Agent struct {
+	cfg      Config
+	log      *zap.Logger
+	sensor   *sensor.Sensor
+	resolver *cgroup.Resolver
+	pods     *kube.Pods
+	enricher *enrich.Enricher
+	engine   *rules.Engine
+	watcher  *rules.Watcher
+	spool    *delivery.Spool
+	sender   *delivery.Sender
+	conn     *client.Client
+	metrics  *metrics
+	registry *prometheus.Registry
+
+	attached    atomic.Bool
+	recordDrops atomic.Uint64
+}
+
+// Run runs the agent until ctx is done, then shuts down in order: stop
+// counting, evaluate the last interval, deliver what it can, detach.
+func Run(ctx context.Context, cfg Config) error {
+	a, err := New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}
+
+// New loads the rules, the sensor and the enrichment, and opens the
+// spool. Whatever it opened is closed again if a later step fails.
+func New(ctx context.Context, cfg Config) (a *Agent, err error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	a = &Agent{cfg: cfg, log: cfg.Log, registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			a.close()
+			a = nil
+		}
+	}()
+
+	rs, err := rules.Load(cfg.Rules...)
+	if err != nil {
+		return nil, fmt.Errorf("load rules: %w", err)
+	}
+	a.engine = rules.NewEngine(rs, rules.Config{Interval: cfg.Interval, Node: cfg.Node}, a.log)
+	a.watcher = rules.NewWatcher(cfg.Rules, rs, a.engine, a.log)
+
+	mount := ""
+	if cfg.CgroupRoot != "" {
+		if mount, err = cgroup.V2Under(cfg.CgroupRoot); err != nil {
+			return nil, err
+		}
+	}
+	if a.resolver, err = cgroup.NewResolver(a.log, cgroup.Options{Mount: mount}); err != nil {
+		return nil, fmt.Errorf("cgroups: %w", err)
+	}
+	if a.sensor, err = sensor.Load(sensor.Config{Durations: cfg.Durations, ExcludeSelf: true}, a.log); err != nil {
+		return nil, err
+	}
+	a.attached.Store(true)
+
+	if !cfg.NoKubernetes {
+		rc, err := kube.RESTConfig(cfg.Kubeconfig)
+		if err != nil {
+			return nil, err
+		}
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return nil, fmt.Errorf("kubernetes client: %w", err)
+		}
+		keys, err := cfg.Scope.LabelKeys()
+		if err != nil {
+			return nil, err
+		}
+		if a.pods, err = kube.New(cs, kube.Options{Node: cfg.Node, Labels: kube.DefaultLabelFilter().With(keys...)}, a.log); err != nil {
+			return nil, err
+		}
+	}
+	eo := enrich.Options{Node: cfg.Node, Cgroups: a.resolver, Pods: a.pods, CgroupMount: a.resolver.Mount(), Log: a.log}
+	if !cfg.Scope.Empty() {
+		eo.Scope, eo.Filter = cfg.Scope, a.sensor
+	}
+	if a.enricher, err = enrich.New(eo); err != nil {
+		return nil, err
+	}
+
+	if a.spool, err = delivery.OpenSpool(cfg.SpoolDir, delivery.SpoolOptions{MaxBytes: cfg.SpoolMaxBytes, Logger: a.log}); err != nil {
+		return nil, fmt.Errorf("open spool %s: %w", cfg.SpoolDir, err)
+	}
+	if cfg.Collector.Address != "" {
+		if a.conn, err = client.Dial(cfg.Collector); err != nil {
+			return nil, fmt.Errorf("collector: %w", err)
+		}
+		if a.sender, err = delivery.NewSender(a.spool, a.conn.Conn, delivery.SenderOptions{Node: cfg.Node, Logger: a.log}); err != nil {
+			return nil, err
+		}
+	}
+	if a.metrics, err = newMetrics(a); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Ready tells whether the agent counts, knows its pods and has rules.
+func (a *Agent) Ready() (bool, string) {
+	switch {
+	case !a.attached.Load():
+		return false, "sensor not attached"
+	case a.pods != nil && !a.pods.Synced():
+		return false, "pod informer not synced"
+	case a.engine.Rules() == nil:
+		return false, "no rules loaded"
+	}
+	return true, "ok"
+}
+
+// Registry is the agent's Prometheus registry.
+func (a *Agent) Registry() *prometheus.Registry { return a.registry }
+
+// Run runs the loop until ctx is done.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.close()
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	goRun := func(name string, fn func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(bg); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Error("agent component stopped", zap.String("component", name), zap.Error(err))
+			}
+		}()
+	}
+	defer func() { stopBG(); wg.Wait() }()
+
+	goRun("cgroups", a.resolver.Run)
+	goRun("rules-watch", a.watcher.Run)
+	if a.pods != nil {
+		goRun("pods", a.pods.Run)
+	}
+	goRun("enrich", a.enricher.Run)
+	servers, err := a.serve()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range servers {
+			s.Close()
+		}
+	}()
+	if a.pods != nil {
+		if err := a.pods.WaitForSync(ctx); err != nil {
+			return fmt.Errorf("wait for the pod informer to sync: %w", err)
+		}
+	}
+	senderCtx, stopSender := context.WithCancel(context.WithoutCancel(ctx))
+	senderDone := make(chan struct{})
+	if a.sender != nil {
+		go func() {
+			defer close(senderDone)
+			a.sender.Run(senderCtx)
+		}()
+	} else {
+		close(senderDone)
+	}
+	a.log.Info("agent running", zap.String("node", a.cfg.Node), zap.Duration("interval", a.cfg.Interval),
+		zap.Int("rules", len(a.engine.Rules().Rules)))
+
+	err = a.loop(ctx)
+
+	// Stop counting first: nothing of ours stays attached even if the
+	// flush below is cut short.
+	a.sensor.Close()
+	a.attached.Store(false)
+	if a.sender != nil {
+		a.flushSpool()
+	}
+	stopSender()
+	<-senderDone
+	return err
+}
+
+func (a *Agent) loop(ctx context.Context) error {
+	tick := time.NewTicker(a.cfg.Interval)
+	defer tick.Stop()
+	records := a.sensor.Records()
+	var batch []sensor.Record
+	for {
+		select {
+		case <-ctx.Done():
+			a.interval(batch)
+			return nil
+		case r, ok := <-records:
+			if !ok {
+				return errors.New("sensor stopped")
+			}
+			if len(batch) < a.cfg.MaxRecordsPerInterval {
+				batch = append(batch, r)
+			} else {
+				a.recordDrops.Add(1)
+			}
+		case <-tick.C:
+			a.interval(batch)
+			batch = batch[:0]
+		}
+	}
+}
+
+// interval drains the kernel, enriches, evaluates and spools the alerts.
+func (a *Agent) interval(records []sensor.Record) {
+	iv, err := a.sensor.Drain()
+	if err != nil {
+		a.log.Error("drain sensor", zap.Error(err))
+		return
+	}
+	b := a.enricher.EnrichInterval(iv, records)
+	a.metrics.observe(&b)
+	if a.cfg.OnBatch != nil {
+		a.cfg.OnBatch(&b)
+	}
+	alerts := a.engine.Process(&b)
+	if len(alerts) == 0 {
+		return
+	}
+	if err := a.spool.Append(alerts...); err != nil {
+		a.log.Error("spool alerts", zap.Error(err), zap.Int("alerts", len(alerts)))
+	}
+	for _, al := range alerts {
+		a.log.Info("alert", zap.String("rule", al.RuleID), zap.String("severity", al.Severity.String()),
+			zap.String("namespace", al.Namespace), zap.String("pod", al.Pod), zap.String("container", al.Container),
+			zap.Uint32("revision", al.Revision), zap.String("message", al.Message))
+		if a.cfg.OnAlert != nil {
+			a.cfg.OnAlert(al)
+		}
+	}
+}
+
+// flushSpool gives the sender a bounded time to deliver what is spooled.
+func (a *Agent) flushSpool() {
+	deadline := time.Now().Add(a.cfg.ShutdownFlush)
+	for time.Now().Before(deadline) {
+		if a.sender.Stats().SpoolRecords == 0 {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	a.log.Warn("stopping with alerts still spooled; they are sent when the agent starts again",
+		zap.Int("spooled", a.sender.Stats().SpoolRecords))
+}
+
+func (a *Agent) serve() ([]*http.Server, error) {
+	var servers []*http.Server
+	start := func(addr string, h http.Handler) error {
+		if addr == "" {
+			return nil
+		}
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", addr, err)
+		}
+		s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		servers = append(servers, s)
+		go s.Serve(l)
+		return nil
+	}
+	mm := http.NewServeMux()
+	mm.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
+	hm := http.NewServeMux()
+	hm.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	hm.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		ok, why := a.Ready()
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, why)
+	})
+	if a.cfg.MetricsAddress == a.cfg.HealthAddress && a.cfg.MetricsAddress != "" {
+		mm.Handle("/healthz", hm)
+		mm.Handle("/readyz", hm)
+		return servers, start(a.cfg.MetricsAddress, mm)
+	}
+	if err := start(a.cfg.MetricsAddress, mm); err != nil {
+		return servers, err
+	}
+	return servers, start(a.cfg.HealthAddress, hm)
+}
+
+func (a *Agent) close() {
+	a.sensor.Close()
+	if a.conn != nil {
+		a.conn.Conn.Close()
+	}
+	if a.spool != nil {
+		a.spool.Close()
+	}
+	if a.resolver != nil {
+		a.resolver.Close()
+	}
+}
