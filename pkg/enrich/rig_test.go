@@ -192,7 +192,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.s, err = sensor.Load(sensor.Config{RecordsPerWindow: 1000, ExcludeSelf: true}, log)
+	r.s, err = sensor.Load(sensor.Config{RecordsPerWindow: 100, ExcludeSelf: true}, log)
 	if err != nil {
 		t.Fatalf("load sensor: %v", err)
 	}
