@@ -379,6 +379,15 @@ func TestBadInputGetsInvalidArgumentAndStoresNothing(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument {
 		t.Fatalf("stream with a 1ms heartbeat: %v, want INVALID_ARGUMENT", err)
 	}
+	// A cursor beyond the store (from a replaced database) is refused, not
+	// followed past alerts it would skip.
+	s, err = c.Query.StreamAlerts(context.Background(), &errnowatchv1.StreamAlertsRequest{StartAfter: 1000})
+	if err == nil {
+		_, err = s.Recv()
+	}
+	if status.Code(err) != codes.OutOfRange {
+		t.Fatalf("stream after sequence 1000 of 5: %v, want OUT_OF_RANGE", err)
+	}
 }
 
 func TestQueryRateLimitIsResourceExhausted(t *testing.T) {

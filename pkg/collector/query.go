@@ -144,10 +144,19 @@ func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stre
 	}
 
 	cursor := req.GetStartAfter()
-	if req.GetFromEnd() {
-		if cursor, err = s.store.LastSeq(ctx); err != nil {
-			return s.storeError("read store position", err)
-		}
+	last, err := s.store.LastSeq(ctx)
+	if err != nil {
+		return s.storeError("read store position", err)
+	}
+	switch {
+	case req.GetFromEnd():
+		cursor = last
+	case cursor > last:
+		// A cursor from another (or a wiped) database: following it would
+		// silently skip every alert up to it.
+		return status.Errorf(codes.OutOfRange,
+			"start_after %d is beyond the last stored sequence %d (the collector's database was replaced?): restart with start_after 0 or from_end",
+			cursor, last)
 	}
 	ticker := time.NewTicker(hb)
 	defer ticker.Stop()
