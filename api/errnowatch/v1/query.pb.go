@@ -465,6 +465,8 @@ type StreamAlertsRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Filter *AlertFilter           `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
 	// Send revisions stored after this sequence; 0 sends everything stored.
+	// A sequence beyond the store's last one (its database was replaced)
+	// fails with OUT_OF_RANGE.
 	StartAfter uint64 `protobuf:"varint,2,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
 	// Ignore start_after and send only revisions stored from now on.
 	FromEnd bool `protobuf:"varint,3,opt,name=from_end,json=fromEnd,proto3" json:"from_end,omitempty"`
