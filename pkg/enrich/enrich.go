@@ -285,14 +285,31 @@ func (e *Enricher) build(id uint64) (m *Meta, complete, cacheable bool, podKey s
 	m.Labels = pod.Labels
 	if info.IsContainer {
 		c, ok := pod.ContainerByID(info.ContainerID)
-		if !ok {
+		switch {
+		case ok:
+			m.Container, m.Image = c.Name, c.Image
+		case allReported(pod):
+			// No status will name it: the pod's sandbox (pause) container,
+			// which kubelet never reports, or a container from before the
+			// previous restart. The pod is all there is to say.
+		default:
 			// The runtime has started it; kubelet has not reported it yet.
 			m.Unresolved = true
 			return m, false, true, info.PodUID
 		}
-		m.Container, m.Image = c.Name, c.Image
 	}
 	return m, true, true, info.PodUID
+}
+
+// allReported tells whether every container of the pod has an id in its
+// status, so that no status update is going to name another one.
+func allReported(p *kube.Pod) bool {
+	for _, c := range p.Containers {
+		if c.ID == "" {
+			return false
+		}
+	}
+	return len(p.Containers) > 0
 }
 
 // EnrichInterval enriches one drained interval and the records that arrived
@@ -308,36 +325,41 @@ func (e *Enricher) EnrichInterval(iv sensor.Interval, records []sensor.Record) B
 	defer e.pmu.Unlock()
 
 	for _, c := range iv.Counts {
-		if h, ok := e.holdFor(c.CgroupID, now, &b); ok {
-			if _, dup := h.counts[c.Key]; !dup {
-				e.nPending++
+		if h := e.holdFor(c.CgroupID, now); h != nil {
+			// A key already held takes no more room.
+			if _, dup := h.counts[c.Key]; dup || e.room() {
+				if !dup {
+					e.nPending++
+				}
+				h.counts[c.Key] += c.Count
+				continue
 			}
-			h.counts[c.Key] += c.Count
-			continue
 		}
 		m, _ := e.resolve(c.CgroupID)
 		b.Counts = append(b.Counts, Count{Count: c, Meta: m})
 		e.stats.count(kindCount, m)
 	}
 	for _, hg := range iv.Histograms {
-		if h, ok := e.holdFor(hg.CgroupID, now, &b); ok {
+		if h := e.holdFor(hg.CgroupID, now); h != nil {
 			if old := h.hists[hg.HistKey]; old != nil {
 				for i := range old.Buckets {
 					old.Buckets[i] += hg.Buckets[i]
 				}
-			} else {
+				continue
+			}
+			if e.room() {
 				c := hg
 				h.hists[hg.HistKey] = &c
 				e.nPending++
+				continue
 			}
-			continue
 		}
 		m, _ := e.resolve(hg.CgroupID)
 		b.Histograms = append(b.Histograms, Histogram{Histogram: hg, Meta: m})
 		e.stats.count(kindHistogram, m)
 	}
 	for _, r := range records {
-		if h, ok := e.holdFor(r.CgroupID, now, &b); ok {
+		if h := e.holdFor(r.CgroupID, now); h != nil && e.room() {
 			h.records = append(h.records, r)
 			e.nPending++
 			continue
@@ -367,35 +389,37 @@ func (e *Enricher) EnrichInterval(iv sensor.Interval, records []sensor.Record) B
 }
 
 // holdFor returns the pending entry that data of cgroup id must join: the
-// existing one, or a new one when the cgroup's pod or container is not
-// named yet. ok is false when the data goes out now.
-func (e *Enricher) holdFor(id uint64, now time.Time, b *Batch) (*held, bool) {
+// existing one, or a new one when the cgroup's pod or container is not named
+// yet. It returns nil when the data goes out now.
+func (e *Enricher) holdFor(id uint64, now time.Time) *held {
 	if h, ok := e.pending[id]; ok {
-		if e.nPending < e.opts.MaxPending {
-			return h, true
-		}
-		// Full: what waits goes out now, with what is known.
-		m, _ := e.resolve(id)
-		e.release(b, id, h, m)
-		e.stats.overflow.Add(1)
-		return nil, false
+		return h
 	}
 	if e.opts.Hold < 0 || e.opts.Pods == nil {
-		return nil, false
+		return nil
 	}
 	m, complete := e.resolve(id)
 	if complete || m.PodUID == "" {
 		// Known, or an unknown cgroup: nothing to wait for.
-		return nil, false
+		return nil
 	}
-	if e.nPending >= e.opts.MaxPending {
-		e.stats.overflow.Add(1)
-		return nil, false
+	if !e.room() {
+		return nil
 	}
 	h := &held{since: now, counts: map[sensor.Key]uint64{}, hists: map[sensor.HistKey]*sensor.Histogram{}}
 	e.pending[id] = h
 	e.stats.heldCgroups.Add(1)
-	return h, true
+	return h
+}
+
+// room tells whether one more item may be held, and counts an overflow when
+// not: the item then goes out at once, with what is known.
+func (e *Enricher) room() bool {
+	if e.nPending < e.opts.MaxPending {
+		return true
+	}
+	e.stats.overflow.Add(1)
+	return false
 }
 
 // release moves a pending entry into the batch with meta m.

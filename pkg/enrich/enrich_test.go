@@ -335,3 +335,22 @@ func TestEnrichMetrics(t *testing.T) {
 		t.Errorf("only %d series: %v", len(got), got)
 	}
 }
+
+// The pod's sandbox (pause) container has a container cgroup that no status
+// names: once every container has reported its id, its failures go out at
+// once with the pod and no container, not held and not unresolved.
+func TestEnrichSandboxContainer(t *testing.T) {
+	r := newRig(t, rigOpts{hold: 20 * time.Second})
+	p := r.pod("sandboxed", nil, nil, "app")
+	id, sandbox := cgrouptest.ContainerID(), cgrouptest.ContainerID()
+	r.status(p, map[string]string{"app": statusID(cgroup.RuntimeContainerd, id)}, nil)
+	eventually(t, "status in the informer", func() bool { _, ok := r.pods.ByContainerID(id); return ok })
+	cg := r.cgroup(cgrouptest.KubeletPath(cgroup.DriverSystemd, cgroup.RuntimeContainerd, cgroup.QoSBestEffort, string(p.UID), sandbox))
+	startChild(t, cg, 30)
+	r.waitCounted(cg.ID, 30)
+	if st := r.e.Stats(); st.HeldCgroups != 0 {
+		t.Errorf("sandbox data was held: %+v", st)
+	}
+	share, n := coverage(t, r, cg.ID, want{ns: r.ns, pod: "sandboxed", uid: string(p.UID), containerID: sandbox})
+	t.Logf("coverage %.0f%% of %d records (sandbox container)", 100*share, n)
+}

@@ -26,7 +26,9 @@ type Meta struct {
 	// Unresolved is true when the cgroup is in a pod (PodUID and, for a
 	// container, ContainerID come from its path) but the API did not name
 	// the pod or its container within the enricher's hold, or when the
-	// cgroup itself is unknown (then only Node is set).
+	// cgroup itself is unknown (then only Node is set). A container that no
+	// status will ever name (the pod's sandbox, once every container has
+	// reported its id) is not unresolved: it has the pod and no Container.
 	Unresolved bool
 	// CgroupPath is the cgroup v2 path relative to the cgroup root,
 	// e.g. "/kubepods/besteffort/pod<uid>/<id>".
