@@ -47,7 +47,7 @@ Standalone on this host (as root):
 	}
 	root.PersistentFlags().StringVar(&g.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&g.logFormat, "log-format", "console", "log format: console or json")
-	root.AddCommand(newAgentCmd(g), newCollectorCmd(g), newTraceCmd(g), newTopCmd(g), newDebugCmd(g))
+	root.AddCommand(newAgentCmd(g), newCollectorCmd(g), newAlertsCmd(g), newRulesCmd(g), newTraceCmd(g), newTopCmd(g), newDebugCmd(g))
 	return root
 }
 

@@ -10,6 +10,13 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/console"
 )
 
+func addClusterFlags(cmd *cobra.Command, c *console.Cluster, rules *[]string) {
+	fl := cmd.Flags()
+	fl.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig: name the pods behind cgroups (in a pod, the in-cluster config is used)")
+	fl.StringVar(&c.NodeName, "node-name", "", "this node's name in the cluster (default $NODE_NAME, else the hostname)")
+	fl.StringSliceVar(rules, "rules", nil, "rule files or directories: evaluate them every interval and print the alerts")
+}
+
 func addFilterFlags(cmd *cobra.Command, f *console.FilterFlags) {
 	fl := cmd.Flags()
 	fl.StringSliceVar(&f.Syscalls, "syscall", nil, "only these syscalls (names, comma-separated or repeated); !name ignores one instead")
@@ -42,6 +49,7 @@ func newTraceCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	addFilterFlags(cmd, &o.Filter)
+	addClusterFlags(cmd, &o.Cluster, &o.Rules)
 	fl := cmd.Flags()
 	fl.UintSliceVar(&pids, "pid", nil, "only these process ids")
 	fl.StringSliceVar(&o.Comms, "comm", nil, "only these process names (comm)")
@@ -70,6 +78,7 @@ func newTopCmd(g *globalFlags) *cobra.Command {
 		},
 	}
 	addFilterFlags(cmd, &o.Filter)
+	addClusterFlags(cmd, &o.Cluster, &o.Rules)
 	fl := cmd.Flags()
 	fl.DurationVar(&o.Interval, "interval", time.Second, "how often to drain and print the counts")
 	fl.IntVar(&o.Count, "count", 0, "exit after this many intervals (0: run until interrupted)")

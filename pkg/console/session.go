@@ -3,20 +3,40 @@ package console
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
 
 	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
+	"github.com/errnowatch/errnowatch/pkg/enrich"
+	"github.com/errnowatch/errnowatch/pkg/kube"
+	"github.com/errnowatch/errnowatch/pkg/rules"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 )
 
-// session is the sensor, the cgroup resolver and the drain clock that both
-// views run on.
+// session is the sensor, the cgroup resolver, the enrichment and the drain
+// clock that both views run on, and the rules when the user gives some.
 type session struct {
 	sensor   *sensor.Sensor
 	resolver *cgroup.Resolver
+	pods     *kube.Pods
+	enricher *enrich.Enricher
+	engine   *rules.Engine
 	log      *zap.Logger
+}
+
+// Cluster says how the views name pods: with a kubeconfig (or in a pod) they
+// watch this node's pods; without, they show cgroups only.
+type Cluster struct {
+	Kubeconfig string
+	NodeName   string
+}
+
+func (c Cluster) enabled() bool {
+	return c.Kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""
 }
 
 // sessionConfig is what a view asks of the session.
@@ -24,6 +44,9 @@ type sessionConfig struct {
 	Filter           FilterFlags
 	Durations        bool
 	RecordsPerWindow int
+	Cluster          Cluster
+	Rules            []string
+	Interval         time.Duration
 	Log              *zap.Logger
 }
 
@@ -36,22 +59,58 @@ func openSession(cfg sessionConfig) (*session, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}
-	f, err := cfg.Filter.Build(res.Mount())
-	if err != nil {
-		res.Close()
+	ss := &session{resolver: res, log: log}
+	if err := ss.open(cfg); err != nil {
+		ss.close()
 		return nil, err
 	}
-	s, err := sensor.Load(sensor.Config{
+	return ss, nil
+}
+
+func (ss *session) open(cfg sessionConfig) error {
+	f, err := cfg.Filter.Build(ss.resolver.Mount())
+	if err != nil {
+		return err
+	}
+	if len(cfg.Rules) > 0 {
+		rs, err := rules.Load(cfg.Rules...)
+		if err != nil {
+			return err
+		}
+		ss.engine = rules.NewEngine(rs, rules.Config{Interval: cfg.Interval, Node: cfg.Cluster.NodeName}, ss.log)
+	}
+	if cfg.Cluster.enabled() {
+		node, err := kube.NodeName(cfg.Cluster.NodeName)
+		if err != nil {
+			// On a node the hostname is the node name unless the kubelet
+			// was told otherwise.
+			if node, err = os.Hostname(); err != nil {
+				return err
+			}
+		}
+		rc, err := kube.RESTConfig(cfg.Cluster.Kubeconfig)
+		if err != nil {
+			return err
+		}
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return fmt.Errorf("kubernetes client: %w", err)
+		}
+		if ss.pods, err = kube.New(cs, kube.Options{Node: node}, ss.log); err != nil {
+			return err
+		}
+		cfg.Cluster.NodeName = node
+	}
+	if ss.enricher, err = enrich.New(enrich.Options{Node: cfg.Cluster.NodeName, Cgroups: ss.resolver, Pods: ss.pods, Log: ss.log}); err != nil {
+		return err
+	}
+	ss.sensor, err = sensor.Load(sensor.Config{
 		Filter:           f,
 		Durations:        cfg.Durations,
 		RecordsPerWindow: cfg.RecordsPerWindow,
 		ExcludeSelf:      true,
-	}, log)
-	if err != nil {
-		res.Close()
-		return nil, err
-	}
-	return &session{sensor: s, resolver: res, log: log}, nil
+	}, ss.log)
+	return err
 }
 
 // run delivers records and drained intervals until ctx is done or count
@@ -66,6 +125,12 @@ func (s *session) run(ctx context.Context, every time.Duration, count int,
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go s.resolver.Run(ctx)
+	if s.pods != nil {
+		go s.pods.Run(ctx)
+		if err := s.pods.WaitForSync(ctx); err != nil {
+			return fmt.Errorf("wait for this node's pods: %w", err)
+		}
+	}
 
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -111,4 +176,51 @@ func (s *session) cgroupPath(id uint64) string {
 		return p
 	}
 	return fmt.Sprintf("<cgroup %d>", id)
+}
+
+// Pod is the workload columns of a record or row, when a pod is known.
+type Pod struct {
+	Node      string `json:"node,omitempty"`
+	Namespace string `json:"namespace,omitempty"`
+	Pod       string `json:"pod,omitempty"`
+	PodUID    string `json:"pod_uid,omitempty"`
+	Container string `json:"container,omitempty"`
+	Image     string `json:"image,omitempty"`
+	Workload  string `json:"workload,omitempty"`
+}
+
+// pod returns what is known of the pod behind a cgroup.
+func (s *session) pod(id uint64) Pod {
+	m, _ := s.enricher.Lookup(id)
+	if m == nil || m.Host {
+		return Pod{}
+	}
+	p := Pod{Node: m.Node, Namespace: m.Namespace, Pod: m.Pod, PodUID: m.PodUID, Container: m.Container, Image: m.Image}
+	if m.Workload.Kind != "" {
+		p.Workload = m.Workload.Kind + "/" + m.Workload.Name
+	}
+	return p
+}
+
+// evaluate runs the rules on one interval and the records that came with
+// it; without rules it does nothing.
+func (s *session) evaluate(iv sensor.Interval, records []sensor.Record) []alert.Alert {
+	if s.engine == nil {
+		return nil
+	}
+	b := s.enricher.EnrichInterval(iv, records)
+	return s.engine.Process(&b)
+}
+
+// AlertJSON is how the views print an alert among their lines.
+type AlertJSON struct {
+	Alert alert.Alert `json:"alert"`
+}
+
+func alertLine(a *alert.Alert) string {
+	where := a.CgroupPath
+	if a.Pod != "" {
+		where = a.Namespace + "/" + a.Pod + " " + a.Container
+	}
+	return fmt.Sprintf("ALERT %s %s [%s] %s: %s", a.LastSeen.Local().Format("15:04:05"), a.Severity, a.RuleID, where, a.Message)
 }

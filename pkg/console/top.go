@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
@@ -28,8 +29,11 @@ type TopOptions struct {
 	Output string
 	// Clear redraws the table in place (for a terminal).
 	Clear bool
-	Out   io.Writer
-	Log   *zap.Logger
+	// Cluster names pods; Rules, when given, are evaluated every interval.
+	Cluster Cluster
+	Rules   []string
+	Out     io.Writer
+	Log     *zap.Logger
 }
 
 // IntervalJSON is one line of `top -o json`.
@@ -38,6 +42,8 @@ type IntervalJSON struct {
 	End     time.Time         `json:"end"`
 	Rows    []RowJSON         `json:"rows"`
 	Dropped map[string]uint64 `json:"dropped"`
+	// Alerts raised or updated in the interval (with --rules).
+	Alerts []alert.Alert `json:"alerts,omitempty"`
 }
 
 // RowJSON is the exact count of one (cgroup, syscall, errno) in an interval.
@@ -48,6 +54,7 @@ type RowJSON struct {
 	Compat     bool   `json:"compat,omitempty"`
 	Errno      string `json:"errno"`
 	Count      uint64 `json:"count"`
+	Pod
 }
 
 // Top prints the exact failure counts of every interval.
@@ -61,14 +68,23 @@ func Top(ctx context.Context, opts TopOptions) error {
 	if opts.Limit <= 0 {
 		opts.Limit = 20
 	}
-	s, err := openSession(sessionConfig{Filter: opts.Filter, Log: opts.Log})
+	s, err := openSession(sessionConfig{Filter: opts.Filter, Cluster: opts.Cluster, Rules: opts.Rules,
+		Interval: opts.Interval, Log: opts.Log})
 	if err != nil {
 		return err
 	}
 	arch := syscalls.Native()
 	enc := json.NewEncoder(opts.Out)
 	var last sensor.Stats
-	return s.run(ctx, opts.Interval, opts.Count, nil, func(iv sensor.Interval) error {
+	var pending []sensor.Record
+	var onRecord func(sensor.Record) error
+	if s.engine != nil {
+		onRecord = func(r sensor.Record) error {
+			pending = append(pending, r)
+			return nil
+		}
+	}
+	return s.run(ctx, opts.Interval, opts.Count, onRecord, func(iv sensor.Interval) error {
 		out := IntervalJSON{Start: iv.Start, End: iv.End, Rows: []RowJSON{}, Dropped: dropped(last, iv.Stats)}
 		last = iv.Stats
 		counts := slices.Clone(iv.Counts)
@@ -80,9 +96,11 @@ func Top(ctx context.Context, opts TopOptions) error {
 			out.Rows = append(out.Rows, RowJSON{
 				CgroupID: c.CgroupID, CgroupPath: s.cgroupPath(c.CgroupID),
 				Syscall: syscalls.Name(arch, int(c.Syscall), c.Compat), Compat: c.Compat,
-				Errno: errnoOrOK(c.Errno), Count: c.Count,
+				Errno: errnoOrOK(c.Errno), Count: c.Count, Pod: s.pod(c.CgroupID),
 			})
 		}
+		out.Alerts = s.evaluate(iv, pending)
+		pending = pending[:0]
 		if opts.Output == "json" {
 			return enc.Encode(out)
 		}
@@ -130,10 +148,17 @@ func printTop(opts TopOptions, iv IntervalJSON) error {
 		if r.Compat {
 			name += "/32"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t %s\t\n", r.Count, r.Errno, name, r.CgroupPath)
+		where := r.CgroupPath
+		if r.Pod.Pod != "" {
+			where = r.Namespace + "/" + r.Pod.Pod + " " + r.Container
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t %s\t\n", r.Count, r.Errno, name, where)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	for i := range iv.Alerts {
+		fmt.Fprintln(opts.Out, alertLine(&iv.Alerts[i]))
 	}
 	_, err := fmt.Fprintln(opts.Out)
 	return err

@@ -30,8 +30,12 @@ type TraceOptions struct {
 	RecordsPerWindow int
 	// Interval is how often the exact counts are drained.
 	Interval time.Duration
-	Out      io.Writer
-	Log      *zap.Logger
+	// Cluster names pods; Rules, when given, are evaluated every interval
+	// and their alerts printed among the records.
+	Cluster Cluster
+	Rules   []string
+	Out     io.Writer
+	Log     *zap.Logger
 }
 
 // RecordJSON is one line of `trace -o json`, and what `rules test` replays.
@@ -49,6 +53,7 @@ type RecordJSON struct {
 	Ret        int64     `json:"ret"`
 	Errno      string    `json:"errno"`
 	DurationNS *uint64   `json:"duration_ns,omitempty"`
+	Pod
 }
 
 func validOutput(o string) error {
@@ -67,14 +72,19 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 		opts.Interval = time.Second
 	}
 	s, err := openSession(sessionConfig{Filter: opts.Filter, Durations: opts.Durations,
-		RecordsPerWindow: opts.RecordsPerWindow, Log: opts.Log})
+		RecordsPerWindow: opts.RecordsPerWindow, Cluster: opts.Cluster, Rules: opts.Rules,
+		Interval: opts.Interval, Log: opts.Log})
 	if err != nil {
 		return err
 	}
 	arch := syscalls.Native()
 	enc := json.NewEncoder(opts.Out)
 	tw := tabwriter.NewWriter(opts.Out, 0, 8, 1, ' ', 0)
+	pods := opts.Cluster.enabled()
 	header := "TIME\tPID\tTID\tCOMM\tCGROUP\tSYSCALL\tERRNO"
+	if pods {
+		header = "TIME\tPID\tTID\tCOMM\tNAMESPACE/POD\tCONTAINER\tSYSCALL\tERRNO"
+	}
 	if opts.Durations {
 		header += "\tDURATION"
 	}
@@ -83,7 +93,11 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 		tw.Flush()
 	}
 	var lastStats sensor.Stats
+	var pending []sensor.Record
 	return s.run(ctx, opts.Interval, 0, func(r sensor.Record) error {
+		if s.engine != nil {
+			pending = append(pending, r)
+		}
 		if len(opts.PIDs) > 0 && !slices.Contains(opts.PIDs, r.PID) {
 			return nil
 		}
@@ -94,7 +108,7 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 			Time: r.Time, PID: r.PID, TID: r.TID, Comm: r.Comm, UID: r.UID,
 			CgroupID: r.CgroupID, CgroupPath: s.cgroupPath(r.CgroupID),
 			Syscall: syscalls.Name(arch, int(r.Syscall), r.Compat), SyscallNr: r.Syscall, Compat: r.Compat,
-			Ret: r.Ret, Errno: errnoName(r.Errno()),
+			Ret: r.Ret, Errno: errnoName(r.Errno()), Pod: s.pod(r.CgroupID),
 		}
 		if opts.Durations {
 			d := r.DurationNS
@@ -107,8 +121,15 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 		if j.Compat {
 			name += " (32-bit)"
 		}
+		where := j.CgroupPath
+		if pods {
+			where = "-\t-"
+			if j.Pod.Pod != "" {
+				where = j.Namespace + "/" + j.Pod.Pod + "\t" + j.Container
+			}
+		}
 		line := fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t%s", j.Time.Local().Format("15:04:05.000000"), j.PID, j.TID, j.Comm,
-			j.CgroupPath, name, j.Errno)
+			where, name, j.Errno)
 		if opts.Durations {
 			line += "\t" + time.Duration(r.DurationNS).String()
 		}
@@ -123,6 +144,17 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 			s.log.Warn("output too slow: records dropped", zap.Uint64("dropped", d))
 		}
 		lastStats = iv.Stats
+		alerts := s.evaluate(iv, pending)
+		pending = pending[:0]
+		for i := range alerts {
+			if opts.Output == "json" {
+				if err := enc.Encode(AlertJSON{Alert: alerts[i]}); err != nil {
+					return err
+				}
+				continue
+			}
+			fmt.Fprintln(opts.Out, alertLine(&alerts[i]))
+		}
 		return nil
 	})
 }
