@@ -15,12 +15,14 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
+	"github.com/errnowatch/errnowatch/test/attacks"
 )
 
 // The command tests run the real binary, as a user would.
 var binary string
 
 func TestMain(m *testing.M) {
+	attacks.Main() // when this process is an attack child, it runs and exits here
 	dir, err := os.MkdirTemp("", "errnowatch-cmd")
 	if err != nil {
 		panic(err)

@@ -29,7 +29,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"github.com/go-logr/logr"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 )
 
 // Env is a running control plane.
@@ -78,6 +80,9 @@ func start() (*Env, error) {
 	if err := missing(dir); err != nil {
 		return nil, err
 	}
+	// envtest logs through controller-runtime's logger, which complains
+	// with a stack trace when nobody set one.
+	ctrllog.SetLogger(logr.Discard())
 	te := &envtest.Environment{BinaryAssetsDirectory: dir}
 	cfg, err := te.Start()
 	if err != nil {
