@@ -3,6 +3,7 @@ package collector_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -14,7 +15,6 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/collector/client"
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
-	"github.com/errnowatch/errnowatch/pkg/store"
 	"github.com/errnowatch/errnowatch/pkg/store/sqlite"
 	"github.com/errnowatch/errnowatch/pkg/store/storetest"
 )
@@ -85,27 +85,13 @@ func cpuTime() time.Duration {
 // stored alerts (5 namespaces x 2000 pods, so about 100 alerts per pod) and
 // reports the p99 latency.
 func BenchmarkListPerPod(b *testing.B) {
-	dir := b.TempDir()
-	st, err := sqlite.Open(context.Background(), filepath.Join(dir, "alerts.db"), sqlite.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer st.Close()
-	shape := storetest.Shape{Namespaces: 5, PodsPerNamespace: 2000, Nodes: 50, Rules: 8}
-	const total, chunk = 1_000_000, 20000
-	t0 := time.Now()
-	for i := 0; i < total; i += chunk {
-		if _, err := st.Insert(context.Background(), storetest.Alerts(shape, time.Now().Add(-time.Hour), i, chunk)); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.Logf("stored %d alerts in %s", total, time.Since(t0).Round(time.Millisecond))
+	st := millionAlerts(b)
 	col := collectortest.Start(b, collector.Config{Store: st, QueriesPerSecond: 1e9}, nil, true, "")
 	c := dial(b, client.Options{Address: col.Socket})
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
 	for i := range b.N {
-		ns, pod := i%shape.Namespaces, (i*7919)%shape.PodsPerNamespace
+		ns, pod := i%millionShape.Namespaces, (i*7919)%millionShape.PodsPerNamespace
 		t := time.Now()
 		resp, err := c.Query.ListAlerts(context.Background(), &errnowatchv1.ListAlertsRequest{PageSize: 50,
 			Filter: &errnowatchv1.AlertFilter{Namespace: fmt.Sprintf("ns-%d", ns), Pod: fmt.Sprintf("pod-%d-%d", ns, pod)}})
@@ -118,6 +104,57 @@ func BenchmarkListPerPod(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+}
+
+var (
+	millionShape = storetest.Shape{Namespaces: 5, PodsPerNamespace: 2000, Nodes: 50, Rules: 8}
+	million      struct {
+		once sync.Once
+		dir  string
+		st   *sqlite.Store
+		err  error
+	}
+)
+
+// millionAlerts builds the 1M-alert store once per process: the benchmark
+// framework runs a benchmark more than once and the build takes minutes.
+// TestMain removes it.
+func millionAlerts(b *testing.B) *sqlite.Store {
+	million.once.Do(func() {
+		million.dir, million.err = os.MkdirTemp("", "ew-bench-")
+		if million.err != nil {
+			return
+		}
+		st, err := sqlite.Open(context.Background(), filepath.Join(million.dir, "alerts.db"), sqlite.Options{})
+		if err != nil {
+			million.err = err
+			return
+		}
+		const total, chunk = 1_000_000, 20000
+		t0 := time.Now()
+		for i := 0; i < total; i += chunk {
+			if _, err := st.Insert(context.Background(), storetest.Alerts(millionShape, time.Now().Add(-time.Hour), i, chunk)); err != nil {
+				million.err = err
+				st.Close()
+				return
+			}
+		}
+		b.Logf("stored %d alerts in %s", total, time.Since(t0).Round(time.Millisecond))
+		million.st = st
+	})
+	if million.err != nil {
+		b.Fatalf("build the 1M-alert store: %v", million.err)
+	}
+	return million.st
+}
+
+func removeMillion() {
+	if million.st != nil {
+		million.st.Close()
+	}
+	if million.dir != "" {
+		os.RemoveAll(million.dir)
+	}
 }
 
 // BenchmarkStreamFanOut measures delivering every stored alert to 10 live
@@ -185,5 +222,4 @@ func BenchmarkStreamFanOut(b *testing.B) {
 	}
 	b.ReportMetric(float64(want)/el.Seconds(), "alerts/s/subscriber")
 	b.ReportMetric(0, "ns/op")
-	_ = store.Filter{}
 }

@@ -33,6 +33,7 @@ import (
 func TestMain(m *testing.M) {
 	code := m.Run()
 	stopKube()
+	removeMillion()
 	if code == 0 {
 		// klog's flush daemon lives for the process once client-go loads.
 		if err := goleak.Find(goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1")); err != nil {
