@@ -299,7 +299,7 @@ func TestAgentScopeAndConfinementValues(t *testing.T) {
 		t.Errorf("agent.yaml is not mounted read-only at /etc/errnowatch/agent.yaml: %+v", c.VolumeMounts)
 	}
 	cm := get[corev1.ConfigMap](t, r, "ConfigMap", "errnowatch-agent-config")
-	if !strings.Contains(cm.Data["agent.yaml"], "drainInterval: 2s") {
+	if !strings.Contains(cm.Data["agent.yaml"], "interval: 2s") {
 		t.Errorf("agent config = %q", cm.Data["agent.yaml"])
 	}
 	// The capability set and host paths do not move with these values.
@@ -351,7 +351,7 @@ func TestCollectorRunsNonRootConfined(t *testing.T) {
 		"--data-dir=/var/lib/errnowatch",
 		"--store=sqlite:/var/lib/errnowatch/alerts.db",
 		"--retention=720h",
-		"--retention-size=10GiB",
+		"--retention-max-alerts=5000000",
 		"--auth=kubernetes",
 		"--token-audience=errnowatch",
 		"--agent-service-accounts=errnowatch:errnowatch-agent",

@@ -303,6 +303,22 @@ func TestFiltersChangeAtRunTime(t *testing.T) {
 	}
 }
 
+// settle waits until the reader has decoded every record the kernel emitted.
+func settle(t *testing.T, s *Sensor) Stats {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := s.Stats()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Records+st.DecodeErrors >= st.Emitted || time.Now().After(deadline) {
+			return st
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // Records of filtered-out exits are not sent either.
 func TestFilteredExitsSendNoRecords(t *testing.T) {
 	cg := cgrouptest.New(t, "ew-filter-records")
@@ -311,6 +327,7 @@ func TestFilteredExitsSendNoRecords(t *testing.T) {
 	c.do("enoent 50")
 	c.do("ebadf 50")
 	iv, _ := s.Drain()
+	iv.Stats = settle(t, s)
 	var sawClose bool
 	for len(s.Records()) > 0 {
 		r := <-s.Records()
@@ -337,7 +354,7 @@ func TestStormIsRateLimitedButExact(t *testing.T) {
 	if got := counts[key(cg.ID, unix.SYS_CLOSE, unix.EBADF)]; got != 1000000 {
 		t.Errorf("counted %d of 1000000 failures", got)
 	}
-	time.Sleep(100 * time.Millisecond) // let the reader empty the ring
+	settle(t, s)
 	records := 0
 	for len(s.Records()) > 0 {
 		if r := <-s.Records(); r.Syscall == unix.SYS_CLOSE {
@@ -358,7 +375,7 @@ func TestRateLimitWindowsAdvance(t *testing.T) {
 	s := load(t, Config{RecordsPerWindow: limit, RateWindow: 25 * time.Millisecond, Filter: Filter{IncludeCgroups: []uint64{cg.ID}}})
 	c := startChild(t, cg)
 	c.do("bursts %d", bursts) // 50 failures, then a 60 ms pause, six times
-	time.Sleep(50 * time.Millisecond)
+	settle(t, s)
 	records := 0
 	for len(s.Records()) > 0 {
 		if r := <-s.Records(); r.Syscall == unix.SYS_CLOSE {
