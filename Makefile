@@ -89,8 +89,9 @@ chart-lint: chart-rules ## helm lint --strict with each value combination of cha
 	@for f in $(CHART_VALUES); do echo "helm lint --strict -f $$f"; $(HELM) lint --strict --quiet $(CHART) -f $$f; done
 
 .PHONY: lint
-lint: proto-lint chart-lint ## go vet, plus staticcheck pinned in tools/go.mod.
+lint: proto-lint chart-lint ## go vet and staticcheck (pinned in tools/go.mod), buf lint, helm lint.
 	$(GO) vet ./...
+	$(TOOLS) staticcheck ./...
 
 .PHONY: clean
 clean: ## Remove built binaries (keeps the cached kube-apiserver and etcd).
