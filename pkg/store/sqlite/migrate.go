@@ -29,7 +29,10 @@ var migrations = []string{
 		last_seen     INTEGER NOT NULL, -- unix ns
 		total         INTEGER NOT NULL,
 		stored_at     INTEGER NOT NULL, -- unix ns
-		body          BLOB    NOT NULL  -- JSON of alert.Alert
+		-- errnowatch.v1.Alert in protobuf: the API's versioned schema, so
+		-- rows written by an older errnowatch stay readable; and decoding
+		-- it is what a SIEM stream mostly costs.
+		body          BLOB    NOT NULL
 	);
 	-- Per-pod listing (the CLI's common query) and namespace listing by id.
 	CREATE INDEX alerts_pod ON alerts (namespace, pod, id);

@@ -12,7 +12,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -21,9 +20,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
@@ -174,7 +176,7 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 		if err := batch[i].Validate(); err != nil {
 			return store.InsertResult{}, fmt.Errorf("alert %d: %w: %w", i, store.ErrInvalid, err)
 		}
-		b, err := json.Marshal(&batch[i])
+		b, err := proto.Marshal(alertpb.ToProto(&batch[i]))
 		if err != nil {
 			return store.InsertResult{}, fmt.Errorf("encode alert %s: %w", batch[i].ID, err)
 		}
@@ -391,9 +393,15 @@ func scanStored(rows *sql.Rows) ([]store.Stored, error) {
 		if err := rows.Scan(&st.Seq, &stored, &body); err != nil {
 			return nil, fmt.Errorf("scan alert: %w", err)
 		}
-		if err := json.Unmarshal(body, &st.Alert); err != nil {
+		var p errnowatchv1.Alert
+		if err := proto.Unmarshal(body, &p); err != nil {
 			return nil, fmt.Errorf("decode alert at sequence %d: %w", st.Seq, err)
 		}
+		a, err := alertpb.FromProto(&p)
+		if err != nil {
+			return nil, fmt.Errorf("decode alert at sequence %d: %w", st.Seq, err)
+		}
+		st.Alert = a
 		st.StoredAt = time.Unix(0, stored)
 		out = append(out, st)
 	}
