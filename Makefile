@@ -50,7 +50,8 @@ generate: tools-clang proto manifests ## Regenerate BPF objects, syscall tables,
 
 .PHONY: verify
 verify: generate ## Regenerate everything and fail if the committed files differ.
-	@git add -N . && git diff --exit-code --stat || \
+	@git diff --exit-code --stat HEAD && { new=$$(git status --porcelain --untracked-files=all); \
+		test -z "$$new" || { echo "$$new"; false; }; } || \
 		{ echo "generated files are out of date: run 'make generate' and commit the result" >&2; exit 1; }
 
 .PHONY: proto
