@@ -22,6 +22,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/store"
+	"github.com/errnowatch/errnowatch/pkg/store/postgres"
 	"github.com/errnowatch/errnowatch/pkg/store/sqlite"
 )
 
@@ -104,7 +105,7 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.listen.TLS.ClientCAFile, "client-ca", "", "require client certificates signed by this CA (mutual TLS)")
 	fl.StringVar(&f.listen.UnixSocket, "unix-socket", "", "also serve on this unix socket, for local administrators (mode 0600)")
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/errnowatch", "directory of the embedded store")
-	fl.StringVar(&f.storeURL, "store", "", "sqlite:PATH (default sqlite:DATA-DIR/alerts.db)")
+	fl.StringVar(&f.storeURL, "store", "", "sqlite:PATH (default sqlite:DATA-DIR/alerts.db) or postgres://USER:PASSWORD@HOST/DB?sslmode=... (shared by collector replicas)")
 	fl.DurationVar(&f.retention, "retention", 30*24*time.Hour, "delete alerts not updated for this long (0: keep)")
 	fl.Int64Var(&f.retentionMaxAlerts, "retention-max-alerts", 0, "keep at most this many alerts, dropping the least recently updated (0: no bound)")
 	fl.StringVar(&f.authMode, "auth", "kubernetes", "how TCP callers are authenticated: kubernetes (TokenReview + SubjectAccessReview) or none (client certificates only)")
@@ -129,8 +130,10 @@ func openStore(ctx context.Context, url, dataDir string, log *zap.Logger) (store
 			return nil, fmt.Errorf("--store: %w", err)
 		}
 		return sqlite.Open(ctx, rest, sqlite.Options{Logger: log})
+	case "postgres", "postgresql":
+		return postgres.Open(ctx, url, postgres.Options{Logger: log})
 	default:
-		return nil, fmt.Errorf("--store %q: use sqlite:PATH", url)
+		return nil, fmt.Errorf("--store %q: use sqlite:PATH or postgres://USER@HOST/DB", url)
 	}
 }
 

@@ -226,7 +226,28 @@ func (s *Server) Start(ctx context.Context, l Listen) error {
 	if s.cfg.Retention != (store.Retention{}) {
 		s.wg.Go(s.retain)
 	}
+	if w, ok := s.store.(store.Watcher); ok {
+		s.wg.Go(func() { s.watch(w) })
+	}
 	return nil
+}
+
+// watch wakes stream subscribers for alerts other collectors sharing the
+// store stored; heartbeats would find them too, only up to one heartbeat
+// later.
+func (s *Server) watch(w store.Watcher) {
+	for {
+		err := w.Watch(s.stopped, s.signal.publish)
+		if s.stopped.Err() != nil {
+			return
+		}
+		s.log.Warn("watching the store for other collectors' alerts failed; retrying", zap.Error(err))
+		select {
+		case <-s.stopped.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // Addr is the bound TCP address (useful with port 0), or nil.

@@ -123,6 +123,15 @@ type Retention struct {
 	MaxAlerts int64
 }
 
+// Watcher is implemented by stores that several collectors share
+// (postgres): Watch calls fn with a sequence whenever any of them stores
+// alerts, until ctx ends, so a collector can wake its stream subscribers for
+// alerts another one stored. It is only a wake-up (readers catch up with
+// ReadAfter); it returns ctx's error or the error that broke the watch.
+type Watcher interface {
+	Watch(ctx context.Context, fn func(seq uint64)) error
+}
+
 // Store keeps the latest revision of every alert. Every method is safe for
 // concurrent use.
 type Store interface {
