@@ -411,8 +411,14 @@ func scanStored(rows *sql.Rows) ([]store.Stored, error) {
 	return out, nil
 }
 
-// where renders f as SQL conditions (always at least "1").
-func where(f store.Filter) (string, []any) {
+// where renders f as SQL conditions (always at least "1"). SQLite without
+// statistics prefers any index with an equality match, which for a
+// namespace filter means reading the whole namespace and sorting it. With
+// offIndex the namespace and pod terms get a unary +, which keeps them out
+// of index selection: per-pod lists walk alerts_pod in id order, other
+// lists walk the id index and stream reads walk seq order, filtering as
+// they go.
+func where(f store.Filter, offIndex bool) (string, []any) {
 	conds := []string{"1"}
 	var args []any
 	eq := func(col, v string) {
@@ -421,8 +427,12 @@ func where(f store.Filter) (string, []any) {
 			args = append(args, v)
 		}
 	}
-	eq("namespace", f.Namespace)
-	eq("pod", f.Pod)
+	nsCol, podCol := "namespace", "pod"
+	if offIndex {
+		nsCol, podCol = "+namespace", "+pod"
+	}
+	eq(nsCol, f.Namespace)
+	eq(podCol, f.Pod)
 	eq("container", f.Container)
 	eq("workload_kind", f.WorkloadKind)
 	eq("workload_name", f.WorkloadName)
@@ -451,7 +461,7 @@ func (s *Store) List(ctx context.Context, f store.Filter, opts store.ListOptions
 	if opts.Limit <= 0 {
 		return nil, false, fmt.Errorf("list limit must be positive, got %d", opts.Limit)
 	}
-	w, args := where(f)
+	w, args := where(f, f.Namespace == "" || f.Pod == "")
 	if opts.BeforeID != "" {
 		w += " AND id < ?"
 		args = append(args, opts.BeforeID)
@@ -478,7 +488,8 @@ func (s *Store) Summarize(ctx context.Context, f store.Filter) ([]store.PodSumma
 	if s.isClosed() {
 		return nil, store.ErrClosed
 	}
-	w, args := where(f)
+	// Grouping by namespace and pod follows alerts_pod's order.
+	w, args := where(f, false)
 	rows, err := s.rdb.QueryContext(ctx, `SELECT namespace, pod, CASE WHEN pod = '' THEN node ELSE '' END AS hnode,
 		rule_id, severity, COUNT(*), SUM(total), MAX(last_seen)
 		FROM alerts WHERE `+w+` GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`, args...)
@@ -548,7 +559,7 @@ func (s *Store) ReadAfter(ctx context.Context, after uint64, f store.Filter, lim
 	if last <= after {
 		return nil, after, nil
 	}
-	w, args := where(f)
+	w, args := where(f, true)
 	args = append([]any{after, last}, append(args, limit)...)
 	rows, err := tx.QueryContext(ctx, `SELECT `+selectCols+` FROM alerts WHERE seq > ? AND seq <= ? AND `+w+
 		` ORDER BY seq LIMIT ?`, args...)

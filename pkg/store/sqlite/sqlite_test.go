@@ -80,7 +80,7 @@ func TestSchemaFromTheFutureIsRefused(t *testing.T) {
 	}
 }
 
-func TestWALAndDurabilitySettings(t *testing.T) {
+func TestDurabilitySettingsAndQueryPlans(t *testing.T) {
 	s := open(t, filepath.Join(t.TempDir(), "alerts.db"))
 	defer s.Close()
 	var mode string
@@ -97,22 +97,46 @@ func TestWALAndDurabilitySettings(t *testing.T) {
 	if mode != "wal" || syncLevel != 2 || busy != 10000 {
 		t.Fatalf("journal_mode=%s synchronous=%d busy_timeout=%d; want wal, 2 (FULL), 10000", mode, syncLevel, busy)
 	}
-	// The per-pod query must use the per-pod index, not scan the table.
-	var plan strings.Builder
-	rows, err := s.rdb.Query(`EXPLAIN QUERY PLAN SELECT seq FROM alerts WHERE namespace = ? AND pod = ? ORDER BY id DESC LIMIT 10`, "a", "b")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var id, parent, unused int
-		var detail string
-		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+	// Each query shape walks the index that serves it, never sorting a
+	// namespace: per-pod lists use alerts_pod, other lists the id index,
+	// stream reads the seq order.
+	for _, tc := range []struct {
+		name string
+		f    store.Filter
+		read bool
+		want string
+	}{
+		{"per-pod list", store.Filter{Namespace: "a", Pod: "b"}, false, "alerts_pod"},
+		{"namespace list", store.Filter{Namespace: "a"}, false, "sqlite_autoindex_alerts_1"},
+		{"rule list", store.Filter{RuleID: "r"}, false, "sqlite_autoindex_alerts_1"},
+		{"namespace stream read", store.Filter{Namespace: "a"}, true, "INTEGER PRIMARY KEY"},
+		{"pod stream read", store.Filter{Namespace: "a", Pod: "b", MinSeverity: 3}, true, "INTEGER PRIMARY KEY"},
+	} {
+		var q string
+		var args []any
+		if tc.read {
+			w, a := where(tc.f, true)
+			q, args = `SELECT seq FROM alerts WHERE seq > ? AND seq <= ? AND `+w+` ORDER BY seq LIMIT 10`, append([]any{1, 2}, a...)
+		} else {
+			w, a := where(tc.f, tc.f.Namespace == "" || tc.f.Pod == "")
+			q, args = `SELECT seq FROM alerts WHERE `+w+` ORDER BY id DESC LIMIT 10`, a
+		}
+		var plan strings.Builder
+		rows, err := s.rdb.Query(`EXPLAIN QUERY PLAN `+q, args...)
+		if err != nil {
 			t.Fatal(err)
 		}
-		plan.WriteString(detail + "\n")
-	}
-	rows.Close()
-	if !strings.Contains(plan.String(), "alerts_pod") || strings.Contains(plan.String(), "TEMP B-TREE") {
-		t.Fatalf("per-pod list plan does not use index alerts_pod without sorting:\n%s", plan.String())
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan.WriteString(detail + "\n")
+		}
+		rows.Close()
+		if !strings.Contains(plan.String(), tc.want) || strings.Contains(plan.String(), "TEMP B-TREE") {
+			t.Errorf("%s: plan does not walk %s without sorting:\n%s", tc.name, tc.want, plan.String())
+		}
 	}
 }
