@@ -106,6 +106,46 @@ func BenchmarkListPerPod(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 }
 
+// BenchmarkListNamespace pages a whole namespace (200 000 of the 1M alerts)
+// 100 at a time, the query a team's CLI makes without a pod.
+func BenchmarkListNamespace(b *testing.B) {
+	st := millionAlerts(b)
+	col := collectortest.Start(b, collector.Config{Store: st, QueriesPerSecond: 1e9}, nil, true, "")
+	c := dial(b, client.Options{Address: col.Socket})
+	lat := make([]time.Duration, 0, b.N)
+	req := &errnowatchv1.ListAlertsRequest{PageSize: 100, Filter: &errnowatchv1.AlertFilter{Namespace: "ns-3"}}
+	b.ResetTimer()
+	for range b.N {
+		t := time.Now()
+		resp, err := c.Query.ListAlerts(context.Background(), req)
+		lat = append(lat, time.Since(t))
+		if err != nil || len(resp.Alerts) != 100 {
+			b.Fatalf("list ns-3: %d alerts, %v", len(resp.GetAlerts()), err)
+		}
+		req.PageToken = resp.NextPageToken
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+}
+
+// BenchmarkSummarizeNamespace summarizes one namespace of the 1M-alert
+// store (2000 pods, 200 000 alerts).
+func BenchmarkSummarizeNamespace(b *testing.B) {
+	st := millionAlerts(b)
+	col := collectortest.Start(b, collector.Config{Store: st, QueriesPerSecond: 1e9}, nil, true, "")
+	c := dial(b, client.Options{Address: col.Socket})
+	b.ResetTimer()
+	for i := range b.N {
+		resp, err := c.Query.SummarizeAlerts(context.Background(), &errnowatchv1.SummarizeAlertsRequest{
+			Filter: &errnowatchv1.AlertFilter{Namespace: fmt.Sprintf("ns-%d", i%millionShape.Namespaces)}})
+		if err != nil || len(resp.Pods) != millionShape.PodsPerNamespace {
+			b.Fatalf("summarize: %d pods, %v", len(resp.GetPods()), err)
+		}
+	}
+}
+
 var (
 	millionShape = storetest.Shape{Namespaces: 5, PodsPerNamespace: 2000, Nodes: 50, Rules: 8}
 	million      struct {
