@@ -54,8 +54,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	case varWindowSeconds:
 		return types.Double(a.s.windowSecs), true
 	case varIntervals:
-		n, last := 0, int64(-1)
-		for _, c := range st.counts {
+		n, last := 0, int32(-1)
+		for _, c := range st.window() {
 			if c.seq != last {
 				n, last = n+1, c.seq
 			}
@@ -147,29 +147,29 @@ func (a *activation) aggregate() {
 	a.aggDone = true
 	a.sys, a.errs = a.sys[:0], a.errs[:0]
 	arch := syscalls.Native()
-	for _, c := range a.st.counts {
+	for _, c := range a.st.window() {
 		name := syscalls.Name(arch, int(c.sys.nr), c.sys.compat)
 		found := false
 		for i := range a.sys {
 			if a.sys[i].name == name {
-				a.sys[i].n += c.n
+				a.sys[i].n += uint64(c.n)
 				found = true
 				break
 			}
 		}
 		if !found {
-			a.sys = append(a.sys, nameCount{name, c.n})
+			a.sys = append(a.sys, nameCount{name, uint64(c.n)})
 		}
 		found = false
 		for i := range a.errs {
 			if a.errs[i].errno == c.errno {
-				a.errs[i].n += c.n
+				a.errs[i].n += uint64(c.n)
 				found = true
 				break
 			}
 		}
 		if !found {
-			a.errs = append(a.errs, errnoCount{c.errno, c.n})
+			a.errs = append(a.errs, errnoCount{c.errno, uint64(c.n)})
 		}
 	}
 }

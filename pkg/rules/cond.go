@@ -68,21 +68,21 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	)
 })
 
-// bound is one necessary condition found in a top-level conjunction:
-// variable op literal, e.g. count >= 50.
+// bound is a necessary condition on the count found in a condition:
+// variable op literal (count >= 50), or the and/or of such bounds.
 type bound struct {
+	op       string // ">=", ">", "==" for a leaf; "and", "or"; "" for no bound
 	variable string
-	op       string // ">=", ">", "=="
 	value    float64
+	kids     []bound
 }
-
 // condition is a compiled CEL condition.
 type condition struct {
 	prg cel.Program
-	// bounds are necessary conditions that imply a minimum count; the
+	// floor is a necessary condition that implies a minimum count; the
 	// engine skips CEL entirely for keys below it, which keeps evaluation
 	// cheap when most keys see a few benign failures.
-	bounds []bound
+	floor bound
 	// sysKeys and errnoKeys are the literal map keys the condition reads
 	// (syscalls["openat"]); the engine sets them to 0 when absent so that a
 	// rule need not guard each lookup with "in".
@@ -191,7 +191,7 @@ func compileCondition(src string) (*condition, []condError) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	c.bounds = conjunctBounds(native.Expr(), nil)
+	c.floor = floorOf(native.Expr())
 	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize))
 	if err != nil {
 		return nil, []condError{{1, 0, fmt.Sprintf("program: %v", err)}}
@@ -200,23 +200,30 @@ func compileCondition(src string) (*condition, []condError) {
 	return c, nil
 }
 
-// conjunctBounds collects "x op literal" terms of a top-level && chain. Any
-// term of a conjunction is necessary for it, so each bound on a count-like
-// variable gives a minimum count.
-func conjunctBounds(e ast.Expr, out []bound) []bound {
+// floorOf finds what an expression needs of the count. Both sides of an &&
+// must hold, so the larger bound applies; one side of an || suffices, so the
+// smaller; a comparison of a count-like variable with a literal is a bound;
+// anything else bounds nothing.
+func floorOf(e ast.Expr) bound {
 	if e.Kind() != ast.CallKind {
-		return out
+		return bound{}
 	}
 	call := e.AsCall()
 	args := call.Args()
-	if call.FunctionName() == "_&&_" {
-		for _, a := range args {
-			out = conjunctBounds(a, out)
+	switch call.FunctionName() {
+	case "_&&_", "_||_":
+		op := "and"
+		if call.FunctionName() == "_||_" {
+			op = "or"
 		}
-		return out
+		b := bound{op: op}
+		for _, a := range args {
+			b.kids = append(b.kids, floorOf(a))
+		}
+		return b
 	}
 	if len(args) != 2 {
-		return out
+		return bound{}
 	}
 	op := ""
 	lhs, rhs := args[0], args[1]
@@ -232,17 +239,17 @@ func conjunctBounds(e ast.Expr, out []bound) []bound {
 	case "_<_":
 		op, lhs, rhs = ">", rhs, lhs
 	default:
-		return out
+		return bound{}
 	}
 	name := countLike(lhs)
 	if name == "" || rhs.Kind() != ast.LiteralKind {
-		return out
+		return bound{}
 	}
 	v, ok := number(rhs.AsLiteral())
 	if !ok {
-		return out
+		return bound{}
 	}
-	return append(out, bound{name, op, v})
+	return bound{op: op, variable: name, value: v}
 }
 
 // countLike names the variable an expression reads when that value can
@@ -259,13 +266,20 @@ func countLike(e ast.Expr) string {
 		call := e.AsCall()
 		if call.FunctionName() == "_[_]" && len(call.Args()) == 2 {
 			if m := call.Args()[0]; m.Kind() == ast.IdentKind && (m.AsIdent() == varSyscalls || m.AsIdent() == varErrnos) {
-				return "entry"
+				return "entry:" + m.AsIdent()
+			}
+		}
+		// Distinct entries of one map sum to at most count.
+		if call.FunctionName() == "_+_" && len(call.Args()) == 2 {
+			a, b := countLike(call.Args()[0]), countLike(call.Args()[1])
+			if a == b && strings.HasPrefix(a, "entry:") {
+				return a
 			}
 		}
 	case ast.SelectKind:
 		if op := e.AsSelect().Operand(); op.Kind() == ast.IdentKind &&
 			(op.AsIdent() == varSyscalls || op.AsIdent() == varErrnos) {
-			return "entry"
+			return "entry:" + op.AsIdent()
 		}
 	}
 	return ""
@@ -286,25 +300,41 @@ func number(v ref.Val) (float64, bool) {
 // minCount is the smallest count for which the condition can be true, for
 // a window of windowSeconds.
 func (c *condition) minCount(windowSeconds float64) uint64 {
-	var floor float64
-	for _, b := range c.bounds {
-		v := b.value
-		if b.variable == varRate {
-			v *= windowSeconds
+	return c.floor.min(windowSeconds)
+}
+
+func (b bound) min(windowSeconds float64) uint64 {
+	switch b.op {
+	case "and":
+		var m uint64
+		for _, k := range b.kids {
+			m = max(m, k.min(windowSeconds))
 		}
-		var need float64
-		switch b.op {
-		case ">=", "==":
-			need = math.Ceil(v - 1e-9)
-		case ">":
-			need = math.Floor(v+1e-9) + 1
+		return m
+	case "or":
+		m := uint64(math.MaxUint64)
+		for _, k := range b.kids {
+			m = min(m, k.min(windowSeconds))
 		}
-		floor = max(floor, need)
-	}
-	if floor < 0 {
+		return m
+	case "":
 		return 0
 	}
-	return uint64(floor)
+	v := b.value
+	if b.variable == varRate {
+		v *= windowSeconds
+	}
+	var need float64
+	switch b.op {
+	case ">=", "==":
+		need = math.Ceil(v - 1e-9)
+	case ">":
+		need = math.Floor(v+1e-9) + 1
+	}
+	if need <= 0 {
+		return 0
+	}
+	return uint64(need)
 }
 
 func appendNew(s []string, v string) []string {

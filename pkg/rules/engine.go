@@ -73,13 +73,33 @@ type Engine struct {
 	rules   []*ruleState
 	bySys   map[sysKey][]*ruleState
 	allSys  []*ruleState
+	// dispatch caches, per syscall and errno, the rules a failure goes to.
+	dispatch map[uint64][]*ruleState
 	durRs   []*ruleState
 	commRs  bool // some rule needs comm attribution
 
-	gen    uint64 // batch generation, to mark touched keys
+	gen uint64 // batch generation, to mark touched keys
+	// Intervals are numbered from the first batch: seq = base + n. Window
+	// entries store the number as int32, enough for 68 years of 1s
+	// intervals.
+	base   int64
 	curSeq int64
 
-	attr, prevAttr map[attrKey][]commShare
+	// Slots number the Metas seen densely, so a rule finds a key's state by
+	// indexing a slice rather than hashing a key for every failure; this
+	// is most of the engine's time with 10 000 active keys.
+	slotOf    map[*enrich.Meta]int32
+	slotMeta  []*enrich.Meta
+	slotSeen  []int64
+	slotLast  []procKey
+	slotAttr  []slotAttr
+	freeSlots []int32
+	slotSweep int64
+	// starts remembers when each recent interval began, so an alert's
+	// first-seen time is a drain's real start, not a rounded one.
+	starts []seqStart
+
+	attr, prevAttr map[attrKey]commShares
 	shares         []commShare
 	act            activation
 
@@ -94,8 +114,8 @@ func NewEngine(rs *RuleSet, cfg Config, log *zap.Logger) *Engine {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	e := &Engine{cfg: cfg, log: log,
-		attr: map[attrKey][]commShare{}, prevAttr: map[attrKey][]commShare{}}
+	e := &Engine{cfg: cfg, log: log, slotOf: map[*enrich.Meta]int32{},
+		attr: map[attrKey]commShares{}, prevAttr: map[attrKey]commShares{}}
 	e.use(rs)
 	return e
 }
@@ -135,9 +155,13 @@ type ruleState struct {
 	minCount   uint64
 	needsComm  bool
 	states     map[groupKey]*keyState
+	bySlot     []*keyState // by Meta slot, for rules keyed by Meta alone
+	// scopeBySlot caches the scope's verdict on a slot's Meta for one
+	// batch: enrichment may learn more about a cgroup between batches.
 	touched    []*keyState
 	open       map[*keyState]struct{}
-	scopeCache map[*enrich.Meta]bool
+	scopeBySlot []scopeVerdict
+	scopeCache  map[*enrich.Meta]scopeVerdict
 	lastSweep  int64
 	loggedErr  bool
 }
@@ -150,9 +174,13 @@ func (e *Engine) use(rs *RuleSet) {
 	e.rs = rs
 	e.rules = nil
 	e.bySys = map[sysKey][]*ruleState{}
+	e.dispatch = map[uint64][]*ruleState{}
 	e.allSys, e.durRs, e.commRs = nil, nil, false
 	if rs == nil {
 		e.rulesN.Store(0)
+		if e.starts == nil {
+			e.starts = make([]seqStart, 1)
+		}
 		return
 	}
 	for _, r := range rs.Rules {
@@ -163,7 +191,7 @@ func (e *Engine) use(rs *RuleSet) {
 				r: r, buckets: max(n, 1),
 				states:     map[groupKey]*keyState{},
 				open:       map[*keyState]struct{}{},
-				scopeCache: map[*enrich.Meta]bool{},
+				scopeCache: map[*enrich.Meta]scopeVerdict{},
 				lastSweep:  e.curSeq,
 			}
 			s.windowSecs = float64(s.buckets) * e.cfg.Interval.Seconds()
@@ -187,6 +215,24 @@ func (e *Engine) use(rs *RuleSet) {
 		e.commRs = e.commRs || s.needsComm
 	}
 	e.rulesN.Store(int64(len(e.rules)))
+	n := int64(1)
+	for _, s := range e.rules {
+		n = max(n, s.buckets+1)
+	}
+	if int64(len(e.starts)) < n {
+		old := e.starts
+		e.starts = make([]seqStart, n)
+		for _, st := range old {
+			if st.seq != 0 {
+				e.starts[st.seq%n] = st
+			}
+		}
+	}
+}
+
+type seqStart struct {
+	seq   int64
+	start time.Time
 }
 
 // Process feeds one interval's batch to every rule and returns the alerts to
@@ -201,19 +247,24 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 	if now.IsZero() {
 		now = time.Now()
 	}
-	seq := (now.UnixNano() + int64(e.cfg.Interval)/2) / int64(e.cfg.Interval)
+	abs := (now.UnixNano() + int64(e.cfg.Interval)/2) / int64(e.cfg.Interval)
+	if e.base == 0 {
+		e.base = abs - 1
+	}
 	// Batches out of order (a clock step back) land in the newest bucket
 	// rather than corrupting the windows' order.
-	seq = max(seq, e.curSeq)
+	seq := max(abs-e.base, e.curSeq)
 	e.curSeq = seq
+	if st := &e.starts[seq%int64(len(e.starts))]; st.seq != seq && !b.Interval.Start.IsZero() {
+		*st = seqStart{seq, b.Interval.Start}
+	}
 	e.gen++
 	for _, s := range e.rules {
 		s.touched = s.touched[:0]
-		clear(s.scopeCache)
 	}
 
 	if e.commRs {
-		e.buildAttribution(b.Records)
+		e.buildAttribution(b.Records, seq)
 	}
 	for i := range b.Counts {
 		c := &b.Counts[i]
@@ -221,14 +272,15 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 			continue
 		}
 		sk := sysKey{c.Syscall, c.Compat}
-		e.countFor(e.bySys[sk], c, sk, seq)
-		e.countFor(e.allSys, c, sk, seq)
+		if rs := e.rulesFor(sk, c.Errno); len(rs) > 0 {
+			e.countFor(rs, c, sk, e.slot(c.Meta, seq), seq)
+		}
 	}
 	for i := range b.Histograms {
 		h := &b.Histograms[i]
 		sk := sysKey{h.Syscall, h.Compat}
 		for _, s := range e.durRs {
-			if !s.r.sys.has(sk) || !e.scopeOK(s, h.Meta) {
+			if !s.r.sys.has(sk) || !e.scopeOK(s, h.Meta, e.slot(h.Meta, seq)) {
 				continue
 			}
 			if st := e.state(s, keyFor(s.r.GroupBy, h.Meta, h.CgroupID, ""), h.Meta); st != nil {
@@ -243,8 +295,23 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 			continue
 		}
 		sk := sysKey{rec.Syscall, rec.Compat}
-		e.recordFor(e.bySys[sk], rec, sk, errno, seq)
-		e.recordFor(e.allSys, rec, sk, errno, seq)
+		rs := e.rulesFor(sk, errno)
+		if len(rs) == 0 {
+			continue
+		}
+		slot := e.slot(rec.Meta, seq)
+		if slot >= 0 {
+			// The kernel samples several records per counter, mostly
+			// from one process: the first of a (syscall, errno, pid) per
+			// cgroup and batch says all a rule learns from records.
+			last := &e.slotLast[slot]
+			pk := procKey{e.gen, rec.PID, countKey{sk, errno}}
+			if *last == pk {
+				continue
+			}
+			*last = pk
+		}
+		e.recordFor(rs, rec, slot, seq)
 	}
 
 	var out []alert.Alert
@@ -255,14 +322,75 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 		}
 		out = e.sweepOpen(s, seq, now, out)
 		if seq-s.lastSweep >= max(s.buckets, 8) {
-			s.sweepIdle(seq)
+			s.sweepIdle(seq, e.gen)
 		}
 		keys += len(s.states)
 		open += len(s.open)
 	}
+	if seq-e.slotSweep >= 64 {
+		e.sweepSlots(seq)
+	}
 	e.keysN.Store(int64(keys))
 	e.openN.Store(int64(open))
 	return out
+}
+
+// slot returns m's slot, giving it one if it has none; -1 for no Meta.
+func (e *Engine) slot(m *enrich.Meta, seq int64) int32 {
+	if m == nil {
+		return -1
+	}
+	i, ok := e.slotOf[m]
+	if !ok {
+		if n := len(e.freeSlots); n > 0 {
+			i = e.freeSlots[n-1]
+			e.freeSlots = e.freeSlots[:n-1]
+			e.slotMeta[i] = m
+		} else {
+			i = int32(len(e.slotMeta))
+			e.slotMeta = append(e.slotMeta, m)
+			e.slotSeen = append(e.slotSeen, 0)
+			e.slotLast = append(e.slotLast, procKey{})
+			e.slotAttr = append(e.slotAttr, slotAttr{})
+		}
+		e.slotOf[m] = i
+	}
+	e.slotSeen[i] = seq
+	return i
+}
+
+// procKey is the last record a slot passed on to the rules.
+type procKey struct {
+	gen uint64
+	pid uint32
+	countKey
+}
+
+// sweepSlots frees the slots of Metas not seen for longer than any window,
+// so that replaced Metas (a pod gone, a cgroup re-enriched) do not pile up.
+func (e *Engine) sweepSlots(seq int64) {
+	e.slotSweep = seq
+	var longest int64
+	for _, s := range e.rules {
+		longest = max(longest, s.buckets)
+	}
+	for i, m := range e.slotMeta {
+		if m == nil || seq-e.slotSeen[i] <= longest {
+			continue
+		}
+		delete(e.slotOf, m)
+		e.slotMeta[i] = nil
+		e.slotAttr[i] = slotAttr{}
+		for _, s := range e.rules {
+			if i < len(s.bySlot) {
+				s.bySlot[i] = nil
+			}
+			if i < len(s.scopeBySlot) {
+				s.scopeBySlot[i] = scopeVerdict{}
+			}
+		}
+		e.freeSlots = append(e.freeSlots, int32(i))
+	}
 }
 
 // Flush emits the pending updates of every open alert, for shutdown and the
@@ -279,54 +407,163 @@ func (e *Engine) Flush() []alert.Alert {
 	return out
 }
 
-func (e *Engine) scopeOK(s *ruleState, m *enrich.Meta) bool {
+// rulesFor returns the rules that count failures of sk with errno.
+func (e *Engine) rulesFor(sk sysKey, errno uint16) []*ruleState {
+	// A packed key takes the map's 64-bit fast path.
+	k := uint64(uint32(sk.nr)) | uint64(errno)<<32
+	if sk.compat {
+		k |= 1 << 48
+	}
+	rs, ok := e.dispatch[k]
+	if !ok {
+		for _, list := range [][]*ruleState{e.bySys[sk], e.allSys} {
+			for _, s := range list {
+				if s.r.errnos.has(errno) {
+					rs = append(rs, s)
+				}
+			}
+		}
+		e.dispatch[k] = rs
+	}
+	return rs
+}
+
+func (e *Engine) scopeOK(s *ruleState, m *enrich.Meta, slot int32) bool {
 	if !s.r.scope.any {
 		return true
 	}
-	ok, hit := s.scopeCache[m]
-	if !hit {
-		ok = s.r.scope.metaOK(m)
-		s.scopeCache[m] = ok
+	if slot >= 0 {
+		if int(slot) >= len(s.scopeBySlot) {
+			s.scopeBySlot = append(s.scopeBySlot, make([]scopeVerdict, len(e.slotMeta)-len(s.scopeBySlot))...)
+		}
+		v := &s.scopeBySlot[slot]
+		if v.gen != e.gen {
+			*v = scopeVerdict{e.gen, s.r.scope.metaOK(m)}
+		}
+		return v.ok
 	}
-	return ok
+	// A verdict holds for one batch: enrichment may learn more about a
+	// cgroup (its pod, new labels) between batches.
+	v, hit := s.scopeCache[m]
+	if !hit || v.gen != e.gen {
+		v = scopeVerdict{e.gen, s.r.scope.metaOK(m)}
+		s.scopeCache[m] = v
+	}
+	return v.ok
 }
 
-func (e *Engine) countFor(rs []*ruleState, c *enrich.Count, sk sysKey, seq int64) {
+type scopeVerdict struct {
+	gen uint64
+	ok  bool
+}
+
+func (e *Engine) countFor(rs []*ruleState, c *enrich.Count, sk sysKey, slot int32, seq int64) {
+	var shares []commShare // split once, for all the rules that need it
 	for _, s := range rs {
-		if !s.r.errnos.has(c.Errno) || !e.scopeOK(s, c.Meta) {
+		if !e.scopeOK(s, c.Meta, slot) {
 			continue
 		}
 		if !s.needsComm {
-			if st := e.state(s, keyFor(s.r.GroupBy, c.Meta, c.CgroupID, ""), c.Meta); st != nil {
+			if st := e.metaState(s, c.Meta, c.CgroupID, slot); st != nil {
 				st.add(e, s, seq, sk, c.Errno, c.Count.Count)
 			}
 			continue
 		}
-		for _, sh := range e.split(c) {
+		if shares == nil {
+			shares = e.split(c, slot)
+		}
+		for _, sh := range shares {
 			if !s.r.scope.commOK(sh.comm) {
 				continue
 			}
-			if st := e.state(s, keyFor(s.r.GroupBy, c.Meta, c.CgroupID, sh.comm), c.Meta); st != nil {
+			var st *keyState
+			if s.r.GroupBy == alert.GroupByProcess {
+				st = e.commState(s, c.Meta, c.CgroupID, slot, sh.comm)
+			} else {
+				st = e.metaState(s, c.Meta, c.CgroupID, slot)
+			}
+			if st != nil {
 				st.add(e, s, seq, sk, c.Errno, sh.n)
 			}
 		}
 	}
 }
 
-func (e *Engine) recordFor(rs []*ruleState, rec *enrich.Record, sk sysKey, errno uint16, seq int64) {
+func (e *Engine) recordFor(rs []*ruleState, rec *enrich.Record, slot int32, seq int64) {
 	for _, s := range rs {
-		if !s.r.errnos.has(errno) || !e.scopeOK(s, rec.Meta) || !s.r.scope.commOK(rec.Comm) {
+		if !e.scopeOK(s, rec.Meta, slot) || !s.r.scope.commOK(rec.Comm) {
 			continue
-		}
-		comm := ""
-		if s.r.GroupBy == alert.GroupByProcess {
-			comm = rec.Comm
 		}
 		// Records only say who failed; a key with no counts has nothing to
 		// evaluate, so records never create keys.
-		if st := s.states[keyFor(s.r.GroupBy, rec.Meta, rec.CgroupID, comm)]; st != nil {
+		var st *keyState
+		if slot >= 0 && int(slot) < len(s.bySlot) {
+			st = s.bySlot[slot]
+		}
+		if st == nil || st.dead || (s.r.GroupBy == alert.GroupByProcess && st.key.comm != rec.Comm) {
+			comm := ""
+			if s.r.GroupBy == alert.GroupByProcess {
+				comm = rec.Comm
+			}
+			st = s.states[keyFor(s.r.GroupBy, rec.Meta, rec.CgroupID, comm)]
+		}
+		if st != nil {
 			st.addProc(e, seq, alert.Process{PID: rec.PID, Comm: rec.Comm, UID: rec.UID})
 		}
+	}
+}
+
+// metaState is state for a rule whose key the Meta alone decides: enrich
+// hands out one Meta per cgroup, so the Meta's slot finds the state without
+// building and hashing the key for every count.
+func (e *Engine) metaState(s *ruleState, m *enrich.Meta, cgroup uint64, slot int32) *keyState {
+	if slot < 0 {
+		return e.state(s, keyFor(s.r.GroupBy, m, cgroup, ""), m)
+	}
+	if int(slot) < len(s.bySlot) {
+		if st := s.bySlot[slot]; st != nil && !st.dead {
+			st.meta = m
+			e.touch(s, st)
+			return st
+		}
+	}
+	st := e.state(s, keyFor(s.r.GroupBy, m, cgroup, ""), m)
+	if st != nil {
+		s.setSlot(slot, st, len(e.slotMeta))
+	}
+	return st
+}
+
+// commState is metaState for group_by process: a slot remembers the state
+// of the comm it saw last, which is the next one's too in the common case of
+// one failing process per container.
+func (e *Engine) commState(s *ruleState, m *enrich.Meta, cgroup uint64, slot int32, comm string) *keyState {
+	if slot >= 0 && int(slot) < len(s.bySlot) {
+		if st := s.bySlot[slot]; st != nil && !st.dead && st.key.comm == comm {
+			st.meta = m
+			e.touch(s, st)
+			return st
+		}
+	}
+	st := e.state(s, keyFor(s.r.GroupBy, m, cgroup, comm), m)
+	if st != nil && slot >= 0 {
+		s.setSlot(slot, st, len(e.slotMeta))
+	}
+	return st
+}
+
+func (s *ruleState) setSlot(slot int32, st *keyState, slots int) {
+	if int(slot) >= len(s.bySlot) {
+		s.bySlot = append(s.bySlot, make([]*keyState, slots-len(s.bySlot))...)
+	}
+	s.bySlot[slot] = st
+}
+
+func (e *Engine) touch(s *ruleState, st *keyState) {
+	if st.gen != e.gen {
+		st.gen = e.gen
+		st.delta = st.delta[:0]
+		s.touched = append(s.touched, st)
 	}
 }
 
@@ -345,11 +582,7 @@ func (e *Engine) state(s *ruleState, k groupKey, m *enrich.Meta) *keyState {
 	if m != nil {
 		st.meta = m
 	}
-	if st.gen != e.gen {
-		st.gen = e.gen
-		st.delta = st.delta[:0]
-		s.touched = append(s.touched, st)
-	}
+	e.touch(s, st)
 	return st
 }
 
@@ -365,8 +598,31 @@ type commShare struct {
 	n    uint64
 }
 
-// buildAttribution indexes this batch's records by counter and comm.
-func (e *Engine) buildAttribution(recs []enrich.Record) {
+// commShares are the comms seen for one counter; the first is inline
+// because one comm per counter is the common case.
+type commShares struct {
+	first commShare
+	more  []commShare
+}
+
+func (c *commShares) add(comm string) {
+	if c.first.comm == comm {
+		c.first.n++
+		return
+	}
+	for i := range c.more {
+		if c.more[i].comm == comm {
+			c.more[i].n++
+			return
+		}
+	}
+	c.more = append(c.more, commShare{comm, 1})
+}
+
+// buildAttribution indexes this batch's records by counter and comm: in
+// the records' slot when they have a Meta (a short list, next to the rest of
+// the cgroup's data), in a map by cgroup id otherwise.
+func (e *Engine) buildAttribution(recs []enrich.Record, seq int64) {
 	e.attr, e.prevAttr = e.prevAttr, e.attr
 	clear(e.attr)
 	for i := range recs {
@@ -375,21 +631,65 @@ func (e *Engine) buildAttribution(recs []enrich.Record) {
 		if errno == 0 {
 			continue
 		}
-		k := attrKey{r.CgroupID, sysKey{r.Syscall, r.Compat}, errno}
-		sh := e.attr[k]
-		found := false
-		for j := range sh {
-			if sh[j].comm == r.Comm {
-				sh[j].n++
-				found = true
-				break
-			}
+		ck := countKey{sysKey{r.Syscall, r.Compat}, errno}
+		if slot := e.slot(r.Meta, seq); slot >= 0 {
+			e.slotAttr[slot].add(e.gen, ck, r.Comm)
+			continue
 		}
-		if !found {
-			sh = append(sh, commShare{r.Comm, 1})
+		k := attrKey{r.CgroupID, ck.sys, errno}
+		sh, ok := e.attr[k]
+		if !ok {
+			sh.first = commShare{r.Comm, 1}
+		} else {
+			sh.add(r.Comm)
 		}
 		e.attr[k] = sh
 	}
+}
+
+// slotAttr is the comm attribution of one slot: this batch's records by
+// counter, and the previous batch's for counters whose records are late.
+type slotAttr struct {
+	gen, prevGen uint64
+	cur, prev    []attrEntry
+}
+
+type attrEntry struct {
+	k      countKey
+	shares commShares
+}
+
+func (sa *slotAttr) add(gen uint64, k countKey, comm string) {
+	if sa.gen != gen {
+		sa.prev, sa.cur = sa.cur, sa.prev[:0]
+		sa.prevGen, sa.gen = sa.gen, gen
+	}
+	for i := range sa.cur {
+		if sa.cur[i].k == k {
+			sa.cur[i].shares.add(comm)
+			return
+		}
+	}
+	sa.cur = append(sa.cur, attrEntry{k, commShares{first: commShare{comm, 1}}})
+}
+
+// find returns the shares of counter k from batch gen, or failing that from
+// the batch before.
+func (sa *slotAttr) find(gen uint64, k countKey) (commShares, bool) {
+	for _, l := range []struct {
+		g  uint64
+		es []attrEntry
+	}{{sa.gen, sa.cur}, {sa.prevGen, sa.prev}} {
+		if l.g != gen && l.g+1 != gen {
+			continue
+		}
+		for _, a := range l.es {
+			if a.k == k {
+				return a.shares, true
+			}
+		}
+	}
+	return commShares{}, false
 }
 
 // split divides an exact per-cgroup count among the comms whose records
@@ -399,19 +699,29 @@ func (e *Engine) buildAttribution(recs []enrich.Record) {
 // estimate, because the kernel samples the first records of each counter
 // per rate-limit window, not a random subset. Counts with no sampled record
 // at all go to the empty comm ("unknown process").
-func (e *Engine) split(c *enrich.Count) []commShare {
-	k := attrKey{c.CgroupID, sysKey{c.Syscall, c.Compat}, c.Errno}
-	sh, ok := e.attr[k]
-	if !ok {
-		sh, ok = e.prevAttr[k]
+func (e *Engine) split(c *enrich.Count, slot int32) []commShare {
+	var cs commShares
+	var ok bool
+	if slot >= 0 {
+		cs, ok = e.slotAttr[slot].find(e.gen, countKey{sysKey{c.Syscall, c.Compat}, c.Errno})
+	} else {
+		k := attrKey{c.CgroupID, sysKey{c.Syscall, c.Compat}, c.Errno}
+		if cs, ok = e.attr[k]; !ok {
+			cs, ok = e.prevAttr[k]
+		}
 	}
 	e.shares = e.shares[:0]
-	if !ok || len(sh) == 0 {
-		return append(e.shares, commShare{"", c.Count.Count})
+	if !ok {
+		e.shares = append(e.shares, commShare{"", c.Count.Count})
+		return e.shares
 	}
-	if len(sh) == 1 {
-		return append(e.shares, commShare{sh[0].comm, c.Count.Count})
+	if len(cs.more) == 0 {
+		e.shares = append(e.shares, commShare{cs.first.comm, c.Count.Count})
+		return e.shares
 	}
+	// e.shares holds the record counts, then in place the split.
+	sh := append(append(e.shares, cs.first), cs.more...)
+	e.shares = sh
 	var total uint64
 	big := 0
 	for i, x := range sh {
@@ -421,13 +731,12 @@ func (e *Engine) split(c *enrich.Count) []commShare {
 		}
 	}
 	var given uint64
-	for _, x := range sh {
-		n := c.Count.Count * x.n / total
-		given += n
-		e.shares = append(e.shares, commShare{x.comm, n})
+	for i := range sh {
+		sh[i].n = c.Count.Count * sh[i].n / total
+		given += sh[i].n
 	}
-	e.shares[big].n += c.Count.Count - given
-	return e.shares
+	sh[big].n += c.Count.Count - given
+	return sh
 }
 
 // groupKey is the key a rule aggregates on. Its strings point into Meta, so
@@ -468,11 +777,22 @@ func keyFor(g alert.GroupBy, m *enrich.Meta, cgroup uint64, comm string) groupKe
 }
 
 // sweepIdle drops keys whose window is empty and that have no open alert.
-func (s *ruleState) sweepIdle(seq int64) {
+func (s *ruleState) sweepIdle(seq int64, gen uint64) {
 	s.lastSweep = seq
 	for k, st := range s.states {
 		if st.alert == nil && st.lastSeq <= seq-s.buckets {
+			st.dead = true
 			delete(s.states, k)
+		}
+	}
+	for i, st := range s.bySlot {
+		if st != nil && st.dead {
+			s.bySlot[i] = nil
+		}
+	}
+	for m, v := range s.scopeCache {
+		if v.gen != gen {
+			delete(s.scopeCache, m)
 		}
 	}
 }

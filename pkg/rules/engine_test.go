@@ -436,7 +436,12 @@ func TestMinCount(t *testing.T) {
 		{"rate >= 2.5", 25}, // count >= 25
 		{"count >= 10 && distinct_syscalls >= 30", 30},
 		{`syscalls["openat"] > 7 && count >= 3`, 8},
-		{"count >= 50 || distinct_syscalls >= 2", 0}, // a disjunction bounds nothing
+		{"count >= 50 || distinct_syscalls >= 2", 2}, // either side will do
+		{"count >= 50 || distinct_comms >= 2", 0},    // comms bound no count
+		{`syscalls["openat"] + syscalls["read"] >= 3 || count > 9`, 3},
+		{`syscalls["openat"] + errnos["EPERM"] >= 3`, 0}, // may count a failure twice
+		{"(count > 5 || rate > 1) && distinct_errnos >= 2", 6},
+		{"!(count < 5)", 0},
 		{"distinct_comms >= 5", 0},
 	} {
 		c, errs := compileCondition(tc.cond)

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -18,19 +19,28 @@ import (
 // costs nothing and a busy one costs one entry per (interval, syscall,
 // errno) it saw.
 type keyState struct {
-	key  groupKey
-	meta *enrich.Meta
-
-	counts  []countEntry // ordered by seq
-	total   uint64       // sum of counts
-	hists   []histEntry  // ordered by seq
-	procs   []procEntry
+	// The fields every interval touches come first, within two cache
+	// lines: with 10 000 active keys the engine is bound by memory, not by
+	// arithmetic.
+	gen    uint64 // batch that last touched the key
+	total  uint64 // sum of counts[head:]: until expire, may hold expired ones
+	oldest int32  // seq of counts[head], so expiry need not look there
+	dead   bool   // swept: caches must not hand it out
+	// counts[head:] is the window, ordered by seq; what is before head has
+	// expired and is reused once it is half the slice.
+	head    int
+	counts  []countEntry
 	lastSeq int64 // newest seq with counts
+	procMin int64 // no proc is older: skips scanning procs on expiry
+	lastPID uint32
+	lastGen uint64 // batch in which lastPID was added
+	procs   []procEntry
+	alert   *alert.Alert
+	meta    *enrich.Meta
+	hists   []histEntry  // ordered by seq
+	delta   []countEntry // what this batch added, for an open alert
 
-	gen   uint64       // batch that last touched the key
-	delta []countEntry // what this batch added, for alert updates
-
-	alert               *alert.Alert
+	key                 groupKey
 	alertCounts         map[countKey]uint64
 	lastMatch, lastEmit time.Time
 	matchGen            uint64
@@ -42,10 +52,12 @@ type countKey struct {
 	errno uint16
 }
 
+// countEntry is 16 bytes: windows hold many of them. A count above 2^32 in
+// one interval (impossible at today's syscall rates) takes several entries.
 type countEntry struct {
-	seq int64
+	seq int32
 	countKey
-	n uint64
+	n uint32
 }
 
 type histEntry struct {
@@ -63,25 +75,51 @@ func (st *keyState) add(e *Engine, s *ruleState, seq int64, sk sysKey, errno uin
 		return
 	}
 	k := countKey{sk, errno}
+	if st.alert != nil {
+		// Only an open alert adds this batch's failures to its own; a new
+		// one takes the whole window.
+		st.delta = addEntry(st.delta, int32(seq), k, n, true)
+	}
+	// Expiry is lazy: it reads the oldest entries, a cache miss per key
+	// and interval. It happens when the slice is full (so that the space is
+	// reused rather than grown) and when a condition needs the exact window.
+	if len(st.counts) == cap(st.counts) && len(st.counts) > 0 {
+		st.expireCounts(seq - s.buckets)
+		if st.head > 0 {
+			st.counts = st.counts[:copy(st.counts, st.counts[st.head:])]
+			st.head = 0
+		}
+	}
+	if st.head == len(st.counts) {
+		st.oldest = int32(seq)
+	}
 	st.total += n
+	// Entries of this interval can only be at the tail if the key already
+	// had some; the first count of an interval need not read the tail.
+	st.counts = addEntry(st.counts, int32(seq), k, n, st.lastSeq == seq)
 	st.lastSeq = seq
-	st.delta = addEntry(st.delta, seq, k, n)
-	st.counts = addEntry(st.counts, seq, k, n)
 }
 
 // addEntry adds n to the entry for (seq, k), looking only among the newest
-// interval's entries.
-func addEntry(es []countEntry, seq int64, k countKey, n uint64) []countEntry {
-	for i := len(es) - 1; i >= 0 && es[i].seq == seq; i-- {
-		if es[i].countKey == k {
-			es[i].n += n
+// interval's entries when merge is set.
+func addEntry(es []countEntry, seq int32, k countKey, n uint64, merge bool) []countEntry {
+	for i := len(es) - 1; merge && i >= 0 && es[i].seq == seq; i-- {
+		if es[i].countKey == k && uint64(es[i].n)+n <= math.MaxUint32 {
+			es[i].n += uint32(n)
 			return es
 		}
 	}
-	return append(es, countEntry{seq, k, n})
+	for n > math.MaxUint32 {
+		es = append(es, countEntry{seq, k, math.MaxUint32})
+		n -= math.MaxUint32
+	}
+	return append(es, countEntry{seq, k, uint32(n)})
 }
 
 func (st *keyState) addHist(e *Engine, s *ruleState, seq int64, b *[sensor.HistBuckets]uint64) {
+	if len(st.hists) == cap(st.hists) {
+		st.expireHists(seq - s.buckets)
+	}
 	if n := len(st.hists); n == 0 || st.hists[n-1].seq != seq {
 		st.hists = append(st.hists, histEntry{seq: seq})
 	}
@@ -92,6 +130,15 @@ func (st *keyState) addHist(e *Engine, s *ruleState, seq int64, b *[sensor.HistB
 }
 
 func (st *keyState) addProc(e *Engine, seq int64, p alert.Process) {
+	if st.lastPID == p.PID && st.lastGen == e.gen {
+		return
+	}
+	st.lastPID, st.lastGen = p.PID, e.gen
+	// Most records of a key come from the process of the one before.
+	if n := len(st.procs); n > 0 && st.procs[n-1].PID == p.PID {
+		st.procs[n-1] = procEntry{seq, p}
+		return
+	}
 	oldest := -1
 	for i := range st.procs {
 		if st.procs[i].PID == p.PID {
@@ -101,6 +148,9 @@ func (st *keyState) addProc(e *Engine, seq int64, p alert.Process) {
 		if oldest < 0 || st.procs[i].seq < st.procs[oldest].seq {
 			oldest = i
 		}
+	}
+	if len(st.procs) == 0 || seq < st.procMin {
+		st.procMin = seq
 	}
 	if len(st.procs) < 4*e.cfg.MaxProcesses {
 		st.procs = append(st.procs, procEntry{seq, p})
@@ -114,25 +164,54 @@ func (st *keyState) addProc(e *Engine, seq int64, p alert.Process) {
 // expire drops what fell out of the window ending at seq.
 func (st *keyState) expire(seq, buckets int64) {
 	limit := seq - buckets // entries at or before limit are out
+	st.expireCounts(limit)
+	st.expireHists(limit)
+	if len(st.procs) > 0 && st.procMin <= limit {
+		st.procs = slices.DeleteFunc(st.procs, func(p procEntry) bool { return p.seq <= limit })
+		st.procMin = seq
+		for _, p := range st.procs {
+			st.procMin = min(st.procMin, p.seq)
+		}
+	}
+}
+
+// expireCounts drops the counts at or before limit; total is then the
+// window's exact sum (before, it may include expired counts).
+func (st *keyState) expireCounts(limit int64) {
+	if st.head == len(st.counts) || int64(st.oldest) > limit {
+		return
+	}
+	for st.head < len(st.counts) && int64(st.counts[st.head].seq) <= limit {
+		st.total -= uint64(st.counts[st.head].n)
+		st.head++
+	}
+	if st.head == len(st.counts) {
+		st.counts, st.head = st.counts[:0], 0
+		return
+	}
+	st.oldest = st.counts[st.head].seq
+}
+
+func (st *keyState) expireHists(limit int64) {
 	i := 0
-	for i < len(st.counts) && st.counts[i].seq <= limit {
-		st.total -= st.counts[i].n
-		i++
-	}
-	if i > 0 {
-		st.counts = st.counts[:copy(st.counts, st.counts[i:])]
-	}
-	i = 0
 	for i < len(st.hists) && st.hists[i].seq <= limit {
 		i++
 	}
 	if i > 0 {
 		st.hists = st.hists[:copy(st.hists, st.hists[i:])]
 	}
-	st.procs = slices.DeleteFunc(st.procs, func(p procEntry) bool { return p.seq <= limit })
 }
 
+// window is the key's counts in the window.
+func (st *keyState) window() []countEntry { return st.counts[st.head:] }
+
 func (e *Engine) evaluate(s *ruleState, st *keyState, seq int64, now time.Time, out []alert.Alert) []alert.Alert {
+	// total counts expired entries too until expire runs: a key below the
+	// floor even so is certainly below it.
+	if st.total < s.minCount {
+		e.skipped.Add(1)
+		return out
+	}
 	st.expire(seq, s.buckets)
 	if st.total < s.minCount {
 		e.skipped.Add(1)
@@ -170,11 +249,11 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	st.matchGen = e.gen
 	st.lastMatch = now
 	if st.alert == nil {
-		first := e.seqStart(st.counts, st.hists, seq)
+		first := e.windowStart(st.window(), st.hists, seq)
 		st.alert = e.newAlert(s, st, first)
-		st.alertCounts = make(map[countKey]uint64, len(st.counts))
-		for _, c := range st.counts {
-			st.alertCounts[c.countKey] += c.n
+		st.alertCounts = make(map[countKey]uint64, len(st.window()))
+		for _, c := range st.window() {
+			st.alertCounts[c.countKey] += uint64(c.n)
 		}
 		st.alert.LastSeen = now
 		if st.alert.FirstSeen.After(now) {
@@ -185,7 +264,7 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 		return e.emit(s, st, now, out)
 	}
 	for _, c := range st.delta {
-		st.alertCounts[c.countKey] += c.n
+		st.alertCounts[c.countKey] += uint64(c.n)
 	}
 	st.alert.LastSeen = now
 	if st.meta != nil {
@@ -198,16 +277,20 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	return out
 }
 
-// seqStart is when the oldest interval in the window began.
-func (e *Engine) seqStart(cs []countEntry, hs []histEntry, seq int64) time.Time {
+// windowStart is when the oldest interval in the key's window began: the
+// drain's recorded start, or the interval boundary before it.
+func (e *Engine) windowStart(cs []countEntry, hs []histEntry, seq int64) time.Time {
 	oldest := seq
 	if len(cs) > 0 {
-		oldest = min(oldest, cs[0].seq)
+		oldest = min(oldest, int64(cs[0].seq))
 	}
 	if len(hs) > 0 {
 		oldest = min(oldest, hs[0].seq)
 	}
-	return time.Unix(0, (oldest-1)*int64(e.cfg.Interval))
+	if st := e.starts[oldest%int64(len(e.starts))]; st.seq == oldest {
+		return st.start
+	}
+	return time.Unix(0, (e.base+oldest-1)*int64(e.cfg.Interval))
 }
 
 func (e *Engine) newAlert(s *ruleState, st *keyState, first time.Time) *alert.Alert {
