@@ -76,6 +76,7 @@ type bound struct {
 	value    float64
 	kids     []bound
 }
+
 // condition is a compiled CEL condition.
 type condition struct {
 	prg cel.Program

@@ -75,8 +75,8 @@ type Engine struct {
 	allSys  []*ruleState
 	// dispatch caches, per syscall and errno, the rules a failure goes to.
 	dispatch map[uint64][]*ruleState
-	durRs   []*ruleState
-	commRs  bool // some rule needs comm attribution
+	durRs    []*ruleState
+	commRs   bool // some rule needs comm attribution
 
 	gen uint64 // batch generation, to mark touched keys
 	// Intervals are numbered from the first batch: seq = base + n. Window
@@ -158,12 +158,12 @@ type ruleState struct {
 	bySlot     []*keyState // by Meta slot, for rules keyed by Meta alone
 	// scopeBySlot caches the scope's verdict on a slot's Meta for one
 	// batch: enrichment may learn more about a cgroup between batches.
-	touched    []*keyState
-	open       map[*keyState]struct{}
+	touched     []*keyState
+	open        map[*keyState]struct{}
 	scopeBySlot []scopeVerdict
 	scopeCache  map[*enrich.Meta]scopeVerdict
-	lastSweep  int64
-	loggedErr  bool
+	lastSweep   int64
+	loggedErr   bool
 }
 
 func (e *Engine) use(rs *RuleSet) {
