@@ -55,10 +55,17 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// Options tunes a server; the zero value is what tests want.
+type Options struct {
+	// Durable keeps fsync and synchronous commit on, for benchmarks whose
+	// figures must hold for a real deployment; tests run without them.
+	Durable bool
+}
+
 // Start initializes and starts a server. initdb refuses to run as root, so
 // when running as root the server runs as the postgres user the Debian
 // package creates.
-func Start() (*Server, error) {
+func Start(opts Options) (*Server, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -104,9 +111,15 @@ func Start() (*Server, error) {
 		return nil, err
 	}
 	defer logf.Close()
-	s.cmd = run("postgres", "-D", data, "-p", strconv.Itoa(s.port), "-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories="+dir, "-c", "fsync=off", "-c", "synchronous_commit=off",
-		"-c", "full_page_writes=off", "-c", "max_connections=200")
+	args := []string{"-D", data, "-p", strconv.Itoa(s.port), "-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories=" + dir, "-c", "max_connections=200"}
+	if !opts.Durable {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	s.cmd = run("postgres", args...)
+	// A test binary killed by its timeout must not leave a server behind;
+	// SIGQUIT is postgres's immediate shutdown.
+	s.cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		os.RemoveAll(dir)
@@ -188,7 +201,7 @@ func (s *Server) Stop() {
 // Main is a TestMain body: it starts a server, runs the tests with it in
 // *srv, and stops it. A missing server binary fails the package.
 func Main(m *testing.M, srv **Server) int {
-	s, err := Start()
+	s, err := Start(Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "pgtest:", err)
 		return 1

@@ -17,7 +17,13 @@ import (
 
 var srv *pgtest.Server
 
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m, &srv)) }
+func TestMain(m *testing.M) {
+	code := pgtest.Main(m, &srv)
+	if durableSrv != nil {
+		durableSrv.Stop()
+	}
+	os.Exit(code)
+}
 
 func open(t testing.TB, dsn string) *Store {
 	t.Helper()
