@@ -551,4 +551,3 @@ func (s *Store) watch(ctx context.Context, listening func(), fn func(seq uint64)
 		fn(seq)
 	}
 }
-
