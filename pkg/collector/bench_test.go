@@ -106,8 +106,8 @@ func BenchmarkListPerPod(b *testing.B) {
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 }
 
-// BenchmarkListNamespace pages a whole namespace (200 000 of the 1M alerts)
-// 100 at a time, the query a team's CLI makes without a pod.
+// BenchmarkListNamespace pages through a whole namespace (about 188 000 of
+// the 1M alerts) 100 at a time, the query a team's CLI makes without a pod.
 func BenchmarkListNamespace(b *testing.B) {
 	st := millionAlerts(b)
 	col := collectortest.Start(b, collector.Config{Store: st, QueriesPerSecond: 1e9}, nil, true, "")
@@ -119,9 +119,11 @@ func BenchmarkListNamespace(b *testing.B) {
 		t := time.Now()
 		resp, err := c.Query.ListAlerts(context.Background(), req)
 		lat = append(lat, time.Since(t))
-		if err != nil || len(resp.Alerts) != 100 {
-			b.Fatalf("list ns-3: %d alerts, %v", len(resp.GetAlerts()), err)
+		if err != nil || len(resp.Alerts) == 0 || (len(resp.Alerts) < 100 && resp.NextPageToken != "") {
+			b.Fatalf("list ns-3: %d alerts, next %q, %v", len(resp.GetAlerts()), resp.GetNextPageToken(), err)
 		}
+		// After the last page (about 1882: every 17th alert is a host
+		// alert without namespace), start over.
 		req.PageToken = resp.NextPageToken
 	}
 	b.StopTimer()
