@@ -181,7 +181,6 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 		"--metrics-address", collectorHealth, "--health-address", collectorHealth, "--log-format", "json")
 	waitHTTP(t, "http://"+collectorHealth+"/healthz", 30*time.Second)
 
-	before := len(ourPrograms(t))
 	ops := freePort(t)
 	repo, _ := filepath.Abs("../..")
 	agent := startProcess(t, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
@@ -189,6 +188,10 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 		"--token-file", agentToken, "--spool-dir", filepath.Join(t.TempDir(), "spool"),
 		"--metrics-address", ops, "--health-address", ops, "--log-format", "json")
 	waitHTTP(t, "http://"+ops+"/readyz", 60*time.Second)
+	progs := bpfProgramsOf(t, agent.Process.Pid)
+	if len(progs) == 0 {
+		t.Fatal("the ready agent holds no BPF program")
+	}
 
 	w, _ := attacks.Lookup("privilege-escalation")
 	attack := w.Command(attacks.Scratch(t))
@@ -244,8 +247,7 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("agent did not exit within 30 s of SIGTERM")
 	}
-	time.Sleep(time.Second) // programs are freed after an RCU grace period
-	if n := len(ourPrograms(t)); n > before {
-		t.Errorf("%d sensor programs still loaded after the agent stopped (had %d before)", n, before)
+	if left := stillLoaded(progs); len(left) > 0 {
+		t.Errorf("programs %v of the agent are still loaded after it exited (pinned?)", left)
 	}
 }
