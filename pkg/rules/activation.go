@@ -13,8 +13,10 @@ import (
 // activation for every evaluation, so a condition like "count >= 50" costs
 // no aggregation beyond the running total.
 type activation struct {
-	s  *ruleState
-	st *keyState
+	e   *Engine
+	s   *ruleState
+	st  *keyState
+	seq int64
 
 	aggDone bool
 	sys     []nameCount
@@ -37,8 +39,8 @@ type errnoCount struct {
 
 var _ interpreter.Activation = (*activation)(nil)
 
-func (a *activation) reset(e *Engine, s *ruleState, st *keyState) {
-	a.s, a.st = s, st
+func (a *activation) reset(e *Engine, s *ruleState, st *keyState, seq int64) {
+	a.e, a.s, a.st, a.seq = e, s, st, seq
 	a.aggDone, a.procDone = false, false
 }
 
@@ -113,7 +115,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		}
 		return types.String(""), true
 	case varHost:
-		return types.Bool(st.meta == nil || st.meta.Host || st.meta.Pod == ""), true
+		return types.Bool(st.meta == nil || st.meta.Host), true
 	case varNamespace, varPod, varContainer:
 		if st.meta == nil {
 			return types.String(""), true
@@ -180,8 +182,9 @@ func (a *activation) processes() {
 	}
 	a.procDone = true
 	a.comms = a.comms[:0]
-	a.pids = len(a.st.procs) // procs are distinct by pid
-	for _, p := range a.st.procs {
+	procs := a.e.procsOf(a.s, a.st, a.seq) // distinct by pid
+	a.pids = len(procs)
+	for _, p := range procs {
 		if !containsStr(a.comms, p.Comm) {
 			a.comms = append(a.comms, p.Comm)
 		}

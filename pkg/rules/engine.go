@@ -85,23 +85,25 @@ type Engine struct {
 	base   int64
 	curSeq int64
 
-	// Slots number the Metas seen densely, so a rule finds a key's state by
-	// indexing a slice rather than hashing a key for every failure; this
-	// is most of the engine's time with 10 000 active keys.
+	// Slots number the failure sources (Metas, or cgroups without one)
+	// densely, so that a rule finds a key's state by indexing a slice
+	// rather than hashing a key for every failure (most of the engine's
+	// time with 10 000 active keys), and hold what the sampled records of
+	// a source said: who failed.
 	slotOf    map[*enrich.Meta]int32
-	slotMeta  []*enrich.Meta
-	slotSeen  []int64
-	slotLast  []procKey
-	slotAttr  []slotAttr
+	nilSlotOf map[uint64]int32
+	slots     []slotInfo
 	freeSlots []int32
 	slotSweep int64
+	lastMeta  *enrich.Meta
+	lastSlot  int32
 	// starts remembers when each recent interval began, so an alert's
 	// first-seen time is a drain's real start, not a rounded one.
 	starts []seqStart
 
-	attr, prevAttr map[attrKey]commShares
-	shares         []commShare
-	act            activation
+	shares  []commShare
+	procBuf []slotProc
+	act     activation
 
 	rulesN, keysN, openN              atomic.Int64
 	evals, skipped, evalErrs, dropped atomic.Uint64
@@ -114,8 +116,7 @@ func NewEngine(rs *RuleSet, cfg Config, log *zap.Logger) *Engine {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	e := &Engine{cfg: cfg, log: log, slotOf: map[*enrich.Meta]int32{},
-		attr: map[attrKey]commShares{}, prevAttr: map[attrKey]commShares{}}
+	e := &Engine{cfg: cfg, log: log, slotOf: map[*enrich.Meta]int32{}, nilSlotOf: map[uint64]int32{}}
 	e.use(rs)
 	return e
 }
@@ -156,12 +157,10 @@ type ruleState struct {
 	needsComm  bool
 	states     map[groupKey]*keyState
 	bySlot     []*keyState // by Meta slot, for rules keyed by Meta alone
-	// scopeBySlot caches the scope's verdict on a slot's Meta for one
-	// batch: enrichment may learn more about a cgroup between batches.
-	touched     []*keyState
-	open        map[*keyState]struct{}
+	touched    []*keyState
+	open       map[*keyState]struct{}
+	// scopeBySlot caches the scope's verdict on a slot's Meta.
 	scopeBySlot []scopeVerdict
-	scopeCache  map[*enrich.Meta]scopeVerdict
 	lastSweep   int64
 	loggedErr   bool
 }
@@ -189,10 +188,9 @@ func (e *Engine) use(rs *RuleSet) {
 			n := int64((r.Window + e.cfg.Interval - 1) / e.cfg.Interval)
 			s = &ruleState{
 				r: r, buckets: max(n, 1),
-				states:     map[groupKey]*keyState{},
-				open:       map[*keyState]struct{}{},
-				scopeCache: map[*enrich.Meta]scopeVerdict{},
-				lastSweep:  e.curSeq,
+				states:    map[groupKey]*keyState{},
+				open:      map[*keyState]struct{}{},
+				lastSweep: e.curSeq,
 			}
 			s.windowSecs = float64(s.buckets) * e.cfg.Interval.Seconds()
 			s.minCount = r.cond.minCount(s.windowSecs)
@@ -273,17 +271,18 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 		}
 		sk := sysKey{c.Syscall, c.Compat}
 		if rs := e.rulesFor(sk, c.Errno); len(rs) > 0 {
-			e.countFor(rs, c, sk, e.slot(c.Meta, seq), seq)
+			e.countFor(rs, c, sk, e.slot(c.Meta, c.CgroupID, seq), seq)
 		}
 	}
 	for i := range b.Histograms {
 		h := &b.Histograms[i]
 		sk := sysKey{h.Syscall, h.Compat}
 		for _, s := range e.durRs {
-			if !s.r.sys.has(sk) || !e.scopeOK(s, h.Meta, e.slot(h.Meta, seq)) {
+			slot := e.slot(h.Meta, h.CgroupID, seq)
+			if !s.r.sys.has(sk) || !e.scopeOK(s, h.Meta, slot) {
 				continue
 			}
-			if st := e.state(s, keyFor(s.r.GroupBy, h.Meta, h.CgroupID, ""), h.Meta); st != nil {
+			if st := e.metaState(s, h.Meta, h.CgroupID, slot); st != nil {
 				st.addHist(e, s, seq, &h.Buckets)
 			}
 		}
@@ -295,23 +294,11 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 			continue
 		}
 		sk := sysKey{rec.Syscall, rec.Compat}
-		rs := e.rulesFor(sk, errno)
-		if len(rs) == 0 {
+		if len(e.rulesFor(sk, errno)) == 0 {
 			continue
 		}
-		slot := e.slot(rec.Meta, seq)
-		if slot >= 0 {
-			// The kernel samples several records per counter, mostly
-			// from one process: the first of a (syscall, errno, pid) per
-			// cgroup and batch says all a rule learns from records.
-			last := &e.slotLast[slot]
-			pk := procKey{e.gen, rec.PID, countKey{sk, errno}}
-			if *last == pk {
-				continue
-			}
-			*last = pk
-		}
-		e.recordFor(rs, rec, slot, seq)
+		slot := e.slot(rec.Meta, rec.CgroupID, seq)
+		e.slots[slot].addProc(e, seq, countKey{sk, errno}, alert.Process{PID: rec.PID, Comm: rec.Comm, UID: rec.UID})
 	}
 
 	var out []alert.Alert
@@ -322,7 +309,7 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 		}
 		out = e.sweepOpen(s, seq, now, out)
 		if seq-s.lastSweep >= max(s.buckets, 8) {
-			s.sweepIdle(seq, e.gen)
+			s.sweepIdle(seq)
 		}
 		keys += len(s.states)
 		open += len(s.open)
@@ -335,64 +322,6 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 	return out
 }
 
-// slot returns m's slot, giving it one if it has none; -1 for no Meta.
-func (e *Engine) slot(m *enrich.Meta, seq int64) int32 {
-	if m == nil {
-		return -1
-	}
-	i, ok := e.slotOf[m]
-	if !ok {
-		if n := len(e.freeSlots); n > 0 {
-			i = e.freeSlots[n-1]
-			e.freeSlots = e.freeSlots[:n-1]
-			e.slotMeta[i] = m
-		} else {
-			i = int32(len(e.slotMeta))
-			e.slotMeta = append(e.slotMeta, m)
-			e.slotSeen = append(e.slotSeen, 0)
-			e.slotLast = append(e.slotLast, procKey{})
-			e.slotAttr = append(e.slotAttr, slotAttr{})
-		}
-		e.slotOf[m] = i
-	}
-	e.slotSeen[i] = seq
-	return i
-}
-
-// procKey is the last record a slot passed on to the rules.
-type procKey struct {
-	gen uint64
-	pid uint32
-	countKey
-}
-
-// sweepSlots frees the slots of Metas not seen for longer than any window,
-// so that replaced Metas (a pod gone, a cgroup re-enriched) do not pile up.
-func (e *Engine) sweepSlots(seq int64) {
-	e.slotSweep = seq
-	var longest int64
-	for _, s := range e.rules {
-		longest = max(longest, s.buckets)
-	}
-	for i, m := range e.slotMeta {
-		if m == nil || seq-e.slotSeen[i] <= longest {
-			continue
-		}
-		delete(e.slotOf, m)
-		e.slotMeta[i] = nil
-		e.slotAttr[i] = slotAttr{}
-		for _, s := range e.rules {
-			if i < len(s.bySlot) {
-				s.bySlot[i] = nil
-			}
-			if i < len(s.scopeBySlot) {
-				s.scopeBySlot[i] = scopeVerdict{}
-			}
-		}
-		e.freeSlots = append(e.freeSlots, int32(i))
-	}
-}
-
 // Flush emits the pending updates of every open alert, for shutdown and the
 // end of a replay. Alerts stay open.
 func (e *Engine) Flush() []alert.Alert {
@@ -400,7 +329,7 @@ func (e *Engine) Flush() []alert.Alert {
 	for _, s := range e.rules {
 		for st := range s.open {
 			if st.dirty {
-				out = e.emit(s, st, st.alert.LastSeen, out)
+				out = e.emit(s, st, e.curSeq, st.alert.LastSeen, out)
 			}
 		}
 	}
@@ -432,29 +361,21 @@ func (e *Engine) scopeOK(s *ruleState, m *enrich.Meta, slot int32) bool {
 	if !s.r.scope.any {
 		return true
 	}
-	if slot >= 0 {
-		if int(slot) >= len(s.scopeBySlot) {
-			s.scopeBySlot = append(s.scopeBySlot, make([]scopeVerdict, len(e.slotMeta)-len(s.scopeBySlot))...)
-		}
-		v := &s.scopeBySlot[slot]
-		if v.gen != e.gen {
-			*v = scopeVerdict{e.gen, s.r.scope.metaOK(m)}
-		}
-		return v.ok
+	if int(slot) >= len(s.scopeBySlot) {
+		s.scopeBySlot = append(s.scopeBySlot, make([]scopeVerdict, len(e.slots)-len(s.scopeBySlot))...)
 	}
-	// A verdict holds for one batch: enrichment may learn more about a
-	// cgroup (its pod, new labels) between batches.
-	v, hit := s.scopeCache[m]
-	if !hit || v.gen != e.gen {
-		v = scopeVerdict{e.gen, s.r.scope.metaOK(m)}
-		s.scopeCache[m] = v
+	// Enrichment never changes a Meta it handed out (it makes a new one),
+	// so a verdict holds as long as the slot has the same Meta.
+	v := &s.scopeBySlot[slot]
+	if !v.set || v.meta != m {
+		*v = scopeVerdict{meta: m, ok: s.r.scope.metaOK(m), set: true}
 	}
 	return v.ok
 }
 
 type scopeVerdict struct {
-	gen uint64
-	ok  bool
+	meta    *enrich.Meta
+	ok, set bool
 }
 
 func (e *Engine) countFor(rs []*ruleState, c *enrich.Count, sk sysKey, slot int32, seq int64) {
@@ -489,37 +410,10 @@ func (e *Engine) countFor(rs []*ruleState, c *enrich.Count, sk sysKey, slot int3
 	}
 }
 
-func (e *Engine) recordFor(rs []*ruleState, rec *enrich.Record, slot int32, seq int64) {
-	for _, s := range rs {
-		if !e.scopeOK(s, rec.Meta, slot) || !s.r.scope.commOK(rec.Comm) {
-			continue
-		}
-		// Records only say who failed; a key with no counts has nothing to
-		// evaluate, so records never create keys.
-		var st *keyState
-		if slot >= 0 && int(slot) < len(s.bySlot) {
-			st = s.bySlot[slot]
-		}
-		if st == nil || st.dead || (s.r.GroupBy == alert.GroupByProcess && st.key.comm != rec.Comm) {
-			comm := ""
-			if s.r.GroupBy == alert.GroupByProcess {
-				comm = rec.Comm
-			}
-			st = s.states[keyFor(s.r.GroupBy, rec.Meta, rec.CgroupID, comm)]
-		}
-		if st != nil {
-			st.addProc(e, seq, alert.Process{PID: rec.PID, Comm: rec.Comm, UID: rec.UID})
-		}
-	}
-}
-
 // metaState is state for a rule whose key the Meta alone decides: enrich
 // hands out one Meta per cgroup, so the Meta's slot finds the state without
 // building and hashing the key for every count.
 func (e *Engine) metaState(s *ruleState, m *enrich.Meta, cgroup uint64, slot int32) *keyState {
-	if slot < 0 {
-		return e.state(s, keyFor(s.r.GroupBy, m, cgroup, ""), m)
-	}
 	if int(slot) < len(s.bySlot) {
 		if st := s.bySlot[slot]; st != nil && !st.dead {
 			st.meta = m
@@ -529,7 +423,8 @@ func (e *Engine) metaState(s *ruleState, m *enrich.Meta, cgroup uint64, slot int
 	}
 	st := e.state(s, keyFor(s.r.GroupBy, m, cgroup, ""), m)
 	if st != nil {
-		s.setSlot(slot, st, len(e.slotMeta))
+		s.setSlot(slot, st, len(e.slots))
+		e.noteSlot(s, st, slot)
 	}
 	return st
 }
@@ -538,7 +433,7 @@ func (e *Engine) metaState(s *ruleState, m *enrich.Meta, cgroup uint64, slot int
 // of the comm it saw last, which is the next one's too in the common case of
 // one failing process per container.
 func (e *Engine) commState(s *ruleState, m *enrich.Meta, cgroup uint64, slot int32, comm string) *keyState {
-	if slot >= 0 && int(slot) < len(s.bySlot) {
+	if int(slot) < len(s.bySlot) {
 		if st := s.bySlot[slot]; st != nil && !st.dead && st.key.comm == comm {
 			st.meta = m
 			e.touch(s, st)
@@ -546,8 +441,9 @@ func (e *Engine) commState(s *ruleState, m *enrich.Meta, cgroup uint64, slot int
 		}
 	}
 	st := e.state(s, keyFor(s.r.GroupBy, m, cgroup, comm), m)
-	if st != nil && slot >= 0 {
-		s.setSlot(slot, st, len(e.slotMeta))
+	if st != nil {
+		s.setSlot(slot, st, len(e.slots))
+		e.noteSlot(s, st, slot)
 	}
 	return st
 }
@@ -584,159 +480,6 @@ func (e *Engine) state(s *ruleState, k groupKey, m *enrich.Meta) *keyState {
 	}
 	e.touch(s, st)
 	return st
-}
-
-// attrKey identifies one exact counter, to find the records sampled from it.
-type attrKey struct {
-	cgroup uint64
-	sys    sysKey
-	errno  uint16
-}
-
-type commShare struct {
-	comm string
-	n    uint64
-}
-
-// commShares are the comms seen for one counter; the first is inline
-// because one comm per counter is the common case.
-type commShares struct {
-	first commShare
-	more  []commShare
-}
-
-func (c *commShares) add(comm string) {
-	if c.first.comm == comm {
-		c.first.n++
-		return
-	}
-	for i := range c.more {
-		if c.more[i].comm == comm {
-			c.more[i].n++
-			return
-		}
-	}
-	c.more = append(c.more, commShare{comm, 1})
-}
-
-// buildAttribution indexes this batch's records by counter and comm: in
-// the records' slot when they have a Meta (a short list, next to the rest of
-// the cgroup's data), in a map by cgroup id otherwise.
-func (e *Engine) buildAttribution(recs []enrich.Record, seq int64) {
-	e.attr, e.prevAttr = e.prevAttr, e.attr
-	clear(e.attr)
-	for i := range recs {
-		r := &recs[i]
-		errno := r.Errno()
-		if errno == 0 {
-			continue
-		}
-		ck := countKey{sysKey{r.Syscall, r.Compat}, errno}
-		if slot := e.slot(r.Meta, seq); slot >= 0 {
-			e.slotAttr[slot].add(e.gen, ck, r.Comm)
-			continue
-		}
-		k := attrKey{r.CgroupID, ck.sys, errno}
-		sh, ok := e.attr[k]
-		if !ok {
-			sh.first = commShare{r.Comm, 1}
-		} else {
-			sh.add(r.Comm)
-		}
-		e.attr[k] = sh
-	}
-}
-
-// slotAttr is the comm attribution of one slot: this batch's records by
-// counter, and the previous batch's for counters whose records are late.
-type slotAttr struct {
-	gen, prevGen uint64
-	cur, prev    []attrEntry
-}
-
-type attrEntry struct {
-	k      countKey
-	shares commShares
-}
-
-func (sa *slotAttr) add(gen uint64, k countKey, comm string) {
-	if sa.gen != gen {
-		sa.prev, sa.cur = sa.cur, sa.prev[:0]
-		sa.prevGen, sa.gen = sa.gen, gen
-	}
-	for i := range sa.cur {
-		if sa.cur[i].k == k {
-			sa.cur[i].shares.add(comm)
-			return
-		}
-	}
-	sa.cur = append(sa.cur, attrEntry{k, commShares{first: commShare{comm, 1}}})
-}
-
-// find returns the shares of counter k from batch gen, or failing that from
-// the batch before.
-func (sa *slotAttr) find(gen uint64, k countKey) (commShares, bool) {
-	for _, l := range []struct {
-		g  uint64
-		es []attrEntry
-	}{{sa.gen, sa.cur}, {sa.prevGen, sa.prev}} {
-		if l.g != gen && l.g+1 != gen {
-			continue
-		}
-		for _, a := range l.es {
-			if a.k == k {
-				return a.shares, true
-			}
-		}
-	}
-	return commShares{}, false
-}
-
-// split divides an exact per-cgroup count among the comms whose records
-// were sampled from the same counter in this interval (or, when none
-// arrived yet, the previous one), in proportion to their records. It is
-// exact when one comm owns the counter, the common case; otherwise it is an
-// estimate, because the kernel samples the first records of each counter
-// per rate-limit window, not a random subset. Counts with no sampled record
-// at all go to the empty comm ("unknown process").
-func (e *Engine) split(c *enrich.Count, slot int32) []commShare {
-	var cs commShares
-	var ok bool
-	if slot >= 0 {
-		cs, ok = e.slotAttr[slot].find(e.gen, countKey{sysKey{c.Syscall, c.Compat}, c.Errno})
-	} else {
-		k := attrKey{c.CgroupID, sysKey{c.Syscall, c.Compat}, c.Errno}
-		if cs, ok = e.attr[k]; !ok {
-			cs, ok = e.prevAttr[k]
-		}
-	}
-	e.shares = e.shares[:0]
-	if !ok {
-		e.shares = append(e.shares, commShare{"", c.Count.Count})
-		return e.shares
-	}
-	if len(cs.more) == 0 {
-		e.shares = append(e.shares, commShare{cs.first.comm, c.Count.Count})
-		return e.shares
-	}
-	// e.shares holds the record counts, then in place the split.
-	sh := append(append(e.shares, cs.first), cs.more...)
-	e.shares = sh
-	var total uint64
-	big := 0
-	for i, x := range sh {
-		total += x.n
-		if x.n > sh[big].n {
-			big = i
-		}
-	}
-	var given uint64
-	for i := range sh {
-		sh[i].n = c.Count.Count * sh[i].n / total
-		given += sh[i].n
-	}
-	sh[big].n += c.Count.Count - given
-	return sh
 }
 
 // groupKey is the key a rule aggregates on. Its strings point into Meta, so
@@ -777,7 +520,7 @@ func keyFor(g alert.GroupBy, m *enrich.Meta, cgroup uint64, comm string) groupKe
 }
 
 // sweepIdle drops keys whose window is empty and that have no open alert.
-func (s *ruleState) sweepIdle(seq int64, gen uint64) {
+func (s *ruleState) sweepIdle(seq int64) {
 	s.lastSweep = seq
 	for k, st := range s.states {
 		if st.alert == nil && st.lastSeq <= seq-s.buckets {
@@ -788,11 +531,6 @@ func (s *ruleState) sweepIdle(seq int64, gen uint64) {
 	for i, st := range s.bySlot {
 		if st != nil && st.dead {
 			s.bySlot[i] = nil
-		}
-	}
-	for m, v := range s.scopeCache {
-		if v.gen != gen {
-			delete(s.scopeCache, m)
 		}
 	}
 }
@@ -806,11 +544,11 @@ func (e *Engine) sweepOpen(s *ruleState, seq int64, now time.Time, out []alert.A
 			continue
 		}
 		if st.dirty && now.Sub(st.lastEmit) >= s.r.Cooldown {
-			out = e.emit(s, st, now, out)
+			out = e.emit(s, st, seq, now, out)
 		}
 		if now.Sub(st.lastMatch) >= s.r.Cooldown {
 			if st.dirty {
-				out = e.emit(s, st, now, out)
+				out = e.emit(s, st, seq, now, out)
 			}
 			st.alert = nil
 			delete(s.open, st)

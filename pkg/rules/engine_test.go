@@ -533,3 +533,25 @@ rules:
 		t.Errorf("keys %d dropped %d, want 10 and 5", s.Keys, s.KeysDropped)
 	}
 }
+
+func TestUnresolvedPod(t *testing.T) {
+	e := newEngine(t, `
+rules:
+  - id: r
+    severity: low
+    match: {syscalls: [openat]}
+    scope: {target: pods}
+    condition: count >= 1 && !host
+`)
+	// The cgroup is in a pod the API has not named yet.
+	m := &enrich.Meta{Node: "node-1", PodUID: "1234-abcd", ContainerID: "c0ffee", Unresolved: true,
+		CgroupPath: "/kubepods/besteffort/pod1234-abcd/c0ffee"}
+	got := e.Process(newBatch(t, 1).count(src{m, 7}, "openat", "EACCES", 2).get())
+	if len(got) != 1 || got[0].Host || got[0].PodUID != "1234-abcd" {
+		t.Fatalf("alerts %+v", got)
+	}
+	want := "pod uid 1234-abcd cgroup /kubepods/besteffort/pod1234-abcd/c0ffee: 2 failed openat calls (EACCES 2) in 1s"
+	if got[0].Message != want {
+		t.Errorf("message %q, want %q", got[0].Message, want)
+	}
+}

@@ -93,6 +93,9 @@ func subject(a *alert.Alert, st *keyState) string {
 		} else {
 			fmt.Fprintf(&b, "host cgroup %d", st.key.cgroup)
 		}
+	case a.Pod == "":
+		// In a pod the API has not named (yet): all there is is its uid.
+		fmt.Fprintf(&b, "pod uid %s cgroup %s", orUnknown(a.PodUID), orUnknown(a.CgroupPath))
 	default:
 		fmt.Fprintf(&b, "pod %s/%s", a.Namespace, a.Pod)
 		if a.GroupBy != alert.GroupByPod && a.Container != "" {

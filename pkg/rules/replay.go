@@ -150,7 +150,7 @@ type replayDecoder struct {
 
 	cur     *enrich.Batch
 	curSlot int64
-	counts  map[attrKey]int // index into cur.Counts
+	counts  map[sensor.Key]int // index into cur.Counts
 	hists   map[sensor.HistKey]int
 }
 
@@ -253,7 +253,7 @@ func (d *replayDecoder) record(b []byte) error {
 		start := time.Unix(0, slot*int64(d.interval))
 		d.cur = &enrich.Batch{Interval: sensor.Interval{Start: start, End: start.Add(d.interval)}}
 		d.curSlot = slot
-		d.counts = map[attrKey]int{}
+		d.counts = map[sensor.Key]int{}
 		d.hists = map[sensor.HistKey]int{}
 	}
 	// A record slightly out of order (CPUs interleave) joins the current
@@ -276,7 +276,7 @@ func (d *replayDecoder) record(b []byte) error {
 		return nil
 	}
 	d.cur.Records = append(d.cur.Records, enrich.Record{Record: sr, Meta: m})
-	k := attrKey{rec.CgroupID, sysKey{nr, compat}, errno}
+	k := sensor.Key{CgroupID: rec.CgroupID, Syscall: nr, Compat: compat, Errno: errno}
 	i, ok := d.counts[k]
 	if !ok {
 		i = len(d.cur.Counts)

@@ -30,11 +30,8 @@ type keyState struct {
 	// expired and is reused once it is half the slice.
 	head    int
 	counts  []countEntry
-	lastSeq int64 // newest seq with counts
-	procMin int64 // no proc is older: skips scanning procs on expiry
-	lastPID uint32
-	lastGen uint64 // batch in which lastPID was added
-	procs   []procEntry
+	lastSeq int64     // newest seq with counts
+	slots   []slotRef // where the key's counts came from (not for node keys)
 	alert   *alert.Alert
 	meta    *enrich.Meta
 	hists   []histEntry  // ordered by seq
@@ -63,11 +60,6 @@ type countEntry struct {
 type histEntry struct {
 	seq     int64
 	buckets [sensor.HistBuckets]uint64
-}
-
-type procEntry struct {
-	seq int64
-	alert.Process
 }
 
 func (st *keyState) add(e *Engine, s *ruleState, seq int64, sk sysKey, errno uint16, n uint64) {
@@ -129,50 +121,11 @@ func (st *keyState) addHist(e *Engine, s *ruleState, seq int64, b *[sensor.HistB
 	}
 }
 
-func (st *keyState) addProc(e *Engine, seq int64, p alert.Process) {
-	if st.lastPID == p.PID && st.lastGen == e.gen {
-		return
-	}
-	st.lastPID, st.lastGen = p.PID, e.gen
-	// Most records of a key come from the process of the one before.
-	if n := len(st.procs); n > 0 && st.procs[n-1].PID == p.PID {
-		st.procs[n-1] = procEntry{seq, p}
-		return
-	}
-	oldest := -1
-	for i := range st.procs {
-		if st.procs[i].PID == p.PID {
-			st.procs[i] = procEntry{seq, p}
-			return
-		}
-		if oldest < 0 || st.procs[i].seq < st.procs[oldest].seq {
-			oldest = i
-		}
-	}
-	if len(st.procs) == 0 || seq < st.procMin {
-		st.procMin = seq
-	}
-	if len(st.procs) < 4*e.cfg.MaxProcesses {
-		st.procs = append(st.procs, procEntry{seq, p})
-		return
-	}
-	if st.procs[oldest].seq < seq {
-		st.procs[oldest] = procEntry{seq, p}
-	}
-}
-
 // expire drops what fell out of the window ending at seq.
 func (st *keyState) expire(seq, buckets int64) {
 	limit := seq - buckets // entries at or before limit are out
 	st.expireCounts(limit)
 	st.expireHists(limit)
-	if len(st.procs) > 0 && st.procMin <= limit {
-		st.procs = slices.DeleteFunc(st.procs, func(p procEntry) bool { return p.seq <= limit })
-		st.procMin = seq
-		for _, p := range st.procs {
-			st.procMin = min(st.procMin, p.seq)
-		}
-	}
 }
 
 // expireCounts drops the counts at or before limit; total is then the
@@ -218,7 +171,7 @@ func (e *Engine) evaluate(s *ruleState, st *keyState, seq int64, now time.Time, 
 		return out
 	}
 	e.evals.Add(1)
-	e.act.reset(e, s, st)
+	e.act.reset(e, s, st, seq)
 	val, _, err := s.r.cond.prg.Eval(&e.act)
 	if err != nil {
 		e.evalErrs.Add(1)
@@ -241,7 +194,7 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 		// Quiet for a cooldown since the last match (batches were sparse
 		// enough that sweepOpen did not close it yet): close it.
 		if st.dirty {
-			out = e.emit(s, st, st.alert.LastSeen, out)
+			out = e.emit(s, st, seq, st.alert.LastSeen, out)
 		}
 		st.alert = nil
 		delete(s.open, st)
@@ -261,7 +214,7 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 		}
 		s.open[st] = struct{}{}
 		st.dirty = true
-		return e.emit(s, st, now, out)
+		return e.emit(s, st, seq, now, out)
 	}
 	for _, c := range st.delta {
 		st.alertCounts[c.countKey] += uint64(c.n)
@@ -272,7 +225,7 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	}
 	st.dirty = true
 	if now.Sub(st.lastEmit) >= s.r.Cooldown {
-		out = e.emit(s, st, now, out)
+		out = e.emit(s, st, seq, now, out)
 	}
 	return out
 }
@@ -325,9 +278,9 @@ func fillMeta(a *alert.Alert, g alert.GroupBy, m *enrich.Meta, node string) {
 	if g == alert.GroupByNode {
 		return
 	}
-	a.Host = m.Host || m.Pod == ""
+	a.Host = m.Host
 	a.Namespace, a.Pod, a.PodUID, a.Workload = m.Namespace, m.Pod, m.PodUID, m.Workload
-	if g == alert.GroupByPod && !a.Host {
+	if g == alert.GroupByPod && !a.Host && a.Pod != "" {
 		return
 	}
 	a.CgroupPath = m.CgroupPath
@@ -337,7 +290,7 @@ func fillMeta(a *alert.Alert, g alert.GroupBy, m *enrich.Meta, node string) {
 }
 
 // emit bumps the revision and appends a copy of the alert to out.
-func (e *Engine) emit(s *ruleState, st *keyState, now time.Time, out []alert.Alert) []alert.Alert {
+func (e *Engine) emit(s *ruleState, st *keyState, seq int64, now time.Time, out []alert.Alert) []alert.Alert {
 	a := st.alert
 	a.Revision++
 	if a.Revision == 1 {
@@ -356,7 +309,7 @@ func (e *Engine) emit(s *ruleState, st *keyState, now time.Time, out []alert.Ale
 		a.Total += n
 	}
 	slices.SortFunc(a.Counts, byCount)
-	a.Processes = mergeProcs(a.Processes, st.procs, e.cfg.MaxProcesses)
+	a.Processes = mergeProcs(a.Processes, e.procsOf(s, st, seq), e.cfg.MaxProcesses)
 	a.Message = message(s, st, a)
 	st.lastEmit = now
 	st.dirty = false
@@ -367,11 +320,9 @@ func (e *Engine) emit(s *ruleState, st *keyState, now time.Time, out []alert.Ale
 	return append(out, c)
 }
 
-// mergeProcs adds the window's processes to an alert's, newest first, up to
-// max distinct pids.
-func mergeProcs(have []alert.Process, seen []procEntry, limit int) []alert.Process {
-	recent := slices.Clone(seen)
-	slices.SortStableFunc(recent, func(a, b procEntry) int { return int(b.seq - a.seq) })
+// mergeProcs adds the window's processes (newest first) to an alert's, up
+// to limit distinct pids.
+func mergeProcs(have []alert.Process, recent []slotProc, limit int) []alert.Process {
 	for _, p := range recent {
 		if slices.ContainsFunc(have, func(q alert.Process) bool { return q.PID == p.PID }) {
 			continue
