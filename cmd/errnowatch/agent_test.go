@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -191,6 +192,20 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 	progs := bpfProgramsOf(t, agent.Process.Pid)
 	if len(progs) == 0 {
 		t.Fatal("the ready agent holds no BPF program")
+	}
+
+	// debug cgroup resolves the container's cgroup to the pod, as the agent does.
+	out, err := exec.Command(binary, "debug", "cgroup", cg.Rel, "--kubeconfig", kubeconfig, "--node-name", node, "-o", "json").Output()
+	if err != nil {
+		t.Fatalf("debug cgroup: %v", err)
+	}
+	var dbg debugCgroupJSON
+	if err := json.Unmarshal(out, &dbg); err != nil {
+		t.Fatalf("debug cgroup: %v: %s", err, out)
+	}
+	if dbg.Pod == nil || dbg.Pod.Namespace != "shop" || dbg.Pod.Name != "web-1" || dbg.Pod.Container != "app" ||
+		dbg.Pod.UID != string(pod.UID) || dbg.CgroupID != cg.ID || dbg.ContainerID != cid {
+		t.Errorf("debug cgroup resolved %s to %s", cg.Rel, out)
 	}
 
 	w, _ := attacks.Lookup("privilege-escalation")

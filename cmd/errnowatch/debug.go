@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strconv"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 )
 
 func newDebugCmd(g *globalFlags) *cobra.Command {
@@ -20,9 +26,9 @@ func newDebugCmd(g *globalFlags) *cobra.Command {
 	return cmd
 }
 
-func newDebugCgroupCmd(_ *globalFlags) *cobra.Command {
+func newDebugCgroupCmd(g *globalFlags) *cobra.Command {
 	var pid int
-	var output string
+	var output, kubeconfig, nodeName string
 	cmd := &cobra.Command{
 		Use:   "cgroup [PATH]",
 		Short: "Show how errnowatch understands a cgroup path (or a process's cgroup)",
@@ -56,6 +62,15 @@ cgroup v2 root, or a cgroupfs directory.`,
 				Path: info.Path, CgroupID: id, Driver: info.Driver, Runtime: info.Runtime, QoS: info.QoS,
 				PodUID: info.PodUID, ContainerID: info.ContainerID, IsContainer: info.IsContainer,
 			}
+			if kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
+				log, err := g.logger()
+				if err != nil {
+					return err
+				}
+				if out.Pod, err = resolvePod(cmd.Context(), kubeconfig, nodeName, info, log); err != nil {
+					return err
+				}
+			}
 			switch output {
 			case "json":
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
@@ -65,11 +80,18 @@ cgroup v2 root, or a cgroupfs directory.`,
 				if id != 0 {
 					idText = strconv.FormatUint(id, 10)
 				}
-				for _, kv := range [][2]string{
+				rows := [][2]string{
 					{"path", out.Path}, {"cgroup id", idText}, {"driver", dash(out.Driver)},
 					{"runtime", dash(out.Runtime)}, {"qos", dash(out.QoS)}, {"pod uid", dash(out.PodUID)},
 					{"container id", dash(out.ContainerID)}, {"container", strconv.FormatBool(out.IsContainer)},
-				} {
+				}
+				if p := out.Pod; p != nil {
+					rows = append(rows, [2]string{"pod", p.Namespace + "/" + p.Name}, [2]string{"pod container", dash(p.Container)},
+						[2]string{"workload", dash(p.Workload)}, [2]string{"node", p.Node})
+				} else if kubeconfig != "" {
+					rows = append(rows, [2]string{"pod", "(no pod on this node has this UID or container ID)"})
+				}
+				for _, kv := range rows {
 					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
 				}
 				return tw.Flush()
@@ -79,6 +101,8 @@ cgroup v2 root, or a cgroupfs directory.`,
 		},
 	}
 	cmd.Flags().IntVar(&pid, "pid", 0, "explain the cgroup of this process")
+	cmd.Flags().StringVar(&kubeconfig, "kubeconfig", "", "also resolve the pod through the API server (in a pod, the in-cluster config is used)")
+	cmd.Flags().StringVar(&nodeName, "node-name", "", "this node's name (default $NODE_NAME, else the hostname)")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "output format: table or json")
 	return cmd
 }
@@ -92,7 +116,62 @@ type debugCgroupJSON struct {
 	PodUID      string `json:"pod_uid"`
 	ContainerID string `json:"container_id"`
 	IsContainer bool   `json:"is_container"`
-	Pod         any    `json:"pod,omitempty"`
+	Pod         *debugPod `json:"pod,omitempty"`
+}
+
+// debugPod is the pod a cgroup resolves to through the API server.
+type debugPod struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	UID       string `json:"uid"`
+	Node      string `json:"node"`
+	Container string `json:"container,omitempty"`
+	Image     string `json:"image,omitempty"`
+	Workload  string `json:"workload,omitempty"`
+	Deleted   bool   `json:"deleted,omitempty"`
+}
+
+// resolvePod finds the pod behind a parsed cgroup path among this node's
+// pods, as the agent would: by the pod UID in the path, else by container ID.
+func resolvePod(ctx context.Context, kubeconfig, nodeName string, info cgroup.Info, log *zap.Logger) (*debugPod, error) {
+	node, err := kube.NodeName(nodeName)
+	if err != nil {
+		if node, err = os.Hostname(); err != nil {
+			return nil, err
+		}
+	}
+	rc, err := kube.RESTConfig(kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := kube.New(cs, kube.Options{Node: node}, log)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	go pods.Run(ctx)
+	if err := pods.WaitForSync(ctx); err != nil {
+		return nil, fmt.Errorf("list the pods of node %s: %w", node, err)
+	}
+	p, ok := pods.ByUID(info.PodUID)
+	if !ok {
+		if p, ok = pods.ByContainerID(info.ContainerID); !ok {
+			return nil, nil
+		}
+	}
+	out := &debugPod{Namespace: p.Namespace, Name: p.Name, UID: p.UID, Node: p.Node, Deleted: p.Deleted}
+	if p.Workload.Kind != "" {
+		out.Workload = p.Workload.Kind + "/" + p.Workload.Name
+	}
+	if c, ok := p.ContainerByID(info.ContainerID); ok {
+		out.Container, out.Image = c.Name, c.Image
+	}
+	return out, nil
 }
 
 func dash(s string) string {
