@@ -3,6 +3,7 @@ package rules
 import (
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/common/types/traits"
 	"github.com/google/cel-go/interpreter"
 
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
@@ -25,6 +26,34 @@ type activation struct {
 	procDone bool
 	comms    []string
 	pids     int
+
+	// The maps handed to CEL are refilled, not rebuilt, for every
+	// evaluation, and their keys are boxed once: a condition without a
+	// count floor runs for every key, every interval.
+	sysMap, errMap, durMap map[ref.Val]ref.Val
+	sysM, errM, durM       traits.Mapper
+	names                  map[string]ref.Val
+}
+
+func (a *activation) name(s string) ref.Val {
+	v, ok := a.names[s]
+	if !ok {
+		if a.names == nil {
+			a.names = map[string]ref.Val{}
+		}
+		v = types.String(s)
+		a.names[s] = v
+	}
+	return v
+}
+
+// refill empties *m (making it and its mapper the first time) for reuse.
+func refill(m *map[ref.Val]ref.Val, mapper *traits.Mapper) {
+	if *m == nil {
+		*m = map[ref.Val]ref.Val{}
+		*mapper = types.NewRefValMap(types.DefaultTypeAdapter, *m)
+	}
+	clear(*m)
 }
 
 type nameCount struct {
@@ -71,24 +100,24 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return types.Int(len(a.errs)), true
 	case varSyscalls:
 		a.aggregate()
-		m := make(map[ref.Val]ref.Val, len(a.sys)+len(a.s.r.cond.sysKeys))
+		refill(&a.sysMap, &a.sysM)
 		for _, k := range a.s.r.cond.sysKeys {
-			m[types.String(k)] = types.Int(0)
+			a.sysMap[a.name(k)] = types.IntZero
 		}
 		for _, c := range a.sys {
-			m[types.String(c.name)] = types.Int(c.n)
+			a.sysMap[a.name(c.name)] = types.Int(c.n)
 		}
-		return types.NewRefValMap(types.DefaultTypeAdapter, m), true
+		return a.sysM, true
 	case varErrnos:
 		a.aggregate()
-		m := make(map[ref.Val]ref.Val, len(a.errs)+len(a.s.r.cond.errnoKeys))
+		refill(&a.errMap, &a.errM)
 		for _, k := range a.s.r.cond.errnoKeys {
-			m[types.String(k)] = types.Int(0)
+			a.errMap[a.name(k)] = types.IntZero
 		}
 		for _, c := range a.errs {
-			m[types.String(syscalls.ErrnoName(c.errno))] = types.Int(c.n)
+			a.errMap[a.name(syscalls.ErrnoName(c.errno))] = types.Int(c.n)
 		}
-		return types.NewRefValMap(types.DefaultTypeAdapter, m), true
+		return a.errM, true
 	case varComms:
 		a.processes()
 		return types.NewStringList(types.DefaultTypeAdapter, a.comms), true
@@ -100,13 +129,13 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return types.Int(a.pids), true
 	case varDuration:
 		d := summarize(st.hists)
-		return types.NewRefValMap(types.DefaultTypeAdapter, map[ref.Val]ref.Val{
-			types.String("count"):  types.Int(d.count),
-			types.String("p50_ns"): types.Int(d.p50),
-			types.String("p90_ns"): types.Int(d.p90),
-			types.String("p99_ns"): types.Int(d.p99),
-			types.String("max_ns"): types.Int(d.max),
-		}), true
+		refill(&a.durMap, &a.durM)
+		a.durMap[a.name("count")] = types.Int(d.count)
+		a.durMap[a.name("p50_ns")] = types.Int(d.p50)
+		a.durMap[a.name("p90_ns")] = types.Int(d.p90)
+		a.durMap[a.name("p99_ns")] = types.Int(d.p99)
+		a.durMap[a.name("max_ns")] = types.Int(d.max)
+		return a.durM, true
 	case varComm:
 		return types.String(st.key.comm), true
 	case varNode:

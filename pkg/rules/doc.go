@@ -68,9 +68,17 @@
 // of per-interval buckets, rounded up to whole intervals. A rule is
 // evaluated for a key at the end of every interval in which that key had
 // matching failures (or, for duration conditions, matching latency
-// histograms); a window that only ages out raises nothing. Conditions with a
-// top-level conjunct like "count >= 50" (or rate, distinct_*, one map entry)
-// skip CEL for keys below that count.
+// histograms); a window that only ages out raises nothing. From each
+// condition the engine derives the smallest count it can be true for (from
+// comparisons of count, rate, distinct_syscalls, distinct_errnos, intervals
+// or syscalls/errnos entries with a literal, through && and ||) and skips
+// CEL for keys below it: write conditions with such a bound, or they run
+// for every active key every interval (about 2-5 µs each).
+//
+// Intervals are numbered from the engine's first batch (as int32 in the
+// windows: 68 years of 1s intervals). Batches are assigned to the interval
+// their end time rounds to, so drain jitter of up to half an interval is
+// harmless, and a late or repeated batch joins the newest interval.
 //
 // Kernel counts carry a cgroup, no pid. group_by process therefore keys by
 // (container, comm) rather than pid: a scanner that forks one short-lived
@@ -79,7 +87,9 @@
 // sampled from it in that interval (or the previous one), in proportion to
 // those records: exact when one comm owns the counter, an estimate
 // otherwise; a counter with no sampled record goes to an unknown process.
-// A comm scope uses the same split.
+// A comm scope uses the same split. An alert's processes are the distinct
+// pids of the window's sampled records that match the rule and key (the
+// engine keeps the last 64 per cgroup).
 //
 // The first match for a key raises an alert (new ULID, Revision 1). While
 // the pattern keeps matching, the alert is updated (counts since it was
