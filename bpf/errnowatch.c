@@ -46,8 +46,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define ERRNO_WORDS ((MAX_ERRNO + 1) / 64)
 #define HIST_BUCKETS 40
 #define COMPAT_BIT 0x80000000u
-/* The syscall number takes the low 31 bits of a key; -1 ("no syscall", e.g.
- * one a tracer or seccomp cancelled) becomes NR_NONE. */
+/* The syscall number takes the low 31 bits of a key. Exits with number -1
+ * (rt_sigreturn, cancelled syscalls) are skipped before a key is made;
+ * NR_NONE is what -1 would become. */
 #define NR_MASK 0x7fffffffu
 #define NR_NONE NR_MASK
 
@@ -418,6 +419,12 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		if (n > 1 && bpf_get_prandom_u32() % n)
 			return 0;
 	}
+
+	/* Syscall number -1 is no syscall's result: rt_sigreturn sets it (and
+	 * its "return value" is the interrupted context's restored ax), and so
+	 * does a tracer that cancels a syscall. */
+	if (syscall_nr(regs) == (u32)-1)
+		return 0;
 
 	task = bpf_get_current_task_btf();
 	if (task->tgid == cfg.self_tgid)
