@@ -38,6 +38,7 @@ type replayRecord struct {
 type podFields struct {
 	Namespace string `json:"namespace"`
 	Pod       string `json:"pod"`
+	PodUID    string `json:"pod_uid"`
 	Container string `json:"container"`
 	Node      string `json:"node"`
 }
@@ -158,8 +159,8 @@ func (d *replayDecoder) meta(cgroup uint64, path string, p podFields) *enrich.Me
 	k := metaKey{cgroup, path, p}
 	m := d.metas[k]
 	if m == nil {
-		m = &enrich.Meta{Node: p.Node, Namespace: p.Namespace, Pod: p.Pod, Container: p.Container,
-			Host: p.Pod == "", CgroupPath: path}
+		m = &enrich.Meta{Node: p.Node, Namespace: p.Namespace, Pod: p.Pod, PodUID: p.PodUID, Container: p.Container,
+			Host: p.Pod == "" && p.PodUID == "", CgroupPath: path}
 		d.metas[k] = m
 	}
 	return m
