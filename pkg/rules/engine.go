@@ -19,8 +19,8 @@ type Config struct {
 	// Node names the node for group_by node and for keys whose Meta has no
 	// node.
 	Node string
-	// MaxProcesses is how many distinct processes an alert and a window
-	// keep (default 16 per alert, 4x that per window).
+	// MaxProcesses is how many distinct processes an alert names (default
+	// 16); conditions see up to 4x that per window.
 	MaxProcesses int
 	// MaxKeysPerRule bounds the keys one rule tracks (default 100000);
 	// failures for further keys are dropped and counted in Stats.
