@@ -75,6 +75,20 @@ func (q *alertQuery) filter() (*errnowatchv1.AlertFilter, error) {
 	return f, nil
 }
 
+// open checks the filter flags and prepares the connection to the
+// collector; the caller closes it.
+func (q *alertQuery) open() (*errnowatchv1.AlertFilter, *client.Client, error) {
+	f, err := q.filter()
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := client.Dial(q.server)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, c, nil
+}
+
 func newAlertsCmd(_ *globalFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "alerts",
@@ -98,11 +112,7 @@ func newAlertsListCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			f, err := q.filter()
-			if err != nil {
-				return err
-			}
-			c, err := client.Dial(q.server)
+			f, c, err := q.open()
 			if err != nil {
 				return err
 			}
@@ -138,11 +148,7 @@ func newAlertsSummaryCmd() *cobra.Command {
 		Example: "  errnowatch alerts summary -n shop",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := q.filter()
-			if err != nil {
-				return err
-			}
-			c, err := client.Dial(q.server)
+			f, c, err := q.open()
 			if err != nil {
 				return err
 			}
@@ -178,11 +184,7 @@ command itself reconnects with its last cursor when the collector goes away.`,
 			if err != nil {
 				return err
 			}
-			f, err := q.filter()
-			if err != nil {
-				return err
-			}
-			c, err := client.Dial(q.server)
+			f, c, err := q.open()
 			if err != nil {
 				return err
 			}
