@@ -108,14 +108,14 @@ cgroup v2 root, or a cgroupfs directory.`,
 }
 
 type debugCgroupJSON struct {
-	Path        string `json:"path"`
-	CgroupID    uint64 `json:"cgroup_id"`
-	Driver      string `json:"driver"`
-	Runtime     string `json:"runtime"`
-	QoS         string `json:"qos"`
-	PodUID      string `json:"pod_uid"`
-	ContainerID string `json:"container_id"`
-	IsContainer bool   `json:"is_container"`
+	Path        string    `json:"path"`
+	CgroupID    uint64    `json:"cgroup_id"`
+	Driver      string    `json:"driver"`
+	Runtime     string    `json:"runtime"`
+	QoS         string    `json:"qos"`
+	PodUID      string    `json:"pod_uid"`
+	ContainerID string    `json:"container_id"`
+	IsContainer bool      `json:"is_container"`
 	Pod         *debugPod `json:"pod,omitempty"`
 }
 
