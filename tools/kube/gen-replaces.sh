@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates the k8s.io/* replace block of tools/kube/apiserver/go.mod.
+# Regenerates the k8s.io/* replace block of tools/kube/kubernetes/go.mod.
 #
 # k8s.io/kubernetes requires its staging modules (k8s.io/api, k8s.io/apiserver, ...)
 # at v0.0.0 and replaces them with ./staging/src/k8s.io/..., which does not work
@@ -8,7 +8,7 @@
 # Usage: tools/kube/gen-replaces.sh [KUBE_VERSION]   (default: version required in go.mod)
 set -euo pipefail
 
-cd "$(dirname "$0")/apiserver"
+cd "$(dirname "$0")/kubernetes"
 
 kube_version="${1:-$(go mod edit -json | jq -r '.Require[] | select(.Path=="k8s.io/kubernetes") | .Version')}"
 staging_version="v0.${kube_version#v1.}" # v1.37.2 -> v0.37.2
