@@ -108,6 +108,24 @@ func (w Workload) Command(scratch string) *exec.Cmd {
 	return cmd
 }
 
+// Run runs w in this process. It may drop root, lower limits or install a
+// seccomp filter for good, so the process should exit (or only idle) after
+// it: Command runs it in a child, the e2e workload image as a container's
+// only job. scratch is as for Command.
+func (w Workload) Run(scratch string) error { return w.run(scratch) }
+
+// ErrUnknown is returned by Run for a name no workload has.
+var ErrUnknown = errors.New("unknown workload")
+
+// Run runs the named workload in this process, as Workload.Run does.
+func Run(name, scratch string) error {
+	w, ok := Lookup(name)
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknown, name)
+	}
+	return w.Run(scratch)
+}
+
 // Main runs the workload named in the environment and exits, when this
 // process is a workload child; otherwise it returns at once. Call it first
 // in TestMain, before anything else the test binary does.
@@ -116,13 +134,11 @@ func Main() {
 	if name == "" {
 		return
 	}
-	w, ok := Lookup(name)
-	if !ok {
-		fmt.Fprintf(os.Stderr, "attacks: unknown workload %q\n", name)
-		os.Exit(2)
-	}
-	if err := w.run(os.Getenv(envScratch)); err != nil {
+	if err := Run(name, os.Getenv(envScratch)); err != nil {
 		fmt.Fprintf(os.Stderr, "attacks: %s: %v\n", name, err)
+		if errors.Is(err, ErrUnknown) {
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 	os.Exit(0)

@@ -28,14 +28,17 @@ func run(cmd *exec.Cmd) error {
 
 // benignShell is an entrypoint script and an interactive login: dash
 // searches PATH with execve, failing once per directory before the one
-// holding the command; bash searches with stat and reads its profile files,
-// most of which do not exist.
+// holding the command; bash, and busybox sh for what is not one of its
+// applets, search with stat; bash reads its profile files, most of which do
+// not exist. Entrypoint scripts also look for optional tools with command
+// -v, which fails in every PATH directory for the ones not installed.
 func benignShell(scratch string) error {
 	script := `for i in 1 2 3; do
 	ls / >/dev/null; cat /etc/hostname >/dev/null; id -u >/dev/null; uname -r >/dev/null
 	date >/dev/null; head -c1 /etc/passwd >/dev/null; wc -l /etc/passwd >/dev/null
 	sort /etc/hostname >/dev/null; grep -q root /etc/passwd; sed -n 1p /etc/passwd >/dev/null
 done
+for t in git curl wget python3 jq tini gosu su-exec; do command -v "$t" >/dev/null 2>&1 || true; done
 nonexistent-command-typo 2>/dev/null || true`
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Env = shellEnv(scratch)
@@ -57,23 +60,31 @@ nonexistent-command-typo 2>/dev/null || true`
 // .dpkg-old siblings, which mostly do not exist.
 func benignPackageManager(string) error {
 	paths := installedFiles(4000)
-	if len(paths) < 500 {
+	if len(paths) < 200 {
 		return fmt.Errorf("found only %d installed files to check", len(paths))
 	}
+	// dpkg goes over a package's files when it unpacks them and again when
+	// it configures the package and runs its triggers. A small image (a
+	// busybox one has a few hundred files and no dpkg database) is gone
+	// over several times, so that the storm is as large as on a full
+	// system, where one pass over 4000 files makes it.
+	passes := max(1, (2000+len(paths)-1)/len(paths))
 	var st unix.Stat_t
 	enoent := 0
-	for _, p := range paths {
-		_ = unix.Lstat(p, &st)
-		if err := unix.Lstat(p+".dpkg-new", &st); errors.Is(err, unix.ENOENT) {
-			enoent++
+	for range passes {
+		for _, p := range paths {
+			_ = unix.Lstat(p, &st)
+			if err := unix.Lstat(p+".dpkg-new", &st); errors.Is(err, unix.ENOENT) {
+				enoent++
+			}
+			if fd, err := unix.Open(p+".dpkg-tmp", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+				unix.Close(fd)
+			}
+			_ = unix.Access(p+".dpkg-old", unix.F_OK)
 		}
-		if fd, err := unix.Open(p+".dpkg-tmp", unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
-			unix.Close(fd)
-		}
-		_ = unix.Access(p+".dpkg-old", unix.F_OK)
 	}
-	if enoent < len(paths)/2 {
-		return fmt.Errorf("only %d of %d sibling lookups failed with ENOENT", enoent, len(paths))
+	if enoent < passes*len(paths)/2 {
+		return fmt.Errorf("only %d of %d sibling lookups failed with ENOENT", enoent, passes*len(paths))
 	}
 	if _, err := exec.LookPath("dpkg-query"); err == nil {
 		if err := run(exec.Command("dpkg-query", "-W", "-f", "${Package} ${Version}\n")); err != nil {
@@ -83,8 +94,8 @@ func benignPackageManager(string) error {
 	return nil
 }
 
-// installedFiles lists up to n files dpkg installed, or files under /usr
-// on a system without dpkg.
+// installedFiles lists up to n files dpkg installed, or, on a system
+// without dpkg, the files under the directories packages install to.
 func installedFiles(n int) []string {
 	var paths []string
 	lists, _ := filepath.Glob("/var/lib/dpkg/info/*.list")
@@ -102,15 +113,29 @@ func installedFiles(n int) []string {
 			return paths
 		}
 	}
-	_ = filepath.WalkDir("/usr", func(p string, d os.DirEntry, err error) error {
-		if err != nil || len(paths) >= n {
-			return filepath.SkipDir
-		}
-		paths = append(paths, p)
-		return nil
-	})
+	for _, root := range []string{"/usr", "/bin", "/sbin", "/lib", "/etc"} {
+		// A root that is a symlink (/bin on a merged-/usr system) is
+		// listed but not followed, so nothing is listed twice.
+		_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+			switch {
+			case len(paths) >= n:
+				return filepath.SkipAll
+			case err != nil && d != nil && d.IsDir():
+				return filepath.SkipDir
+			case err != nil:
+				return nil
+			}
+			paths = append(paths, p)
+			return nil
+		})
+	}
 	return paths
 }
+
+// standardHeaders are what a C program includes from libc.
+var standardHeaders = []string{"stdio.h", "stdlib.h", "string.h", "unistd.h", "errno.h", "fcntl.h", "signal.h",
+	"pthread.h", "stdint.h", "stddef.h", "stdbool.h", "limits.h", "time.h", "ctype.h", "assert.h", "math.h",
+	"poll.h", "dirent.h", "netdb.h", "syslog.h"}
 
 // benignCompiler searches include paths the way a C compiler does, trying
 // each directory in order, and compiles for real when gcc is installed.
@@ -119,11 +144,19 @@ func benignCompiler(scratch string) error {
 	if len(headers) > 300 {
 		headers = headers[:300]
 	}
+	if len(headers) == 0 {
+		// No libc headers (a runtime image): the search for the
+		// standard ones still happens, and fails in every directory.
+		for _, h := range standardHeaders {
+			headers = append(headers, filepath.Join("/usr/include", h))
+		}
+	}
 	own := filepath.Join(scratch, "include")
 	if err := os.MkdirAll(own, 0o755); err != nil {
 		return err
 	}
-	// Headers of the project itself, found in the first directory.
+	// Headers of the project itself, found in the second directory, after
+	// the build's generated ones.
 	for i := range 50 {
 		name := filepath.Join(own, fmt.Sprintf("project_%d.h", i))
 		if err := os.WriteFile(name, []byte("#pragma once\n"), 0o644); err != nil {
@@ -131,7 +164,7 @@ func benignCompiler(scratch string) error {
 		}
 		headers = append(headers, name)
 	}
-	dirs := []string{own, filepath.Join(scratch, "build", "include"), "/usr/local/include",
+	dirs := []string{filepath.Join(scratch, "build", "include"), own, "/usr/local/include",
 		"/usr/include/x86_64-linux-gnu", "/usr/include/aarch64-linux-gnu", "/usr/include"}
 	found := 0
 	for _, h := range headers {
