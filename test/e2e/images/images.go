@@ -380,4 +380,3 @@ func (l *layer) close() ([]byte, error) {
 	}
 	return l.buf.Bytes(), nil
 }
-
