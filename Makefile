@@ -32,8 +32,39 @@ run: build ## Run errnowatch standalone on this host: live failures and alerts, 
 		--metrics-address 127.0.0.1:9090 --health-address 127.0.0.1:9090
 
 .PHONY: test
-test: kube-bins ## Run every test (as root: real kernel, real kube-apiserver).
+test: kube-bins cluster-bins ## Run every test (as root: real kernel, real kube-apiserver), then the whole-system tests (make e2e).
 	$(GO) test -count=1 -timeout 40m $(GOTESTFLAGS) ./...
+	$(MAKE) e2e
+
+# The whole-system tests (test/e2e) on a real single-node cluster that
+# test/e2e/cluster starts in E2E_DIR: etcd, kube-apiserver, controller-manager,
+# scheduler, kubelet on Debian's containerd and runc, kube-proxy, cluster DNS.
+# Debian packages it needs: containerd runc containernetworking-plugins
+# iptables conntrack busybox-static (.ci/run installs them).
+E2E_DIR ?= /tmp/errnowatch-e2e
+E2E_GOTESTFLAGS ?=
+
+.PHONY: e2e-tools
+e2e-tools: cluster-bins
+	$(GO) build -o $(BIN)/e2e-node ./test/e2e/cmd/e2e-node
+	$(GO) build -modfile=$(CURDIR)/tools/go.mod -o $(BIN)/helm helm.sh/helm/v3/cmd/helm
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/errnowatch ./cmd/errnowatch
+
+.PHONY: cluster-up
+cluster-up: e2e-tools ## Start the single-node cluster in E2E_DIR with freshly built images (KUBECONFIG=$(E2E_DIR)/admin.kubeconfig).
+	$(BIN)/e2e-node up --dir $(E2E_DIR) --bin-dir $(BIN) --repo $(CURDIR)
+
+.PHONY: cluster-down
+cluster-down: ## Stop the cluster in E2E_DIR and remove everything it made (processes, mounts, cgroups, iptables chains).
+	@test -x $(BIN)/e2e-node || $(GO) build -o $(BIN)/e2e-node ./test/e2e/cmd/e2e-node
+	$(BIN)/e2e-node down --dir $(E2E_DIR)
+
+.PHONY: e2e
+e2e: ## Whole-system tests: cluster-up, helm install, attacks, faults, load; cluster-down even on failure.
+	$(MAKE) cluster-up
+	status=0; ERRNOWATCH_E2E_DIR=$(E2E_DIR) ERRNOWATCH_E2E_BIN=$(BIN) $(GO) test -count=1 -timeout 40m -v \
+		$(E2E_GOTESTFLAGS) ./test/e2e/ || status=$$?; \
+	$(MAKE) cluster-down; exit $$status
 
 .PHONY: bench
 bench: ## Run the benchmarks (kernel cost against a counter-only program, and more).
