@@ -33,11 +33,14 @@ import (
 	"github.com/errnowatch/errnowatch/test/attacks"
 )
 
-func main() {
+func main() { os.Exit(runUntilSignal(os.Args[1:])) }
+
+// runUntilSignal runs args until done or until the container is stopped:
+// SIGTERM from the runtime, or SIGINT.
+func runUntilSignal(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), unix.SIGTERM, unix.SIGINT)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
-	stop()
-	os.Exit(code)
+	defer stop()
+	return run(ctx, args, os.Stdout, os.Stderr)
 }
 
 // errUsage marks a command line that could not be understood.
