@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -280,6 +281,72 @@ func TestPauseExitsOnSignal(t *testing.T) {
 			t.Errorf("pause after %v: %v %s", sig, err, out.String())
 		}
 	}
+}
+
+// TestPauseReapsOrphans makes pause PID 1 of a new PID namespace, orphans
+// a process in it, and expects pause to reap it when it exits, as the
+// sandbox of a pod sharing its process namespace must.
+func TestPauseReapsOrphans(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("a new PID namespace needs root")
+	}
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		t.Skip("nsenter is not installed (apt-get install util-linux)")
+	}
+	cmd := exec.Command(filepath.Join(filepath.Dir(buildAll(t)), "bin", "pause"))
+	cmd.SysProcAttr = &unix.SysProcAttr{Cloneflags: unix.CLONE_NEWPID}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(unix.SIGTERM)
+		_ = cmd.Wait()
+	}()
+	pid := cmd.Process.Pid
+	waitCaught(t, pid, unix.SIGCHLD)
+	// sh starts sleep in the background and exits: sleep's parent is then
+	// the namespace's init. Its output goes elsewhere, or CombinedOutput
+	// would wait for it to end.
+	if out, err := exec.Command(nsenter, "-t", strconv.Itoa(pid), "-p", "--", "/bin/sh", "-c",
+		"sleep 1 >/dev/null 2>&1 & exit 0").CombinedOutput(); err != nil {
+		t.Fatalf("orphan a process under pause: %v %s", err, out)
+	}
+	seen := false
+	for range 1000 {
+		children := childrenOf(t, pid)
+		if len(children) > 0 {
+			seen = true
+		} else if seen {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("pause's orphaned child: seen %v, still there (not reaped): %v", seen, childrenOf(t, pid))
+}
+
+// childrenOf lists the processes whose parent is pid, zombies included.
+func childrenOf(t *testing.T, pid int) []string {
+	t.Helper()
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range stats {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		// pid (comm) state ppid ...: comm may hold spaces, so split
+		// after its closing parenthesis.
+		s := string(data)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, p+" "+f[0])
+		}
+	}
+	return out
 }
 
 // waitCaught waits until the process catches sig (SigCgt in its status).
