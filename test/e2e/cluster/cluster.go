@@ -93,7 +93,7 @@ type Config struct {
 	// CNIBinDir defaults to /usr/lib/cni (Debian's containernetworking-plugins).
 	CNIBinDir string
 	// Log receives progress lines; nil discards them.
-	Log io.Writer
+	Log io.Writer `json:"-"`
 }
 
 func (cfg *Config) defaults() {

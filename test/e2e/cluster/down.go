@@ -69,16 +69,17 @@ func (c *Cluster) drainPods() {
 		return
 	}
 	// DaemonSets and controllers would recreate pods: remove them first.
+	background := metav1.DeletePropagationBackground
 	for _, ns := range nss.Items {
-		_ = cs.AppsV1().DaemonSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		_ = cs.AppsV1().StatefulSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		_ = cs.AppsV1().Deployments(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		_ = cs.AppsV1().ReplicaSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
-		_ = cs.BatchV1().Jobs(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		_ = cs.AppsV1().DaemonSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &background}, metav1.ListOptions{})
+		_ = cs.AppsV1().StatefulSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &background}, metav1.ListOptions{})
+		_ = cs.AppsV1().Deployments(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &background}, metav1.ListOptions{})
+		_ = cs.AppsV1().ReplicaSets(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &background}, metav1.ListOptions{})
+		_ = cs.BatchV1().Jobs(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{PropagationPolicy: &background}, metav1.ListOptions{})
 	}
 	zero := int64(0)
 	for _, ns := range nss.Items {
-		_ = cs.CoreV1().Pods(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+		_ = cs.CoreV1().Pods(ns.Name).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero, PropagationPolicy: &background}, metav1.ListOptions{})
 	}
 	for ctx.Err() == nil {
 		out, err := exec.CommandContext(ctx, "ctr", "--address", c.ContainerdSocket(), "-n", "k8s.io",
@@ -218,26 +219,12 @@ func (c *Cluster) cleanNetwork() error {
 	if out, err := exec.Command(filepath.Join(c.cfg.BinDir, KubeProxy), "--cleanup").CombinedOutput(); err != nil {
 		errs = append(errs, fmt.Errorf("kube-proxy --cleanup: %w: %s", err, out))
 	}
-	// The bridge plugin adds one CNI-<hash> chain per sandbox in nat,
-	// jumped to from POSTROUTING.
-	out, err := exec.Command("iptables", "-t", "nat", "-S").Output()
-	if err == nil {
-		var chains []string
-		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.Fields(line)
-			switch {
-			case len(f) >= 2 && f[0] == "-N" && strings.HasPrefix(f[1], "CNI-"):
-				chains = append(chains, f[1])
-			case len(f) >= 2 && f[0] == "-A" && !strings.HasPrefix(f[1], "CNI-") && strings.Contains(line, " -j CNI-"):
-				args := append([]string{"-t", "nat", "-D"}, f[1:]...)
-				_ = exec.Command("iptables", unquote(args)...).Run()
-			}
-		}
-		for _, ch := range chains {
-			_ = exec.Command("iptables", "-t", "nat", "-F", ch).Run()
-		}
-		for _, ch := range chains {
-			_ = exec.Command("iptables", "-t", "nat", "-X", ch).Run()
+	// What is left: the bridge plugin's CNI-<hash> masquerade chains of
+	// sandboxes never torn down, and the kubelet's own KUBE-FIREWALL and
+	// KUBE-KUBELET-CANARY chains.
+	for _, cmd := range []string{"iptables", "ip6tables"} {
+		for _, table := range []string{"nat", "filter", "mangle"} {
+			removeChains(cmd, table)
 		}
 	}
 	if _, err := os.Stat("/sys/class/net/" + bridgeName); err == nil {
@@ -246,6 +233,32 @@ func (c *Cluster) cleanNetwork() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeChains deletes the KUBE-* and CNI-* chains of a table and the jumps
+// to them.
+func removeChains(cmd, table string) {
+	out, err := exec.Command(cmd, "-t", table, "-S").Output()
+	if err != nil {
+		return
+	}
+	ours := func(chain string) bool { return strings.HasPrefix(chain, "KUBE-") || strings.HasPrefix(chain, "CNI-") }
+	var chains []string
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 2 && f[0] == "-N" && ours(f[1]):
+			chains = append(chains, f[1])
+		case len(f) >= 4 && f[0] == "-A" && !ours(f[1]) && slices.ContainsFunc(f, ours):
+			_ = exec.Command(cmd, unquote(append([]string{"-t", table, "-D"}, f[1:]...))...).Run()
+		}
+	}
+	for _, ch := range chains {
+		_ = exec.Command(cmd, "-t", table, "-F", ch).Run()
+	}
+	for _, ch := range chains {
+		_ = exec.Command(cmd, "-t", table, "-X", ch).Run()
+	}
 }
 
 // unquote strips the quotes iptables -S puts around comments.
