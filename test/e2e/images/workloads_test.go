@@ -8,15 +8,23 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
 
+	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
+	"github.com/errnowatch/errnowatch/pkg/enrich"
+	"github.com/errnowatch/errnowatch/pkg/rules"
+	"github.com/errnowatch/errnowatch/pkg/sensor"
 	"github.com/errnowatch/errnowatch/test/attacks"
 )
 
@@ -24,7 +32,9 @@ import (
 // image's filesystem, in a container as a pod runs it: runc with the
 // namespaces, mounts and capabilities containerd's CRI gives a container
 // with no securityContext (root, default capabilities, no seccomp). Each
-// must report ok and exit 0.
+// must report ok and exit 0, and, seen by the kernel sensor in its
+// container's cgroup, fire its default-pack rule and no other (a benign
+// one none), as pkg/rules checks for the workloads run on the host.
 func TestWorkloadsInImage(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("running containers needs root")
@@ -44,10 +54,32 @@ func TestWorkloadsInImage(t *testing.T) {
 	}
 	extract(t, mutate.Extract(img), rootfs)
 
+	rs, err := rules.Load(filepath.Join(repoRoot(t), "rules", "default.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := zaptest.NewLogger(t)
+	s, err := sensor.Load(sensor.Config{}, log)
+	if err != nil {
+		t.Fatalf("load sensor: %v", err)
+	}
+	defer s.Close()
+
 	for _, w := range attacks.All() {
 		t.Run(w.Name, func(t *testing.T) {
 			id := fmt.Sprintf("errnowatch-images-test-%d-%s", os.Getpid(), w.Name)
-			writeSpec(t, bundle, []string{WorkloadPath, "run", w.Name})
+			// runc joins the cgroup v2 directory that already exists
+			// (and makes the v1 ones beside it): its id is known before
+			// the container starts.
+			cg := cgrouptest.New(t, "container")
+			t.Cleanup(func() { removeV1(t, cg.Rel) })
+			if err := s.SetFilter(sensor.Filter{IncludeCgroups: []uint64{cg.ID}}); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.Drain(); err != nil {
+				t.Fatal(err)
+			}
+			writeSpec(t, bundle, cg.Rel, []string{WorkloadPath, "run", w.Name})
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
 			cmd := exec.CommandContext(ctx, runc, "--root", state, "run", "--bundle", bundle, id)
@@ -67,7 +99,72 @@ func TestWorkloadsInImage(t *testing.T) {
 			if err := json.Unmarshal(bytes.TrimSpace(stdout.Bytes()), &res); err != nil || res.Workload != w.Name || !res.OK {
 				t.Errorf("%s printed %q (%v), want one ok line", w.Name, stdout.String(), err)
 			}
+
+			eng := rules.NewEngine(rs, rules.Config{Interval: time.Second, Node: "test-node"}, log)
+			meta := &enrich.Meta{Node: "test-node", Namespace: "e2e", Pod: w.Name, Container: "workload",
+				CgroupPath: cg.Rel}
+			b, total := drainBatch(t, s, cg.ID, meta)
+			t.Logf("%s: %d failures counted", w.Name, total)
+			fired := map[string]bool{}
+			for _, a := range append(eng.Process(b), eng.Flush()...) {
+				fired[a.RuleID] = true
+				t.Logf("%s: %s", a.RuleID, a.Message)
+			}
+			var want []string
+			if !w.Benign() {
+				want = []string{w.Rule}
+			}
+			if ids := slices.Sorted(maps.Keys(fired)); !slices.Equal(ids, want) {
+				t.Errorf("%s in the workload image: %d failures fired %v, want %v", w.Name, total, ids, want)
+			}
 		})
+	}
+}
+
+// drainBatch drains the sensor into a batch of the cgroup's counts and
+// records, and the number of failures counted.
+func drainBatch(t *testing.T, s *sensor.Sensor, cgroupID uint64, meta *enrich.Meta) (*enrich.Batch, uint64) {
+	t.Helper()
+	iv, err := s.Drain()
+	if err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	b := &enrich.Batch{Interval: iv}
+	var total uint64
+	for _, c := range iv.Counts {
+		if c.CgroupID == cgroupID {
+			b.Counts = append(b.Counts, enrich.Count{Count: c, Meta: meta})
+			total += c.Count
+		}
+	}
+	for {
+		select {
+		case r := <-s.Records():
+			if r.CgroupID == cgroupID {
+				b.Records = append(b.Records, enrich.Record{Record: r, Meta: meta})
+			}
+		default:
+			return b, total
+		}
+	}
+}
+
+// removeV1 removes the cgroup v1 directories runc made for rel and its
+// parents, up to the top, on a machine that has v1 hierarchies too.
+func removeV1(t *testing.T, rel string) {
+	t.Helper()
+	v2 := cgrouptest.Mount(t)
+	mounts, _ := filepath.Glob("/sys/fs/cgroup/*")
+	for _, m := range mounts {
+		if m == v2 {
+			continue
+		}
+		for p := filepath.Join(m, rel); p != m && strings.HasPrefix(p, m+"/"); p = filepath.Dir(p) {
+			if err := unix.Rmdir(p); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.ENOTDIR) {
+				t.Logf("remove cgroup %s: %v", p, err)
+				break
+			}
+		}
 	}
 }
 
@@ -122,7 +219,7 @@ var containerdCaps = []string{"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CA
 // writeSpec writes the OCI runtime config of a pod container running args:
 // containerd's defaults, and the kubelet's /etc/hostname, /etc/hosts and
 // /etc/resolv.conf bind mounts.
-func writeSpec(t *testing.T, bundle string, args []string) {
+func writeSpec(t *testing.T, bundle, cgroupsPath string, args []string) {
 	t.Helper()
 	type mount struct {
 		Destination string   `json:"destination"`
@@ -167,7 +264,8 @@ func writeSpec(t *testing.T, bundle string, args []string) {
 		"hostname": "workload",
 		"mounts":   mounts,
 		"linux": map[string]any{
-			"namespaces": ns("pid", "ipc", "uts", "mount", "network"),
+			"cgroupsPath": cgroupsPath,
+			"namespaces":  ns("pid", "ipc", "uts", "mount", "network"),
 			"maskedPaths": []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"},
 			"readonlyPaths": []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
