@@ -31,6 +31,13 @@ func TestWholeSystem(t *testing.T) {
 	r := e.reader(ctx, t)
 	t.Run("attacks", func(t *testing.T) { testAttacks(t, r) })
 	t.Run("upgrade", func(t *testing.T) { testUpgrade(t, r) })
+	t.Run("fault-collector-deleted", func(t *testing.T) { testCollectorDeleted(t, r) })
+	t.Run("fault-agent-deleted-with-spool", func(t *testing.T) { testAgentDeletedWithSpool(t, r) })
+	t.Run("fault-apiserver-down", func(t *testing.T) { testAPIServerDown(t, r) })
+	t.Run("fault-siem-reconnects", func(t *testing.T) { testSIEMReconnects(t, r) })
+	t.Run("fault-broken-rules", func(t *testing.T) { testBrokenRules(t, r) })
+	t.Run("fault-pod-churn", func(t *testing.T) { testPodChurn(t, r) })
+	t.Run("load", func(t *testing.T) { testLoad(t, r) })
 	t.Run("uninstall", testUninstall)
 }
 
@@ -355,6 +362,18 @@ const upgradeRules = `rules:
       window: 10s
       group_by: container
       condition: count >= 50
+    - id: e2e-load-counter
+      description: Every faccessat ENOENT of the load test, counted.
+      severity: info
+      match:
+        syscalls: [faccessat]
+        errnos: [ENOENT]
+      scope:
+        namespaces: [e2e-load]
+      window: 10s
+      group_by: container
+      cooldown: 5s
+      condition: count >= 1
 `
 
 // testUninstall removes the release and checks nothing of errnowatch stays
