@@ -13,6 +13,10 @@ package enrich
 //     whose status is not reported yet) is held for Options.Hold in a bounded
 //     pending set and retried at every interval; when the hold is over it is
 //     emitted with what is known (pod UID, container ID) and Meta.Unresolved.
+//     While the pod informer is behind the API after a failed list or watch
+//     (kube.Pods.Lagging), the hold of an unknown pod lasts up to
+//     Options.LaggingHold instead: an alert that comes late but names its pod
+//     is worth more than one on time that names only a UID.
 //
 // Metas are cached per cgroup id in a bounded LRU and dropped from it when
 // their pod changes in the API.
@@ -55,9 +59,18 @@ type Options struct {
 	// paths say (pod UID, container ID) and nothing is held.
 	Pods *kube.Pods
 	// Hold is how long data of a pod or container that the API has not
-	// named yet is held before it is emitted unresolved. Default 2 s;
-	// negative: never held.
+	// named yet is held before it is emitted unresolved. Default 10 s: a
+	// kubelet busy starting many pods reports container statuses several
+	// seconds late (seen on the e2e node under 200-pod churn), and an alert
+	// without its container name is worth less than one a few seconds later.
+	// Only a container's first seconds are held; running ones are known.
+	// Negative: never held.
 	Hold time.Duration
+	// LaggingHold is how long data of a pod the informer does not know is
+	// held while the informer is behind the API (kube.Pods.Lagging). Client-go
+	// retries a failed watch after up to a minute, then lists again. Default
+	// 2 min; never shorter than Hold.
+	LaggingHold time.Duration
 	// MaxPending bounds the held records, count keys and histograms; past
 	// it, new data is emitted at once with what is known. Default 8192.
 	MaxPending int
@@ -79,7 +92,13 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.Hold == 0 {
-		o.Hold = 2 * time.Second
+		o.Hold = 10 * time.Second
+	}
+	if o.LaggingHold == 0 {
+		o.LaggingHold = 2 * time.Minute
+	}
+	if o.LaggingHold < o.Hold {
+		o.LaggingHold = o.Hold
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = 8192
@@ -370,9 +389,13 @@ func (e *Enricher) EnrichInterval(iv sensor.Interval, records []sensor.Record) B
 	}
 
 	// Release what is now known, or has waited long enough.
+	hold := e.opts.Hold
+	if e.opts.Pods != nil && e.opts.Pods.Lagging() {
+		hold = e.opts.LaggingHold
+	}
 	for id, h := range e.pending {
 		m, complete := e.resolve(id)
-		if complete || now.Sub(h.since) >= e.opts.Hold {
+		if complete || now.Sub(h.since) >= hold {
 			e.release(&b, id, h, m)
 		}
 	}

@@ -121,6 +121,11 @@ type Pods struct {
 	subs     []func(Event)
 
 	events atomic.Uint64
+	// Unix nanoseconds of the last failed list or watch, and of the last
+	// event handled: together they say whether the informer is behind the
+	// API (Lagging).
+	apiErrAt  atomic.Int64
+	lastEvent atomic.Int64
 }
 
 type deletion struct {
@@ -152,6 +157,16 @@ func New(client kubernetes.Interface, opts Options, log *zap.Logger) (*Pods, err
 		func(lo *metav1.ListOptions) { lo.FieldSelector = selector })
 	if err := p.informer.SetTransform(strip(opts.Labels, opts.Annotations)); err != nil {
 		return nil, fmt.Errorf("pods: set transform: %w", err)
+	}
+	// A failed list or watch leaves the informer behind the API until the
+	// reflector lists again, after a backoff of up to a minute: pods made
+	// meanwhile are unknown, and Lagging says so.
+	if err := p.informer.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		p.apiErrAt.Store(p.now().UnixNano())
+		p.log.Warn("pods: list or watch of the API failed; pod names may lag until it recovers", zap.Error(err))
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	}); err != nil {
+		return nil, fmt.Errorf("pods: set watch error handler: %w", err)
 	}
 	reg, err := p.informer.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { p.upsert(obj, PodAdded) },
@@ -186,6 +201,15 @@ func (p *Pods) Run(ctx context.Context) error {
 	p.informer.RunWithContext(ctx)
 	wg.Wait()
 	return nil
+}
+
+// Lagging tells whether a list or watch of the API failed and no pod event
+// has been handled since: until the reflector lists again (which replays
+// every pod of the node, the agent's own included) pods made meanwhile are
+// unknown here.
+func (p *Pods) Lagging() bool {
+	errAt := p.apiErrAt.Load()
+	return errAt != 0 && p.lastEvent.Load() <= errAt
 }
 
 // Synced tells whether the initial list has been indexed.
@@ -261,6 +285,7 @@ func (p *Pods) upsert(obj any, t EventType) {
 		return
 	}
 	p.events.Add(1)
+	p.lastEvent.Store(p.now().UnixNano())
 	// The owner get happens outside the lock: lookups never wait for it.
 	pod := newPod(in, p.opts.Labels, p.owners.workload(p.context(), in))
 	p.mu.Lock()
@@ -287,6 +312,7 @@ func (p *Pods) remove(obj any) {
 		return
 	}
 	p.events.Add(1)
+	p.lastEvent.Store(p.now().UnixNano())
 	p.mu.Lock()
 	old, ok := p.byUID[string(in.UID)]
 	if !ok || old.Deleted {
