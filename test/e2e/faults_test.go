@@ -99,7 +99,10 @@ func expectOneAlertEach(ctx context.Context, t *testing.T, r reader, ns string, 
 	for _, n := range names {
 		as := m[n]
 		if len(as) != 1 || as[0].RuleID != faultRule || as[0].Container != "main" || !strings.HasPrefix(as[0].Pod, n+"-") {
-			t.Errorf("%s/%s: want exactly one %s alert of its pod, got %s", ns, n, faultRule, summarize(as))
+			t.Errorf("%s/%s: want exactly one %s alert of its pod and container main, got %s", ns, n, faultRule, summarize(as))
+			for _, a := range as {
+				t.Logf("  %+v", a.Alert)
+			}
 		}
 		delete(m, n)
 	}
@@ -242,7 +245,9 @@ func testAgentDeletedWithSpool(t *testing.T, r reader) {
 
 // testAPIServerDown: the API server stops for 30 s while three pods attack.
 // The agent names pods from its informer's cache and spools what the
-// collector cannot authenticate; everything arrives once it is back.
+// collector cannot authenticate; everything arrives once it is back. Two
+// more pods attack as soon as it is back, while the agent's informer is
+// still waiting out client-go's backoff: their alerts must name them too.
 func testAPIServerDown(t *testing.T, r reader) {
 	ctx := ctxFor(t, 6*time.Minute)
 	ns := "e2e-fault-apiserver"
@@ -265,6 +270,13 @@ func testAPIServerDown(t *testing.T, r reader) {
 		t.Fatal(err)
 	}
 	t.Logf("API server back after %s", time.Since(stopped).Round(time.Second))
+	for i := range 2 {
+		name := fmt.Sprintf("post-%d", i)
+		if _, err := e.kube.AppsV1().Deployments(ns).Create(ctx, delayedAttack(ns, name, 0), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, name)
+	}
 	waitAllDone(ctx, t, ns, names)
 	expectOneAlertEach(ctx, t, r, ns, names)
 }
