@@ -67,7 +67,11 @@ e2e: ## Whole-system tests: cluster-up, helm install, attacks, faults, load; clu
 	$(MAKE) cluster-down; exit $$status
 
 .PHONY: bench
-bench: ## Run the benchmarks (kernel cost against a counter-only program, and more).
+bench: kube-bins ## Run the report's benchmarks, each against its baseline, and write docs/bench/report.md and charts.
+	$(GO) run ./hack/benchreport -out docs/bench
+
+.PHONY: bench-all
+bench-all: kube-bins ## Run every Go benchmark once, plain go test -bench output (for benchstat).
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./...
 
 .PHONY: tools-clang

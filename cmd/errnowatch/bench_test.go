@@ -1,0 +1,359 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/errnowatch/errnowatch/internal/testenv"
+	"github.com/errnowatch/errnowatch/pkg/cgroup"
+	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
+)
+
+// burstRule fires on one burst of the shell below: 100 failing chdir calls
+// in one cgroup. Each burst runs in a new cgroup, so each raises a new
+// alert (keys without a pod are cgroups) and no cooldown is in the way.
+const burstRule = `rules:
+  - id: bench-burst
+    description: A burst of failing chdir calls, the alert latency benchmark's trigger.
+    severity: high
+    match:
+      syscalls: [chdir]
+      errnos: [ENOENT]
+    window: 10s
+    group_by: container
+    condition: count >= 50
+`
+
+// burstScript waits for a line on stdin, then fails chdir 100 times.
+const burstScript = `echo ready; read go; i=0; while [ $i -lt 100 ]; do cd /nonexistent/errnowatch-bench 2>/dev/null; i=$((i+1)); done`
+
+// BenchmarkAlertLatency measures how long a burst of failures takes to
+// become an alert stored in the collector and received by an `errnowatch
+// alerts stream` client, with the real agent and its embedded collector
+// (SQLite, unix socket). The agent drains and evaluates once per interval,
+// so a burst waits for the next tick: latency is about uniform between the
+// delivery time and the interval plus it. Bursts start at random phases of
+// the tick. The stored time is the collector's own stored_time (same host
+// clock); the stream time is when the client printed the line.
+func BenchmarkAlertLatency(b *testing.B) {
+	for _, iv := range []time.Duration{time.Second, 250 * time.Millisecond} {
+		b.Run("interval="+iv.String(), func(b *testing.B) { benchAlertLatency(b, iv, 60) })
+	}
+}
+
+func benchAlertLatency(b *testing.B, interval time.Duration, bursts int) {
+	dir := b.TempDir()
+	rulesFile := filepath.Join(dir, "bench.yaml")
+	if err := os.WriteFile(rulesFile, []byte(burstRule), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	ops := benchFreePort(b)
+	store := filepath.Join(dir, "collector")
+	benchProcess(b, "agent", "agent", "--no-kubernetes", "--rules", rulesFile, "--embedded-collector", store,
+		"--spool-dir", filepath.Join(dir, "spool"), "--interval", interval.String(),
+		"--metrics-address", ops, "--health-address", ops, "--log-level", "error")
+	benchWaitHTTP(b, "http://"+ops+"/readyz", 60*time.Second)
+
+	stream := exec.Command(binary, "alerts", "stream", "--from-end", "--server", "unix://"+filepath.Join(store, "collector.sock"))
+	out, err := stream.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stream.Stderr = os.Stderr
+	if err := stream.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stream.Process.Kill(); stream.Wait() }()
+	type received struct {
+		at     time.Time
+		stored time.Time
+	}
+	var mu sync.Mutex
+	got := map[string]received{} // by cgroup path
+	arrived := make(chan struct{}, 1)
+	go func() { // ends when the stream client is killed
+		sc := bufio.NewScanner(out)
+		sc.Buffer(nil, 1<<20)
+		for sc.Scan() {
+			at := time.Now()
+			var r struct {
+				RuleID     string    `json:"rule_id"`
+				CgroupPath string    `json:"cgroup_path"`
+				StoredTime time.Time `json:"stored_time"`
+			}
+			if json.Unmarshal(sc.Bytes(), &r) != nil || r.RuleID != "bench-burst" {
+				continue
+			}
+			mu.Lock()
+			got[r.CgroupPath] = received{at: at, stored: r.StoredTime}
+			mu.Unlock()
+			select {
+			case arrived <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	burst := func(i int) (time.Time, received) {
+		cg := cgrouptest.New(b, fmt.Sprintf("ew-burst-%d", i))
+		sh := exec.Command("/bin/sh", "-c", burstScript)
+		in, err := sh.StdinPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		shOut, err := sh.StdoutPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := cg.Start(sh); err != nil {
+			b.Fatal(err)
+		}
+		defer sh.Wait()
+		defer in.Close()
+		if line, _ := bufio.NewReader(shOut).ReadString('\n'); line != "ready\n" {
+			b.Fatalf("burst shell said %q", line)
+		}
+		t0 := time.Now()
+		io.WriteString(in, "go\n")
+		deadline := time.After(30 * time.Second)
+		for {
+			mu.Lock()
+			r, ok := got[cg.Rel]
+			mu.Unlock()
+			if ok {
+				return t0, r
+			}
+			select {
+			case <-arrived:
+			case <-time.After(50 * time.Millisecond):
+			case <-deadline:
+				b.Fatalf("burst %d in %s raised no alert on the stream in 30 s", i, cg.Rel)
+			}
+		}
+	}
+	// The first burst shows that the stream is connected; it is not measured.
+	burst(-1)
+	var stored, streamed []time.Duration
+	b.ResetTimer()
+	for i := range bursts {
+		// A random phase against the agent's tick, so that bursts are not
+		// locked to one point of the interval.
+		time.Sleep(rand.N(interval))
+		t0, r := burst(i)
+		stored = append(stored, r.stored.Sub(t0))
+		streamed = append(streamed, r.at.Sub(t0))
+	}
+	b.StopTimer()
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	for _, s := range []struct {
+		name string
+		lat  []time.Duration
+	}{{"stored", stored}, {"stream", streamed}} {
+		slices.Sort(s.lat)
+		b.ReportMetric(ms(quantile(s.lat, 0.50)), s.name+"-p50-ms")
+		b.ReportMetric(ms(quantile(s.lat, 0.99)), s.name+"-p99-ms")
+		b.ReportMetric(ms(s.lat[len(s.lat)-1]), s.name+"-max-ms")
+	}
+	b.ReportMetric(float64(bursts), "bursts")
+	b.ReportMetric(ms(interval), "interval-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// quantile is the nearest-rank quantile of sorted values.
+func quantile(sorted []time.Duration, q float64) time.Duration {
+	i := int(float64(len(sorted))*q+0.999999) - 1
+	return sorted[max(0, min(i, len(sorted)-1))]
+}
+
+// BenchmarkAgentRSS measures the agent's resident memory at steady state
+// with 0, 250, 500 and 1000 pods on its node, against a real kube-apiserver:
+// each pod has a running container whose kubelet-shaped cgroup exists, so
+// the agent holds both the pod cache and the cgroup map. The 0-pod agent is
+// the baseline.
+func BenchmarkAgentRSS(b *testing.B) {
+	env := testenv.Start(b)
+	kubeconfig := benchKubeconfig(b, env)
+	const node, ns = "node-bench", "bench"
+	ctx := context.Background()
+	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		b.Fatal(err)
+	}
+	kubepods := cgrouptest.New(b, "kubepods")
+	made := 0
+	for _, pods := range []int{0, 250, 500, 1000} {
+		// Pods are added to those of the previous step.
+		var g errgroup.Group
+		g.SetLimit(16)
+		for i := made; i < pods; i++ {
+			g.Go(func() error { return benchPod(ctx, env, kubepods, node, ns, i) })
+		}
+		if err := g.Wait(); err != nil {
+			b.Fatal(err)
+		}
+		made = pods
+		b.Run(fmt.Sprintf("pods=%d", pods), func(b *testing.B) {
+			rss, hwm := agentRSS(b, kubeconfig, node)
+			b.ReportMetric(float64(pods), "pods")
+			b.ReportMetric(rss, "rss-MiB")
+			b.ReportMetric(hwm, "peak-rss-MiB")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// benchPod makes pod i on node with one running container and its cgroup.
+func benchPod(ctx context.Context, env *testenv.Env, kubepods *cgrouptest.Dir, node, ns string, i int) error {
+	pod, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d", i), Labels: map[string]string{"app": "web", "shard": strconv.Itoa(i % 10)}},
+		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "shop/web:1.0"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create pod %d: %w", i, err)
+	}
+	cid := cgrouptest.ContainerID()
+	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: fmt.Sprintf("10.1.%d.%d", i/250, i%250+1),
+		ContainerStatuses: []corev1.ContainerStatus{{
+			Name: "app", Image: "shop/web:1.0", ContainerID: "containerd://" + cid, Ready: true,
+			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
+		}}}
+	if _, err := env.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("pod %d status: %w", i, err)
+	}
+	rel := cgrouptest.KubeletPath(cgroup.DriverCgroupfs, cgroup.RuntimeContainerd, cgroup.QoSBestEffort, string(pod.UID), cid)
+	return os.MkdirAll(filepath.Join(kubepods.Path, strings.TrimPrefix(rel, "kubepods/")), 0o755)
+}
+
+// agentRSS runs the agent until it is ready and has run for a while, and
+// returns the median of its resident set over the following seconds and
+// its peak, in MiB.
+func agentRSS(b *testing.B, kubeconfig, node string) (rss, hwm float64) {
+	ops := benchFreePort(b)
+	repo, _ := filepath.Abs("../..")
+	agent := benchProcess(b, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
+		"--rules", filepath.Join(repo, "rules"), "--spool-dir", filepath.Join(b.TempDir(), "spool"),
+		"--metrics-address", ops, "--health-address", ops, "--log-level", "error")
+	benchWaitHTTP(b, "http://"+ops+"/readyz", 60*time.Second)
+	time.Sleep(5 * time.Second) // intervals pass, caches fill, the first GC cycles run
+	var samples []float64
+	for range 10 {
+		r, h := procMemory(b, agent.Process.Pid)
+		samples = append(samples, r)
+		hwm = h
+		time.Sleep(500 * time.Millisecond)
+	}
+	slices.Sort(samples)
+	agent.Process.Signal(syscall.SIGTERM)
+	agent.Wait()
+	return samples[len(samples)/2], hwm
+}
+
+// procMemory reads VmRSS and VmHWM of pid in MiB.
+func procMemory(b *testing.B, pid int) (rss, hwm float64) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatalf("agent exited: %v", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			hwm = kb / 1024
+		}
+	}
+	return rss, hwm
+}
+
+func benchKubeconfig(b *testing.B, env *testenv.Env) string {
+	c := env.Config
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
+	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
+	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
+	cfg.CurrentContext = "test"
+	p := filepath.Join(b.TempDir(), "kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+func benchFreePort(b *testing.B) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// benchProcess starts the binary with its output in a log that is shown
+// when the benchmark fails, and kills it when the benchmark ends.
+func benchProcess(b *testing.B, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(binary, args...)
+	log, err := os.Create(filepath.Join(b.TempDir(), name+".log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+		}
+		if b.Failed() {
+			out, _ := os.ReadFile(log.Name())
+			b.Logf("%s log:\n%s", name, out)
+		}
+	})
+	return cmd
+}
+
+func benchWaitHTTP(b *testing.B, url string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			last = fmt.Sprintf("%d %s", resp.StatusCode, body)
+		} else {
+			last = err.Error()
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.Fatalf("%s never answered 200 in %v: %s", url, timeout, last)
+}

@@ -1,0 +1,416 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// report renders the results as Markdown and charts into dir. It returns
+// the report's text too, for the caller's summary.
+func writeReport(res *results, dir, resultsFile string) (string, error) {
+	w := &mdWriter{}
+	w.p("# errnowatch benchmark report")
+	w.p("Written by `make bench` (`go run ./hack/benchreport -out docs/bench`) on %s. Every figure is measured "+
+		"against its baseline in the same run; each section prints the command that reproduces it. The raw results "+
+		"are in [%s](%s) (benchfmt: `benchstat %s` reads them).",
+		res.Header("date"), resultsFile, resultsFile, "docs/bench/"+resultsFile)
+	w.p("| machine | |\n|---|---|\n| CPU | %s (nproc %s) |\n| kernel | %s |\n| Go | %s |\n| commit | %s |\n"+
+		"| load average (1, 5, 15 min) | %s at the start, %s at the end |\n| bpftrace | %s |\n| syscount | %s |",
+		res.Header("cpu-model"), res.Header("nproc"), res.Header("kernel"), res.Header("go-version"), res.Header("commit"),
+		res.Header("loadavg-start"), res.Header("loadavg-end"), res.Header("bpftrace-version"), res.Header("syscount-version"))
+	w.p("The machine is a shared virtual machine: other work may have run during the benchmarks (see the load " +
+		"average). Wall-clock figures (rates, latencies) suffer from that; the kernel figures compare programs that " +
+		"ran on the same exits in the same window, and the CPU figures count only the measured process.")
+
+	if c := res.Get("collector"); c != nil {
+		c.baseline = res.Get("store")
+		if c.baseline == nil {
+			c.baseline = &figureResults{}
+		}
+	}
+	var notes []string
+	for _, sec := range []struct {
+		id     string
+		render func(*mdWriter, *figureResults, string) ([]string, error)
+	}{
+		{"kernel", kernelSection},
+		{"exact", exactSection},
+		{"latency", latencySection},
+		{"collector", collectorSection},
+		{"rss", rssSection},
+	} {
+		f := res.Get(sec.id)
+		if f == nil {
+			fig, _ := figureByID(sec.id)
+			w.h2(fig.Title)
+			w.p("Not measured: this run of the generator did not include it (`-only`).")
+			continue
+		}
+		w.h2(f.Title)
+		if !strings.HasPrefix(f.Status, "ok") {
+			notes = append(notes, fmt.Sprintf("%s: the command failed (%s)", f.Title, f.Status))
+		}
+		n, err := sec.render(w, f, dir)
+		if err != nil {
+			return "", err
+		}
+		notes = append(notes, n...)
+		for _, name := range sortedKeys(f.Skipped) {
+			notes = append(notes, fmt.Sprintf("%s: not measured: %s", name, orNone(f.Skipped[name])))
+		}
+		for _, name := range sortedKeys(f.Failed) {
+			if _, measured := f.Metrics[name]; !measured && !parentOf(name, f.Failed) {
+				notes = append(notes, fmt.Sprintf("%s: failed: %s", name, orNone(f.Failed[name])))
+			}
+		}
+		w.p("Reproduce (%s here):\n\n```\n%s\n```", f.Elapsed, f.runCommand())
+		if b := f.baseline; b != nil && b.cmd != "" {
+			w.p("and its baseline (%s here):\n\n```\n%s\n```", b.Elapsed, b.runCommand())
+			for _, name := range sortedKeys(b.Skipped) {
+				notes = append(notes, fmt.Sprintf("%s: not measured: %s", name, orNone(b.Skipped[name])))
+			}
+			if !strings.HasPrefix(b.Status, "ok") {
+				notes = append(notes, fmt.Sprintf("%s: the command failed (%s)", b.Title, b.Status))
+			}
+		}
+	}
+	w.h2("What to look at")
+	if len(notes) == 0 {
+		w.p("Nothing was flagged: every benchmark ran and every figure met its target.")
+	}
+	for _, n := range notes {
+		w.line("- " + n)
+	}
+	text := w.String()
+	if err := os.WriteFile(filepath.Join(dir, "report.md"), []byte(text), 0o644); err != nil {
+		return "", fmt.Errorf("write report: %w", err)
+	}
+	return text, nil
+}
+
+// parentOf tells whether name is a benchmark whose sub-benchmarks failed:
+// its own FAIL line says nothing more than theirs.
+func parentOf(name string, failed map[string]string) bool {
+	for other := range failed {
+		if strings.HasPrefix(other, name+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+var modes = []string{"failures-only", "all-exits", "durations"}
+
+func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
+	w.p("Kernel time each `raw_syscalls:sys_exit` costs, from the kernel's own per-program statistics " +
+		"(`kernel.bpf_stats_enabled`: run_time_ns / run_cnt). The baseline is `bpf/baseline/minimal.c`, a program " +
+		"that only increments a per-CPU counter, attached to the same tracepoint at the same time, so both see the " +
+		"same exits; the figure to compare is the difference to it (“over minimal”), which takes the statistics' own " +
+		"overhead and the machine's noise out. Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a " +
+		"succeeding `getppid()`, 7 rounds, medians reported.")
+	w.p("The tools run as their users run them, in the same modes: failures only — errnowatch's default, " +
+		"`bpftrace -e 'tracepoint:raw_syscalls:sys_exit /args->ret < 0/ { @[args->id, args->ret] = count(); }'` and " +
+		"`syscount -x`; all exits — errnowatch `Filter.AllExits`, bpftrace without the predicate, `syscount`; durations " +
+		"— errnowatch `--duration` (sys_enter + sys_exit), bpftrace's sys_enter/sys_exit latency histogram, `syscount -L`. " +
+		"A tool's figure is the run time of all its programs divided by the exits the counter saw (for durations it " +
+		"includes sys_enter); errnowatch's durations row adds its sys_enter program's cost per run likewise.")
+	type row struct {
+		tool, mode        string
+		abs, min, over, n float64
+		ok                bool
+	}
+	var rows []row
+	var notes []string
+	for _, mode := range modes {
+		bench := "KernelCost/" + mode
+		abs, ok := f.Value(bench, "ns/exit-sensor")
+		mn, _ := f.Value(bench, "ns/exit-minimal")
+		over, _ := f.Value(bench, "ns/exit-over-minimal")
+		if enter, has := f.Value(bench, "ns/enter-sensor"); has {
+			abs += enter
+			over += enter
+		}
+		rows = append(rows, row{"errnowatch", mode, abs, mn, over, 0, ok})
+		for _, tool := range []string{"bpftrace", "syscount"} {
+			b := "KernelCostTools/" + mode + "/" + tool
+			abs, ok := f.Value(b, "ns/exit-"+tool)
+			mn, _ := f.Value(b, "ns/exit-minimal")
+			over, _ := f.Value(b, "ns/exit-over-minimal")
+			n, _ := f.Value(b, "programs")
+			rows = append(rows, row{tool, mode, abs, mn, over, n, ok})
+		}
+	}
+	w.line("| mode | program | ns per exit | minimal, same window | over minimal | vs errnowatch |")
+	w.line("|---|---|---:|---:|---:|---:|")
+	var ours float64
+	for _, r := range rows {
+		if !r.ok {
+			if r.tool == "errnowatch" {
+				ours = 0
+			}
+			w.line(fmt.Sprintf("| %s | %s | not measured | | | |", r.mode, r.tool))
+			continue
+		}
+		rel := ""
+		if r.tool == "errnowatch" {
+			ours, rel = r.over, "1.0x"
+		} else if ours > 0 {
+			rel = fmt.Sprintf("%.1fx", r.over/ours)
+		}
+		w.line(fmt.Sprintf("| %s | %s | %.1f | %.1f | %.1f | %s |", r.mode, r.tool, r.abs, r.min, r.over, rel))
+		if r.tool != "errnowatch" && ours > 0 && r.over < ours {
+			notes = append(notes, fmt.Sprintf("kernel cost, %s: %s costs less over minimal than errnowatch (%.1f vs %.1f ns/exit)",
+				r.mode, r.tool, r.over, ours))
+		}
+	}
+	w.line("")
+	chart := barChart{Title: "Kernel time per sys_exit above a counter-only program", YLabel: "ns per exit over minimal",
+		Groups: modes, Format: "%.0f"}
+	for i, tool := range []string{"errnowatch", "bpftrace", "syscount"} {
+		s := series{Name: tool, Color: palette[i]}
+		for _, r := range rows {
+			if r.tool == tool {
+				s.Values = append(s.Values, max(r.over, 0))
+				s.Missing = append(s.Missing, !r.ok)
+			}
+		}
+		chart.Series = append(chart.Series, s)
+	}
+	if err := chart.save(filepath.Join(dir, "kernel.png")); err != nil {
+		return nil, err
+	}
+	w.p("![kernel cost per exit](kernel.png)")
+	return notes, nil
+}
+
+func exactSection(w *mdWriter, f *figureResults, _ string) ([]string, error) {
+	w.p("`errnowatch top` (the real binary) counts a child that fails `close(-1)` on every core as fast as it can " +
+		"for 10 s in its own cgroup. The baseline is the child's own count of the syscalls it made: the counts " +
+		"`top` printed must equal it exactly. CPU is `top`'s user + system time over its whole run (13 s), as a share " +
+		"of one core, scaled to 500 000 failures/s; RSS is its peak resident set.")
+	b := "ExactUnderLoad"
+	rate, ok := f.Value(b, "failures/s")
+	if !ok {
+		w.p("Not measured.")
+		return nil, nil
+	}
+	diff, _ := f.Value(b, "counted-made")
+	cpu, _ := f.Value(b, "%core-per-500k/s")
+	rss, _ := f.Value(b, "maxrss-MiB")
+	w.line("| failures/s counted | counted − made | CPU, % of a core per 500k failures/s | peak RSS |")
+	w.line("|---:|---:|---:|---:|")
+	w.line(fmt.Sprintf("| %s | %.0f | %.2f %% | %.1f MiB |", thousands(rate), diff, cpu, rss))
+	w.line("")
+	var notes []string
+	if diff != 0 {
+		notes = append(notes, fmt.Sprintf("exact counts: top's count differed from the syscalls made by %.0f", diff))
+	}
+	if _, failed := f.Failed[b]; failed {
+		notes = append(notes, "exact counts: "+orNone(f.Failed[b]))
+	}
+	return notes, nil
+}
+
+func latencySection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
+	w.p("The real agent (`errnowatch agent --no-kubernetes --embedded-collector DIR`, SQLite store, unix socket) " +
+		"with one rule that fires on 50 failing `chdir` calls; each burst is a shell in a new cgroup making 100 " +
+		"(so each burst raises a new alert), started at a random phase of the agent's tick. Measured from the " +
+		"moment the shell is told to start: to the collector's `stored_time` of the alert (“stored”), and to the " +
+		"line printed by an `errnowatch alerts stream` client (“stream”). Target: p99 < 1 s.")
+	w.p("The agent drains the kernel and evaluates the rules once per `--interval`, so a burst waits up to one " +
+		"interval for the next tick; everything after the tick (enrich, rules, spool fsync, gRPC, SQLite commit, " +
+		"stream) is the few milliseconds above the interval. The default interval (1 s, what the chart ships) is " +
+		"measured, and 250 ms to show that the interval, not the pipeline, sets the latency.")
+	var notes []string
+	benches := sortedKeys(f.Metrics)
+	w.line("| interval | bursts | stored p50 | stored p99 | stored max | stream p50 | stream p99 | stream max |")
+	w.line("|---|---:|---:|---:|---:|---:|---:|---:|")
+	var groups []string
+	var p50s, p99s, sp50, sp99 []float64
+	for _, b := range benches {
+		m := f.Metrics[b]
+		iv := strings.TrimPrefix(b, "AlertLatency/interval=")
+		w.line(fmt.Sprintf("| %s | %.0f | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.0f ms |", iv, m["bursts"],
+			m["stored-p50-ms"], m["stored-p99-ms"], m["stored-max-ms"], m["stream-p50-ms"], m["stream-p99-ms"], m["stream-max-ms"]))
+		groups = append(groups, "interval "+iv)
+		p50s, p99s = append(p50s, m["stored-p50-ms"]), append(p99s, m["stored-p99-ms"])
+		sp50, sp99 = append(sp50, m["stream-p50-ms"]), append(sp99, m["stream-p99-ms"])
+		if m["stream-p99-ms"] >= 1000 {
+			notes = append(notes, fmt.Sprintf("alert latency with interval %s: stream p99 %.0f ms misses the 1 s target "+
+				"(bounded by the interval: a burst waits up to one interval for the next evaluation)", iv, m["stream-p99-ms"]))
+		}
+	}
+	w.line("")
+	if len(groups) == 0 {
+		w.p("Not measured.")
+		return notes, nil
+	}
+	w.p("With %.0f bursts, p99 is the largest or second largest sample.", f.Metrics[benches[0]]["bursts"])
+	chart := barChart{Title: "Alert latency: failure burst to stored alert and to stream client", YLabel: "ms",
+		Groups: groups, Format: "%.0f", Line: 1000, LineLabel: "target p99 < 1 s",
+		Series: []series{
+			{Name: "stored p50", Values: p50s, Color: palette[0]},
+			{Name: "stored p99", Values: p99s, Color: palette[2]},
+			{Name: "stream p50", Values: sp50, Color: palette[1]},
+			{Name: "stream p99", Values: sp99, Color: palette[3]},
+		}}
+	if err := chart.save(filepath.Join(dir, "latency.png")); err != nil {
+		return nil, err
+	}
+	w.p("![alert latency](latency.png)")
+	return notes, nil
+}
+
+func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
+	w.p("Durable ingest: `BenchmarkIngest` sends 500-alert batches from 4 agent streams over gRPC with mutual TLS " +
+		"into the collector (SQLite), each acknowledged after its commit. Its baseline, `BenchmarkInsert` in " +
+		"pkg/store/sqlite, inserts the same batches into the store directly (one commit and fsync each), in a run " +
+		"of its own just before. The difference is what the gRPC, TLS and authentication path costs. CPU per " +
+		"alert covers client and collector (one process).")
+	var notes []string
+	ingest, okI := f.Value("Ingest", "alerts/s")
+	ingestCPU, _ := f.Value("Ingest", "cpu-us/alert")
+	store := f.baseline
+	insert, okS := store.Value("Insert", "alerts/s")
+	insertCPU, _ := store.Value("Insert", "cpu-us/alert")
+	w.line("| path | alerts/s | CPU µs per alert |")
+	w.line("|---|---:|---:|")
+	if okS {
+		w.line(fmt.Sprintf("| store insert (baseline) | %s | %.1f |", thousands(insert), insertCPU))
+	} else {
+		w.line("| store insert (baseline) | not measured | |")
+	}
+	if okI {
+		w.line(fmt.Sprintf("| gRPC + mTLS ingest, 4 streams | %s | %.1f |", thousands(ingest), ingestCPU))
+	} else {
+		w.line("| gRPC + mTLS ingest, 4 streams | not measured | |")
+	}
+	w.line("")
+	if okI && okS {
+		w.p("Ingest over gRPC reaches %.0f %% of the bare store's rate and costs %+.1f µs of CPU per alert over it.",
+			100*ingest/insert, ingestCPU-insertCPU)
+		if ingest < 20000 {
+			notes = append(notes, fmt.Sprintf("collector ingest: %.0f alerts/s is below the 20 000/s target", ingest))
+		}
+		chart := barChart{Title: "Durable alert ingest", YLabel: "alerts/s", Groups: []string{"alerts/s"}, Format: "%.0f",
+			Series: []series{
+				{Name: "store insert (baseline)", Values: []float64{insert}, Color: grey},
+				{Name: "gRPC + mTLS ingest", Values: []float64{ingest}, Color: palette[0]},
+			}}
+		if err := chart.save(filepath.Join(dir, "collector.png")); err != nil {
+			return nil, err
+		}
+		w.p("![collector ingest](collector.png)")
+	}
+	w.p("Queries over gRPC (unix socket) against a store of 1 000 000 alerts (5 namespaces × 2000 pods):")
+	w.line("| query | p50 | p99 | mean |")
+	w.line("|---|---:|---:|---:|")
+	for _, q := range []struct{ bench, what string }{
+		{"ListPerPod", "one pod's alerts, a page of 50"},
+		{"ListNamespace", "a namespace paged 100 at a time"},
+		{"SummarizeNamespace", "summary of a namespace (200 000 alerts, 2000 pods)"},
+	} {
+		p50, ok50 := f.Value(q.bench, "p50-ms")
+		p99, _ := f.Value(q.bench, "p99-ms")
+		mean, okMean := f.Value(q.bench, "ns/op")
+		switch {
+		case !okMean && !ok50:
+			w.line(fmt.Sprintf("| %s | not measured | | |", q.what))
+		case ok50:
+			w.line(fmt.Sprintf("| %s | %.2f ms | %.2f ms | %.2f ms |", q.what, p50, p99, mean/1e6))
+		default:
+			w.line(fmt.Sprintf("| %s | | | %.1f ms |", q.what, mean/1e6))
+		}
+	}
+	w.line("")
+	if v, ok := f.Value("StreamFanOut", "alerts/s/subscriber"); ok {
+		w.p("Stream fan-out: every stored alert delivered to 10 live `StreamAlerts` subscribers at %s alerts/s each.", thousands(v))
+	}
+	return notes, nil
+}
+
+func rssSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
+	w.p("The real agent binary against a real kube-apiserver (envtest: etcd + kube-apiserver from `make kube-bins`), " +
+		"with N running pods on its node, each with a container ID in its status and a matching kubelet-shaped " +
+		"cgroup (cgroupfs driver, containerd) on the host, so the agent holds both the pod cache and the cgroup map. " +
+		"RSS is the median of 10 samples of VmRSS taken over 5 s after the agent has been ready for 5 s; peak is " +
+		"VmHWM. The baseline is the same agent with 0 pods.")
+	counts := []int{0, 250, 500, 1000}
+	var xs, rss, peak []float64
+	var missing []bool
+	base, haveBase := f.Value("AgentRSS/pods=0", "rss-MiB")
+	w.line("| pods | RSS | peak RSS | over 0 pods |")
+	w.line("|---:|---:|---:|---:|")
+	for _, n := range counts {
+		b := fmt.Sprintf("AgentRSS/pods=%d", n)
+		r, ok := f.Value(b, "rss-MiB")
+		h, _ := f.Value(b, "peak-rss-MiB")
+		xs, rss, peak, missing = append(xs, float64(n)), append(rss, r), append(peak, h), append(missing, !ok)
+		switch {
+		case !ok:
+			w.line(fmt.Sprintf("| %d | not measured | | |", n))
+		case haveBase:
+			w.line(fmt.Sprintf("| %d | %.1f MiB | %.1f MiB | %+.1f MiB |", n, r, h, r-base))
+		default:
+			w.line(fmt.Sprintf("| %d | %.1f MiB | %.1f MiB | |", n, r, h))
+		}
+	}
+	w.line("")
+	var notes []string
+	if r1000, ok := f.Value("AgentRSS/pods=1000", "rss-MiB"); ok && haveBase {
+		w.p("Per pod: %.1f KiB of resident memory (1000 pods against 0).", (r1000-base)*1024/1000)
+	}
+	chart := lineChart{Title: "Agent resident memory by pods on the node", XLabel: "pods on the node", YLabel: "MiB",
+		X: xs, Format: "%.1f", Series: []series{
+			{Name: "RSS (median at steady state)", Values: rss, Missing: missing, Color: palette[0]},
+			{Name: "peak RSS (VmHWM)", Values: peak, Missing: missing, Color: palette[1]},
+		}}
+	if err := chart.save(filepath.Join(dir, "rss.png")); err != nil {
+		return nil, err
+	}
+	w.p("![agent RSS vs pods](rss.png)")
+	return notes, nil
+}
+
+type mdWriter struct{ strings.Builder }
+
+func (w *mdWriter) p(format string, args ...any) {
+	fmt.Fprintf(w, format, args...)
+	w.WriteString("\n\n")
+}
+
+func (w *mdWriter) h2(title string) { w.WriteString("## " + title + "\n\n") }
+
+func (w *mdWriter) line(s string) { w.WriteString(s + "\n") }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no reason given"
+	}
+	return s
+}
+
+// thousands formats v with thin separators: 1 234 567.
+func thousands(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var out []byte
+	for i := range s {
+		if i > 0 && (len(s)-i)%3 == 0 && s[i-1] != '-' {
+			out = append(out, ' ')
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
+}
