@@ -417,7 +417,7 @@ func restarts(p corev1.Pod) int32 {
 	return n
 }
 
-// testPodChurn: 200 pods come and go, in waves of 50, while four pods
+// testPodChurn: 200 pods come and go, in waves of 10, while four pods
 // attack: each attack is named to its own pod, churned pods raise nothing,
 // and the agent's memory is back near where it was.
 func testPodChurn(t *testing.T, r reader) {
@@ -425,10 +425,12 @@ func testPodChurn(t *testing.T, r reader) {
 	ns, churnNS := "e2e-fault-churn", "e2e-churn"
 	e.namespace(ctx, t, churnNS)
 	rssBefore := e.agentRSS(ctx, t)
-	names := startAttacks(ctx, t, ns, "atk", 4, 5*time.Second, 15*time.Second)
+	// Small waves: on two cores the kubelet starts 10 pods at about 1.5 s
+	// each, 50 at once at 10 s each.
+	names := startAttacks(ctx, t, ns, "atk", 4, 5*time.Second, 30*time.Second)
 	var wg sync.WaitGroup
 	var churnErr error
-	const waves, perWave = 4, 50
+	const waves, perWave = 20, 10
 	start := time.Now()
 	wg.Go(func() {
 		for w := range waves {
@@ -465,7 +467,7 @@ func churnWave(ctx context.Context, ns string, wave, n int) error {
 			return err
 		}
 	}
-	err := poll(ctx, 2*time.Second, func() (bool, error) {
+	err := poll(ctx, 500*time.Millisecond, func() (bool, error) {
 		l, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "app=churn"})
 		if err != nil {
 			return false, err
@@ -485,7 +487,7 @@ func churnWave(ctx context.Context, ns string, wave, n int) error {
 	if err := pods.DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{LabelSelector: "app=churn"}); err != nil {
 		return err
 	}
-	return poll(ctx, 2*time.Second, func() (bool, error) {
+	return poll(ctx, 500*time.Millisecond, func() (bool, error) {
 		l, err := pods.List(ctx, metav1.ListOptions{LabelSelector: "app=churn"})
 		return err == nil && len(l.Items) == 0, err
 	})
