@@ -59,7 +59,7 @@ const burstScript = `echo ready; read go; i=0; while [ $i -lt 100 ]; do cd /none
 // clock); the stream time is when the client printed the line.
 func BenchmarkAlertLatency(b *testing.B) {
 	for _, iv := range []time.Duration{time.Second, 250 * time.Millisecond} {
-		b.Run("interval="+iv.String(), func(b *testing.B) { benchAlertLatency(b, iv, 60) })
+		b.Run("interval="+iv.String(), func(b *testing.B) { benchAlertLatency(b, iv, 100) })
 	}
 }
 

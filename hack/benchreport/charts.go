@@ -83,7 +83,7 @@ func (c barChart) save(path string) error {
 			return fmt.Errorf("chart %s: %w", c.Title, err)
 		}
 		for j := range l.TextStyle {
-			l.TextStyle[j].Font.Size = vg.Points(8)
+			l.TextStyle[j].Font.Size = vg.Points(9)
 			l.TextStyle[j].XAlign = draw.XCenter
 		}
 		l.Offset = vg.Point{X: bars.Offset, Y: vg.Points(2)}
@@ -112,6 +112,9 @@ type lineChart struct {
 	X                     []float64
 	Series                []series
 	Format                string
+	// Baseline draws a dashed horizontal line at this value when set.
+	Baseline      float64
+	BaselineLabel string
 }
 
 func (c lineChart) save(path string) error {
@@ -152,7 +155,7 @@ func (c lineChart) save(path string) error {
 			return fmt.Errorf("chart %s: %w", c.Title, err)
 		}
 		for j := range l.TextStyle {
-			l.TextStyle[j].Font.Size = vg.Points(8)
+			l.TextStyle[j].Font.Size = vg.Points(9)
 			l.TextStyle[j].XAlign = draw.XCenter
 		}
 		l.Offset = vg.Point{Y: vg.Points(5)}
@@ -161,6 +164,16 @@ func (c lineChart) save(path string) error {
 	p.X.Min = 0
 	if len(c.X) > 0 {
 		p.X.Max = c.X[len(c.X)-1] * 1.05
+	}
+	if c.Baseline > 0 {
+		line, err := plotter.NewLine(plotter.XYs{{X: p.X.Min, Y: c.Baseline}, {X: p.X.Max, Y: c.Baseline}})
+		if err != nil {
+			return fmt.Errorf("chart %s: %w", c.Title, err)
+		}
+		line.Color = grey
+		line.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+		p.Add(line)
+		p.Legend.Add(c.BaselineLabel, line)
 	}
 	p.Y.Max = max(top*1.3, 1)
 	var ticks []plot.Tick

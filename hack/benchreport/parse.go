@@ -72,7 +72,7 @@ func (r *results) Header(key string) string {
 }
 
 var headerKeys = map[string]bool{"date": true, "nproc": true, "kernel": true, "cpu-model": true, "go-version": true,
-	"commit": true, "bpftrace-version": true, "syscount-version": true, "loadavg-start": true, "loadavg-end": true}
+	"commit": true, "cpu": true, "bpftrace-version": true, "syscount-version": true, "loadavg-start": true, "loadavg-end": true}
 
 var gomaxprocs = regexp.MustCompile(`-\d+$`)
 
@@ -89,6 +89,7 @@ func parseResults(data string) (*results, error) {
 	for sc.Scan() {
 		line := sc.Text()
 		if k, v, ok := strings.Cut(line, ": "); ok && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "-") {
+			v = strings.TrimSpace(v)
 			switch {
 			case k == "figure":
 				f, known := figureByID(v)

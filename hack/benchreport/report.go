@@ -17,9 +17,9 @@ func writeReport(res *results, dir, resultsFile string) (string, error) {
 		"against its baseline in the same run; each section prints the command that reproduces it. The raw results "+
 		"are in [%s](%s) (benchfmt: `benchstat %s` reads them).",
 		res.Header("date"), resultsFile, resultsFile, "docs/bench/"+resultsFile)
-	w.p("| machine | |\n|---|---|\n| CPU | %s (nproc %s) |\n| kernel | %s |\n| Go | %s |\n| commit | %s |\n"+
+	w.p("| machine | |\n|---|---|\n| CPU | %s; Go reads it as %s (nproc %s) |\n| kernel | %s |\n| Go | %s |\n| commit | %s |\n"+
 		"| load average (1, 5, 15 min) | %s at the start, %s at the end |\n| bpftrace | %s |\n| syscount | %s |",
-		res.Header("cpu-model"), res.Header("nproc"), res.Header("kernel"), res.Header("go-version"), res.Header("commit"),
+		res.Header("cpu-model"), res.Header("cpu"), res.Header("nproc"), res.Header("kernel"), res.Header("go-version"), res.Header("commit"),
 		res.Header("loadavg-start"), res.Header("loadavg-end"), res.Header("bpftrace-version"), res.Header("syscount-version"))
 	w.p("The machine is a shared virtual machine: other work may have run during the benchmarks (see the load " +
 		"average). Wall-clock figures (rates, latencies) suffer from that; the kernel figures compare programs that " +
@@ -107,78 +107,88 @@ var modes = []string{"failures-only", "all-exits", "durations"}
 func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
 	w.p("Kernel time each `raw_syscalls:sys_exit` costs, from the kernel's own per-program statistics " +
 		"(`kernel.bpf_stats_enabled`: run_time_ns / run_cnt). The baseline is `bpf/baseline/minimal.c`, a program " +
-		"that only increments a per-CPU counter, attached to the same tracepoint at the same time, so both see the " +
+		"that only increments a per-CPU counter, attached to the same tracepoint at the same time, so it sees the " +
 		"same exits; the figure to compare is the difference to it (“over minimal”), which takes the statistics' own " +
-		"overhead and the machine's noise out. Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a " +
-		"succeeding `getppid()`, 7 rounds, medians reported.")
+		"overhead out. Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a succeeding `getppid()`, " +
+		"7 rounds, medians reported.")
 	w.p("The tools run as their users run them, in the same modes: failures only — errnowatch's default, " +
 		"`bpftrace -e 'tracepoint:raw_syscalls:sys_exit /args->ret < 0/ { @[args->id, args->ret] = count(); }'` and " +
 		"`syscount -x`; all exits — errnowatch `Filter.AllExits`, bpftrace without the predicate, `syscount`; durations " +
 		"— errnowatch `--duration` (sys_enter + sys_exit), bpftrace's sys_enter/sys_exit latency histogram, `syscount -L`. " +
-		"A tool's figure is the run time of all its programs divided by the exits the counter saw (for durations it " +
-		"includes sys_enter); errnowatch's durations row adds its sys_enter program's cost per run likewise.")
+		"Each tool runs with errnowatch's sensor (same mode) and the counter attached in the same window, so the " +
+		"three see the same exits: on this machine windows a minute apart differ by more than the programs do. " +
+		"A program's figure is the run time of all its programs divided by the exits the counter saw (in the " +
+		"durations mode that includes sys_enter).")
 	type row struct {
-		tool, mode        string
-		abs, min, over, n float64
-		ok                bool
+		name, mode                  string
+		ns, ours, min, over, oursOv float64
+		ok                          bool
 	}
 	var rows []row
 	var notes []string
+	w.line("| mode | tool | tool ns/exit | errnowatch ns/exit | minimal ns/exit | tool over minimal | errnowatch over minimal | tool ÷ errnowatch |")
+	w.line("|---|---|---:|---:|---:|---:|---:|---:|")
 	for _, mode := range modes {
-		bench := "KernelCost/" + mode
-		abs, ok := f.Value(bench, "ns/exit-sensor")
-		mn, _ := f.Value(bench, "ns/exit-minimal")
-		over, _ := f.Value(bench, "ns/exit-over-minimal")
-		if enter, has := f.Value(bench, "ns/enter-sensor"); has {
-			abs += enter
-			over += enter
-		}
-		rows = append(rows, row{"errnowatch", mode, abs, mn, over, 0, ok})
 		for _, tool := range []string{"bpftrace", "syscount"} {
 			b := "KernelCostTools/" + mode + "/" + tool
-			abs, ok := f.Value(b, "ns/exit-"+tool)
-			mn, _ := f.Value(b, "ns/exit-minimal")
-			over, _ := f.Value(b, "ns/exit-over-minimal")
-			n, _ := f.Value(b, "programs")
-			rows = append(rows, row{tool, mode, abs, mn, over, n, ok})
-		}
-	}
-	w.line("| mode | program | ns per exit | minimal, same window | over minimal | vs errnowatch |")
-	w.line("|---|---|---:|---:|---:|---:|")
-	var ours float64
-	for _, r := range rows {
-		if !r.ok {
-			if r.tool == "errnowatch" {
-				ours = 0
+			r := row{name: tool, mode: mode}
+			r.ns, r.ok = f.Value(b, "ns/exit-"+tool)
+			r.ours, _ = f.Value(b, "ns/exit-sensor")
+			r.min, _ = f.Value(b, "ns/exit-minimal")
+			r.over, _ = f.Value(b, "ns/exit-over-minimal")
+			r.oursOv, _ = f.Value(b, "ns/exit-sensor-over-minimal")
+			rows = append(rows, r)
+			if !r.ok {
+				w.line(fmt.Sprintf("| %s | %s | not measured | | | | | |", mode, tool))
+				continue
 			}
-			w.line(fmt.Sprintf("| %s | %s | not measured | | | |", r.mode, r.tool))
-			continue
-		}
-		rel := ""
-		if r.tool == "errnowatch" {
-			ours, rel = r.over, "1.0x"
-		} else if ours > 0 {
-			rel = fmt.Sprintf("%.1fx", r.over/ours)
-		}
-		w.line(fmt.Sprintf("| %s | %s | %.1f | %.1f | %.1f | %s |", r.mode, r.tool, r.abs, r.min, r.over, rel))
-		if r.tool != "errnowatch" && ours > 0 && r.over < ours {
-			notes = append(notes, fmt.Sprintf("kernel cost, %s: %s costs less over minimal than errnowatch (%.1f vs %.1f ns/exit)",
-				r.mode, r.tool, r.over, ours))
+			ratio := "–"
+			if r.oursOv > 0 {
+				ratio = fmt.Sprintf("%.1fx", r.over/r.oursOv)
+			}
+			w.line(fmt.Sprintf("| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f | %s |", mode, tool, r.ns, r.ours, r.min, r.over, r.oursOv, ratio))
+			// Below 10 % the difference is within this machine's noise.
+			if r.over < 0.9*r.oursOv {
+				notes = append(notes, fmt.Sprintf("kernel cost, %s: %s costs less over minimal than errnowatch in the same window (%.1f vs %.1f ns/exit)",
+					mode, tool, r.over, r.oursOv))
+			}
 		}
 	}
 	w.line("")
-	chart := barChart{Title: "Kernel time per sys_exit above a counter-only program", YLabel: "ns per exit over minimal",
-		Groups: modes, Format: "%.0f"}
-	for i, tool := range []string{"errnowatch", "bpftrace", "syscount"} {
-		s := series{Name: tool, Color: palette[i]}
-		for _, r := range rows {
-			if r.tool == tool {
-				s.Values = append(s.Values, max(r.over, 0))
-				s.Missing = append(s.Missing, !r.ok)
-			}
+	w.p("What each program does per exit differs: errnowatch counts per (cgroup, syscall, errno) in a per-CPU " +
+		"hash map (double-buffered for draining) and samples failure records (comm, pid, uid, cgroup), rate-limited " +
+		"per key, into a ring buffer; bpftrace counts per (syscall, return value) in a per-CPU hash map; syscount " +
+		"counts per syscall only (`-x`: failures only), without cgroup, errno or records.")
+	w.p("errnowatch's sensor alone against the counter (`BenchmarkKernelCost`, its own window; sys_exit program only, " +
+		"sys_enter per run shown apart):")
+	w.line("| mode | errnowatch sys_exit ns/exit | minimal ns/exit | over minimal | sys_enter ns/run |")
+	w.line("|---|---:|---:|---:|---:|")
+	for _, mode := range modes {
+		b := "KernelCost/" + mode
+		exit, ok := f.Value(b, "ns/exit-sensor")
+		if !ok {
+			w.line(fmt.Sprintf("| %s | not measured | | | |", mode))
+			continue
 		}
-		chart.Series = append(chart.Series, s)
+		mn, _ := f.Value(b, "ns/exit-minimal")
+		over, _ := f.Value(b, "ns/exit-over-minimal")
+		enter := "–"
+		if e, has := f.Value(b, "ns/enter-sensor"); has {
+			enter = fmt.Sprintf("%.1f", e)
+		}
+		w.line(fmt.Sprintf("| %s | %.1f | %.1f | %.1f | %s |", mode, exit, mn, over, enter))
 	}
+	w.line("")
+	chart := barChart{Title: "Kernel time per sys_exit above a counter-only program, same window", YLabel: "ns per exit over minimal",
+		Format: "%.0f"}
+	ours := series{Name: "errnowatch", Color: palette[0]}
+	theirs := series{Name: "the tool named below", Color: palette[1]}
+	for _, r := range rows {
+		chart.Groups = append(chart.Groups, r.name+"\n"+r.mode)
+		ours.Values, ours.Missing = append(ours.Values, max(r.oursOv, 0)), append(ours.Missing, !r.ok)
+		theirs.Values, theirs.Missing = append(theirs.Values, max(r.over, 0)), append(theirs.Missing, !r.ok)
+	}
+	chart.Series = []series{ours, theirs}
 	if err := chart.save(filepath.Join(dir, "kernel.png")); err != nil {
 		return nil, err
 	}
@@ -248,7 +258,9 @@ func latencySection(w *mdWriter, f *figureResults, dir string) ([]string, error)
 		w.p("Not measured.")
 		return notes, nil
 	}
-	w.p("With %.0f bursts, p99 is the largest or second largest sample.", f.Metrics[benches[0]]["bursts"])
+	w.p("p99 is the nearest-rank quantile of %.0f bursts. The largest possible latency is one interval plus the "+
+		"pipeline's few milliseconds, so with the default 1 s interval p99 sits just under or just over 1 s from run "+
+		"to run; a shorter --interval buys latency with more frequent drains.", f.Metrics[benches[0]]["bursts"])
 	chart := barChart{Title: "Alert latency: failure burst to stored alert and to stream client", YLabel: "ms",
 		Groups: groups, Format: "%.0f", Line: 1000, LineLabel: "target p99 < 1 s",
 		Series: []series{
@@ -295,10 +307,11 @@ func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, erro
 		if ingest < 20000 {
 			notes = append(notes, fmt.Sprintf("collector ingest: %.0f alerts/s is below the 20 000/s target", ingest))
 		}
-		chart := barChart{Title: "Durable alert ingest", YLabel: "alerts/s", Groups: []string{"alerts/s"}, Format: "%.0f",
+		chart := barChart{Title: "Durable alert ingest: gRPC + mTLS collector against the bare store",
+			Groups: []string{"thousand alerts/s (higher is better)", "CPU µs per alert (lower is better)"}, Format: "%.1f",
 			Series: []series{
-				{Name: "store insert (baseline)", Values: []float64{insert}, Color: grey},
-				{Name: "gRPC + mTLS ingest", Values: []float64{ingest}, Color: palette[0]},
+				{Name: "store insert (baseline)", Values: []float64{insert / 1000, insertCPU}, Color: grey},
+				{Name: "gRPC + mTLS ingest, 4 streams", Values: []float64{ingest / 1000, ingestCPU}, Color: palette[0]},
 			}}
 		if err := chart.save(filepath.Join(dir, "collector.png")); err != nil {
 			return nil, err
@@ -339,7 +352,7 @@ func rssSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
 		"RSS is the median of 10 samples of VmRSS taken over 5 s after the agent has been ready for 5 s; peak is " +
 		"VmHWM. The baseline is the same agent with 0 pods.")
 	counts := []int{0, 250, 500, 1000}
-	var xs, rss, peak []float64
+	var xs, rss []float64
 	var missing []bool
 	base, haveBase := f.Value("AgentRSS/pods=0", "rss-MiB")
 	w.line("| pods | RSS | peak RSS | over 0 pods |")
@@ -348,7 +361,7 @@ func rssSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
 		b := fmt.Sprintf("AgentRSS/pods=%d", n)
 		r, ok := f.Value(b, "rss-MiB")
 		h, _ := f.Value(b, "peak-rss-MiB")
-		xs, rss, peak, missing = append(xs, float64(n)), append(rss, r), append(peak, h), append(missing, !ok)
+		xs, rss, missing = append(xs, float64(n)), append(rss, r), append(missing, !ok)
 		switch {
 		case !ok:
 			w.line(fmt.Sprintf("| %d | not measured | | |", n))
@@ -363,10 +376,11 @@ func rssSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
 	if r1000, ok := f.Value("AgentRSS/pods=1000", "rss-MiB"); ok && haveBase {
 		w.p("Per pod: %.1f KiB of resident memory (1000 pods against 0).", (r1000-base)*1024/1000)
 	}
-	chart := lineChart{Title: "Agent resident memory by pods on the node", XLabel: "pods on the node", YLabel: "MiB",
-		X: xs, Format: "%.1f", Series: []series{
+	// Peak RSS stays within a few hundred KiB of the median, so the chart
+	// shows the median only (the table has both).
+	chart := lineChart{Title: "Agent resident memory by pods on the node", XLabel: "pods on the node (with their cgroups)",
+		YLabel: "RSS, MiB", X: xs, Format: "%.1f", Baseline: base, BaselineLabel: "0 pods (baseline)", Series: []series{
 			{Name: "RSS (median at steady state)", Values: rss, Missing: missing, Color: palette[0]},
-			{Name: "peak RSS (VmHWM)", Values: peak, Missing: missing, Color: palette[1]},
 		}}
 	if err := chart.save(filepath.Join(dir, "rss.png")); err != nil {
 		return nil, err

@@ -40,7 +40,7 @@ func TestBenchLinesKeepsResultsAndConfig(t *testing.T) {
 	for _, want := range []string{
 		"pkg: github.com/errnowatch/errnowatch/pkg/sensor\n",
 		// go test -json splits this result after the name; decodeEvents joins it.
-		"BenchmarkKernelCost/failures-only-2         \t   20000\t    207766 ns/op\t        97.51 ns/exit-minimal",
+		"BenchmarkKernelCost/failures-only-2         \t   20000\t     65235 ns/op\t       120.1 ns/exit-minimal",
 		"BenchmarkAlertLatency/interval=250ms-2      \t       1\t        60.00 bursts",
 	} {
 		if !strings.Contains(text, want) {
@@ -70,11 +70,12 @@ func TestParseResults(t *testing.T) {
 		bench, unit string
 		want        float64
 	}{
-		{"KernelCost/failures-only", "ns/exit-sensor", 117.4},
-		{"KernelCost/failures-only", "ns/exit-over-minimal", 12.16},
-		{"KernelCost/failures-only", "ns/op", 207766},
-		{"KernelCostTools/failures-only/bpftrace", "ns/exit-bpftrace", 114.0},
-		{"KernelCostTools/failures-only/syscount", "ns/exit-minimal", 94.95},
+		{"KernelCost/failures-only", "ns/exit-sensor", 120.1},
+		{"KernelCost/failures-only", "ns/exit-over-minimal", -7.121},
+		{"KernelCost/failures-only", "ns/op", 65235},
+		{"KernelCostTools/failures-only/bpftrace", "ns/exit-bpftrace", 177.7},
+		{"KernelCostTools/failures-only/bpftrace", "ns/exit-sensor-over-minimal", 35.98},
+		{"KernelCostTools/failures-only/syscount", "ns/exit-minimal", 97.34},
 		{"KernelCostTools/failures-only/syscount", "programs", 1},
 	} {
 		if got, ok := k.Value(c.bench, c.unit); !ok || got != c.want {
@@ -128,10 +129,11 @@ func TestWriteReportRendersChartsThatDecode(t *testing.T) {
 		t.Fatalf("report.md on disk differs from the returned text: %v", err)
 	}
 	for _, want := range []string{
-		"| CPU | Test CPU (nproc 2) |",
-		"| failures-only | errnowatch | 117.4 | 97.5 | 12.2 | 1.0x |",
-		"| failures-only | bpftrace | 114.0 |",
-		"| all-exits | bpftrace | not measured |",
+		"| CPU | Test CPU; Go reads it as Oxide Virtual Turin-like Processor (nproc 2) |",
+		"| failures-only | bpftrace | 177.7 | 138.3 | 102.5 | 73.8 | 36.0 | 2.1x |",
+		"| all-exits | bpftrace | not measured | | | | | |",
+		"| failures-only | 120.1 | 120.1 | -7.1 | – |",
+		"| durations | not measured | | | |",
 		"| 1s | 60 | 464 ms | 1027 ms | 1027 ms | 470 ms | 1032 ms | 1032 ms |",
 		"alert latency with interval 1s: stream p99 1032 ms misses the 1 s target",
 		"go test -run '^$' -bench '^BenchmarkAlertLatency$' -benchtime 1x -count 1 -timeout 10m ./cmd/errnowatch",

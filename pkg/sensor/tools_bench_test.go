@@ -55,21 +55,36 @@ func comparedTools(mode string) []tool {
 	}
 }
 
+// sensorConfig is the sensor's configuration in each mode of
+// BenchmarkKernelCost.
+func sensorConfig(mode string) Config {
+	switch mode {
+	case "all-exits":
+		return Config{Filter: Filter{AllExits: true}}
+	case "durations":
+		return Config{Durations: true}
+	}
+	return Config{}
+}
+
 // BenchmarkKernelCostTools measures, as BenchmarkKernelCost does for the
 // sensor, the kernel time bpftrace's and syscount's own programs spend per
 // sys_exit, against the counter-only program attached in the same window.
-// A tool's cost is the run time of all its programs (sys_enter too, in the
-// durations mode) divided by the exits the counter saw, so it is the cost
-// each syscall pays for the tool.
+// The sensor is attached in the same mode in the same window too, so that
+// the tool and the sensor are compared on the same exits: on a busy
+// virtual machine, windows a minute apart differ by more than the
+// programs do. A program's cost is the run time of all its programs
+// (sys_enter too, in the durations mode) divided by the exits the counter
+// saw, so it is the cost each syscall pays for it.
 func BenchmarkKernelCostTools(b *testing.B) {
 	for _, mode := range []string{"failures-only", "all-exits", "durations"} {
 		for _, tl := range comparedTools(mode) {
-			b.Run(mode+"/"+tl.name, func(b *testing.B) { benchTool(b, tl) })
+			b.Run(mode+"/"+tl.name, func(b *testing.B) { benchTool(b, mode, tl) })
 		}
 	}
 }
 
-func benchTool(b *testing.B, tl tool) {
+func benchTool(b *testing.B, mode string, tl tool) {
 	if _, err := os.Stat(tl.path); err != nil {
 		b.Skipf("%s is not installed (apt-get install %s): %v", tl.path, tl.pkg, err)
 	}
@@ -117,34 +132,50 @@ func benchTool(b *testing.B, tl tool) {
 		}
 	}()
 
-	cost := func() progCost {
+	s, err := Load(sensorConfig(mode), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	defer drainEverySecond(s)()
+	ours := []*ebpf.Program{s.objs.OnSysExit}
+	if s.objs.OnSysEnter != nil && sensorConfig(mode).Durations {
+		ours = append(ours, s.objs.OnSysEnter)
+	}
+
+	cost := func(ps []*ebpf.Program) progCost {
 		var c progCost
-		for _, p := range progs {
-			c.runs += readCost(b, p).runs
-			c.ns += readCost(b, p).ns
+		for _, p := range ps {
+			pc := readCost(b, p)
+			c.runs += pc.runs
+			c.ns += pc.ns
 		}
 		return c
 	}
 	const rounds = 7
 	per := max(b.N/rounds, 20000)
-	var theirs, mins, diff []float64
+	var theirs, sensor, mins, diff, sensorDiff []float64
 	b.ResetTimer()
 	for r := 0; r < rounds; r++ {
-		t0, m0 := cost(), readCost(b, base.Prog())
+		t0, s0, m0 := cost(progs), cost(ours), readCost(b, base.Prog())
 		mixedWorkload(per)
-		t1, m1 := cost(), readCost(b, base.Prog())
+		t1, s1, m1 := cost(progs), cost(ours), readCost(b, base.Prog())
 		if m1.runs == m0.runs {
 			b.Fatal("the counter-only program saw no exits")
 		}
 		exits := float64(m1.runs - m0.runs)
 		theirs = append(theirs, float64(t1.ns-t0.ns)/exits)
+		sensor = append(sensor, float64(s1.ns-s0.ns)/exits)
 		mins = append(mins, m1.since(m0))
 		diff = append(diff, theirs[r]-mins[r])
+		sensorDiff = append(sensorDiff, sensor[r]-mins[r])
 	}
 	b.StopTimer()
 	b.ReportMetric(median(theirs), "ns/exit-"+tl.name)
 	b.ReportMetric(median(mins), "ns/exit-minimal")
 	b.ReportMetric(median(diff), "ns/exit-over-minimal")
+	b.ReportMetric(median(sensor), "ns/exit-sensor")
+	b.ReportMetric(median(sensorDiff), "ns/exit-sensor-over-minimal")
 	ran := 0
 	for _, p := range progs {
 		if readCost(b, p).runs > 0 {
@@ -241,4 +272,25 @@ func ensureTracefs(b *testing.B) {
 		b.Skipf("no tracefs at %s, which bpftrace and syscount need, and mounting it failed: %v", dir, err)
 	}
 	b.Cleanup(func() { unix.Unmount(dir, 0) })
+}
+
+// drainEverySecond drains the sensor every second, as the agent does,
+// until the returned stop is called.
+func drainEverySecond(s *Sensor) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				s.Drain()
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
 }
