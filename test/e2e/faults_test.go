@@ -421,7 +421,7 @@ func restarts(p corev1.Pod) int32 {
 // attack: each attack is named to its own pod, churned pods raise nothing,
 // and the agent's memory is back near where it was.
 func testPodChurn(t *testing.T, r reader) {
-	ctx := ctxFor(t, 10*time.Minute)
+	ctx := ctxFor(t, 15*time.Minute)
 	ns, churnNS := "e2e-fault-churn", "e2e-churn"
 	e.namespace(ctx, t, churnNS)
 	rssBefore := e.agentRSS(ctx, t)
