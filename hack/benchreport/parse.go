@@ -86,6 +86,9 @@ func parseResults(data string) (*results, error) {
 	sc.Buffer(nil, 1<<20)
 	var reasonOf map[string]string
 	reasonName := ""
+	// Log lines since the last benchmark line: in -v output they come
+	// before the "--- FAIL" or "--- SKIP" line they explain.
+	var pending []string
 	for sc.Scan() {
 		line := sc.Text()
 		if k, v, ok := strings.Cut(line, ": "); ok && !strings.HasPrefix(line, " ") && !strings.HasPrefix(line, "-") {
@@ -111,21 +114,27 @@ func parseResults(data string) (*results, error) {
 			reasonOf = nil
 			continue
 		}
-		if rest, ok := strings.CutPrefix(line, "--- SKIP: "); ok && cur != nil {
-			reasonOf, reasonName = cur.Skipped, benchName(strings.Fields(rest)[0])
-			reasonOf[reasonName] = ""
+		skip, isSkip := strings.CutPrefix(line, "--- SKIP: ")
+		fail, isFail := strings.CutPrefix(line, "--- FAIL: ")
+		if (isSkip || isFail) && cur != nil {
+			reasonOf, reasonName = cur.Failed, benchName(strings.Fields(fail)[0])
+			if isSkip {
+				reasonOf, reasonName = cur.Skipped, benchName(strings.Fields(skip)[0])
+			}
+			reasonOf[reasonName] = strings.Join(pending, " ")
+			pending = nil
 			continue
 		}
-		if rest, ok := strings.CutPrefix(line, "--- FAIL: "); ok && cur != nil {
-			reasonOf, reasonName = cur.Failed, benchName(strings.Fields(rest)[0])
-			reasonOf[reasonName] = ""
+		if strings.HasPrefix(line, "    ") {
+			text := stripPos(strings.TrimSpace(line))
+			if reasonOf != nil {
+				reasonOf[reasonName] = strings.TrimSpace(reasonOf[reasonName] + " " + text)
+			} else {
+				pending = append(pending, text)
+			}
 			continue
 		}
-		if reasonOf != nil && strings.HasPrefix(line, "    ") {
-			reasonOf[reasonName] = strings.TrimSpace(reasonOf[reasonName] + " " + stripPos(strings.TrimSpace(line)))
-			continue
-		}
-		reasonOf = nil
+		reasonOf, pending = nil, nil
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read results: %w", err)

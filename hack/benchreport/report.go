@@ -109,8 +109,10 @@ func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) 
 		"(`kernel.bpf_stats_enabled`: run_time_ns / run_cnt). The baseline is `bpf/baseline/minimal.c`, a program " +
 		"that only increments a per-CPU counter, attached to the same tracepoint at the same time, so it sees the " +
 		"same exits; the figure to compare is the difference to it (“over minimal”), which takes the statistics' own " +
-		"overhead out. Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a succeeding `getppid()`, " +
-		"7 rounds, medians reported.")
+		"overhead out. Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a succeeding `getppid()`; " +
+		"medians of 15 rounds (tools) and 7 rounds (errnowatch alone). A program's run time includes whatever " +
+		"interrupts or hypervisor pauses hit it, so on a loaded machine single figures move by tens of ns; " +
+		"a negative “over minimal” is such noise.")
 	w.p("The tools run as their users run them, in the same modes: failures only — errnowatch's default, " +
 		"`bpftrace -e 'tracepoint:raw_syscalls:sys_exit /args->ret < 0/ { @[args->id, args->ret] = count(); }'` and " +
 		"`syscount -x`; all exits — errnowatch `Filter.AllExits`, bpftrace without the predicate, `syscount`; durations " +
@@ -199,8 +201,9 @@ func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) 
 func exactSection(w *mdWriter, f *figureResults, _ string) ([]string, error) {
 	w.p("`errnowatch top` (the real binary) counts a child that fails `close(-1)` on every core as fast as it can " +
 		"for 10 s in its own cgroup. The baseline is the child's own count of the syscalls it made: the counts " +
-		"`top` printed must equal it exactly. CPU is `top`'s user + system time over its whole run (13 s), as a share " +
-		"of one core, scaled to 500 000 failures/s; RSS is its peak resident set.")
+		"`top` printed must equal it exactly. CPU is `top`'s user + system time over its whole run (until it printed the " +
+		"interval after the child exited), as a share of one core, scaled to 500 000 failures/s; RSS is its peak " +
+		"resident set.")
 	b := "ExactUnderLoad"
 	rate, ok := f.Value(b, "failures/s")
 	if !ok {

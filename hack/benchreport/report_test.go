@@ -47,7 +47,7 @@ func TestBenchLinesKeepsResultsAndConfig(t *testing.T) {
 			t.Errorf("benchLines lost %q:\n%s", want, text)
 		}
 	}
-	for _, junk := range []string{"BenchmarkKernelCostTools\n", "PASS", "ok  \t"} {
+	for _, junk := range []string{"=== RUN", "PASS", "ok  \t"} {
 		if strings.Contains(text, junk) {
 			t.Errorf("benchLines kept %q", junk)
 		}
@@ -111,6 +111,36 @@ func TestParseSkipsAndFailures(t *testing.T) {
 	}
 	if v, _ := k.Value("KernelCost/durations", "ns/exit-sensor"); v != 7 {
 		t.Errorf("result after the reasons: %v", k.Metrics)
+	}
+}
+
+// testdata/exact-fail.json is a real failure of BenchmarkExactUnderLoad
+// (before top waited for the child on a loaded machine): in -json output the
+// reason comes before the "--- FAIL" line.
+func TestParseFailureReasonBeforeFailLine(t *testing.T) {
+	f, err := os.Open("testdata/exact-fail.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	text, err := decodeEvents(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := parseResults("figure: exact\nstatus: failed: exit status 1\n" + benchLines(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "top counted 2990443 close EBADF over 13 intervals, the child made 3029000"
+	if got := res.Get("exact").Failed["ExactUnderLoad"]; got != want {
+		t.Errorf("failure reason %q, want %q", got, want)
+	}
+	report, err := writeReport(res, t.TempDir(), "results.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(report, "- ExactUnderLoad: failed: "+want) {
+		t.Errorf("report does not name the failure:\n%s", report)
 	}
 }
 

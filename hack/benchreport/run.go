@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"time"
 
@@ -75,27 +76,30 @@ func decodeEvents(r io.Reader) (string, error) {
 }
 
 // benchLines keeps, of go test's output, what the results file needs: the
-// configuration lines (goos, pkg, cpu), the benchmark results, and the
-// SKIP and FAIL lines with the indented reasons under them. Log lines of
-// passing benchmarks and the processes they run are left out.
+// configuration lines (goos, pkg, cpu), the benchmark names and results,
+// the benchmarks' own log lines (a failure's or skip's reason comes before
+// its "--- FAIL" line in -v output, after it otherwise), and the SKIP and
+// FAIL lines. What the processes a benchmark runs print is left out.
 func benchLines(text string) string {
 	var b strings.Builder
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(nil, 1<<20)
-	inReason := false
+	inLog := false
 	for sc.Scan() {
 		line := sc.Text()
 		f := strings.Fields(line)
 		switch {
 		case strings.HasPrefix(line, "--- SKIP: Benchmark"), strings.HasPrefix(line, "--- FAIL: Benchmark"):
-			inReason = true
-		case inReason && strings.HasPrefix(line, "    "):
-		case isResultLine(f):
-			inReason = false
+			inLog = false
+		case logLine.MatchString(line):
+			inLog = true
+		case inLog && strings.HasPrefix(line, "        "): // a log message's further lines
+		case len(f) > 0 && strings.HasPrefix(f[0], "Benchmark") && (len(f) == 1 || isResultLine(f)):
+			inLog = false
 		case len(f) >= 2 && (f[0] == "goos:" || f[0] == "goarch:" || f[0] == "pkg:" || f[0] == "cpu:"):
-			inReason = false
+			inLog = false
 		default:
-			inReason = false
+			inLog = false
 			continue
 		}
 		b.WriteString(line)
@@ -103,6 +107,9 @@ func benchLines(text string) string {
 	}
 	return b.String()
 }
+
+// logLine is the first line of a t.Log message: "    file_test.go:12: ...".
+var logLine = regexp.MustCompile(`^    \S+\.go:\d+: `)
 
 // isResultLine tells a benchmark result (name, iterations, values) from the
 // bare name that -v output prints when a benchmark starts.
