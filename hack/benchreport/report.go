@@ -108,11 +108,10 @@ func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) 
 	w.p("Kernel time each `raw_syscalls:sys_exit` costs, from the kernel's own per-program statistics " +
 		"(`kernel.bpf_stats_enabled`: run_time_ns / run_cnt). The baseline is `bpf/baseline/minimal.c`, a program " +
 		"that only increments a per-CPU counter, attached to the same tracepoint at the same time, so it sees the " +
-		"same exits; the figure to compare is the difference to it (“over minimal”), which takes the statistics' own " +
-		"overhead out. Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a succeeding `getppid()`; " +
+		"same exits: it is what any program on this tracepoint costs here, the statistics' own overhead included. " +
+		"Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a succeeding `getppid()`; " +
 		"medians of 15 rounds (tools) and 7 rounds (errnowatch alone). A program's run time includes whatever " +
-		"interrupts or hypervisor pauses hit it, so on a loaded machine single figures move by tens of ns; " +
-		"a negative “over minimal” is such noise.")
+		"interrupts or hypervisor pauses hit it, so on a loaded machine single figures move by tens of ns.")
 	w.p("The tools run as their users run them, in the same modes: failures only — errnowatch's default, " +
 		"`bpftrace -e 'tracepoint:raw_syscalls:sys_exit /args->ret < 0/ { @[args->id, args->ret] = count(); }'` and " +
 		"`syscount -x`; all exits — errnowatch `Filter.AllExits`, bpftrace without the predicate, `syscount`; durations " +
@@ -360,7 +359,8 @@ func rssSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
 		"with N running pods on its node, each with a container ID in its status and a matching kubelet-shaped " +
 		"cgroup (cgroupfs driver, containerd) on the host, so the agent holds both the pod cache and the cgroup map. " +
 		"RSS is the median of 10 samples of VmRSS taken over 5 s after the agent has been ready for 5 s; peak is " +
-		"VmHWM. The baseline is the same agent with 0 pods.")
+		"VmHWM. The baseline is the same agent with 0 pods. The Go runtime returns freed memory lazily, so " +
+		"steps of a few MiB between neighbouring counts are within noise; compare 0 with 1000.")
 	counts := []int{0, 250, 500, 1000}
 	var xs, rss []float64
 	var missing []bool
