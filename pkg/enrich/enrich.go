@@ -68,8 +68,10 @@ type Options struct {
 	Hold time.Duration
 	// LaggingHold is how long data of a pod the informer does not know is
 	// held while the informer is behind the API (kube.Pods.Lagging). Client-go
-	// retries a failed watch after up to a minute, then lists again. Default
-	// 2 min; never shorter than Hold.
+	// retries a failed watch after up to a minute, and when the API server
+	// comes back behind a Service, kube-proxy's own informer must first see
+	// its endpoint again: on the e2e node the agent's informer caught up 2 to
+	// 5 minutes after a 30 s outage. Default 5 min; never shorter than Hold.
 	LaggingHold time.Duration
 	// MaxPending bounds the held records, count keys and histograms; past
 	// it, new data is emitted at once with what is known. Default 8192.
@@ -95,7 +97,7 @@ func (o *Options) setDefaults() {
 		o.Hold = 10 * time.Second
 	}
 	if o.LaggingHold == 0 {
-		o.LaggingHold = 2 * time.Minute
+		o.LaggingHold = 5 * time.Minute
 	}
 	if o.LaggingHold < o.Hold {
 		o.LaggingHold = o.Hold

@@ -24,7 +24,7 @@ import (
 // TestWholeSystem is one story, in order, because each step builds on the
 // last: install, attacks, upgrade, faults, load, uninstall.
 func TestWholeSystem(t *testing.T) {
-	ctx := ctxFor(t, 38*time.Minute)
+	ctx := ctxFor(t, 45*time.Minute)
 	if !t.Run("install", testInstall) {
 		t.Fatal("the chart did not install: nothing else can run")
 	}
