@@ -236,7 +236,8 @@ func (c *Cluster) cleanNetwork() error {
 }
 
 // removeChains deletes the KUBE-* and CNI-* chains of a table and the jumps
-// to them.
+// to them. Jumps are deleted by rule number: their comments (the bridge
+// plugin's hold escaped quotes) do not survive a round trip through -S.
 func removeChains(cmd, table string) {
 	out, err := exec.Command(cmd, "-t", table, "-S").Output()
 	if err != nil {
@@ -244,13 +245,24 @@ func removeChains(cmd, table string) {
 	}
 	ours := func(chain string) bool { return strings.HasPrefix(chain, "KUBE-") || strings.HasPrefix(chain, "CNI-") }
 	var chains []string
+	numbers := map[string][]int{} // chain -> numbers of its rules that jump to ours
+	index := map[string]int{}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		switch {
 		case len(f) >= 2 && f[0] == "-N" && ours(f[1]):
 			chains = append(chains, f[1])
-		case len(f) >= 4 && f[0] == "-A" && !ours(f[1]) && slices.ContainsFunc(f, ours):
-			_ = exec.Command(cmd, unquote(append([]string{"-t", table, "-D"}, f[1:]...))...).Run()
+		case len(f) >= 2 && f[0] == "-A":
+			index[f[1]]++
+			if !ours(f[1]) && len(f) >= 2 && ours(f[len(f)-1]) {
+				numbers[f[1]] = append(numbers[f[1]], index[f[1]])
+			}
+		}
+	}
+	for chain, ns := range numbers {
+		slices.Reverse(ns)
+		for _, n := range ns {
+			_ = exec.Command(cmd, "-t", table, "-D", chain, strconv.Itoa(n)).Run()
 		}
 	}
 	for _, ch := range chains {
@@ -259,25 +271,4 @@ func removeChains(cmd, table string) {
 	for _, ch := range chains {
 		_ = exec.Command(cmd, "-t", table, "-X", ch).Run()
 	}
-}
-
-// unquote strips the quotes iptables -S puts around comments.
-func unquote(args []string) []string {
-	out := make([]string, 0, len(args))
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if strings.HasPrefix(a, `"`) {
-			j := i
-			for !strings.HasSuffix(args[j], `"`) || (j == i && len(a) == 1) {
-				if j+1 >= len(args) {
-					break
-				}
-				j++
-			}
-			a = strings.Trim(strings.Join(args[i:j+1], " "), `"`)
-			i = j
-		}
-		out = append(out, a)
-	}
-	return out
 }
