@@ -47,6 +47,7 @@ E2E_GOTESTFLAGS ?=
 .PHONY: e2e-tools
 e2e-tools: cluster-bins
 	$(GO) build -o $(BIN)/e2e-node ./test/e2e/cmd/e2e-node
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/runc-wrapper ./test/e2e/cmd/runc-wrapper
 	$(GO) build -modfile=$(CURDIR)/tools/go.mod -o $(BIN)/helm helm.sh/helm/v3/cmd/helm
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/errnowatch ./cmd/errnowatch
 

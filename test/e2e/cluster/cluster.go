@@ -19,8 +19,9 @@
 //   - They forbid lowering oom_score_adj (CAP_SYS_RESOURCE is outside the
 //     bounding set), and runc fails every pod sandbox the kubelet asks for
 //     with oom_score_adj -998 ("can't get final child's PID from pipe").
-//     containerd runs runc through RuncWrapper, which raises negative values
-//     in the bundle's config.json to 0 and then runs the real runc.
+//     containerd runs runc through runc-wrapper (package runcwrap), which
+//     raises negative values in the bundle's config.json to 0 and then runs
+//     the real runc.
 //   - Nothing resolves cluster names, so the harness serves cluster DNS
 //     (ServeDNS) on the bridge's gateway, where the kubelet points pods.
 package cluster
@@ -78,9 +79,11 @@ type Config struct {
 	// BinDir holds etcd, kube-apiserver, kube-controller-manager,
 	// kube-scheduler, kubelet and kube-proxy (make cluster-bins).
 	BinDir string
-	// Self is the e2e-node binary: it serves cluster DNS (`e2e-node dns`)
-	// and is runc's wrapper (run as "runc").
+	// Self is the e2e-node binary: it serves cluster DNS (`e2e-node dns`).
 	Self string
+	// RuncWrapper is the runc-wrapper binary (test/e2e/cmd/runc-wrapper),
+	// containerd's runc.
+	RuncWrapper string
 	// NodeName defaults to "e2e-node".
 	NodeName string
 	// PodCIDR defaults to 198.18.0.0/24 (benchmarking range, outside the
@@ -213,8 +216,11 @@ func Open(dir string, log io.Writer) (*Cluster, error) {
 // and returns once the node is Ready. On failure it stops what it started.
 func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	cfg.defaults()
-	if cfg.Dir == "" || cfg.BinDir == "" || cfg.Self == "" {
-		return nil, errors.New("cluster: Dir, BinDir and Self are required")
+	if cfg.Dir == "" || cfg.BinDir == "" || cfg.Self == "" || cfg.RuncWrapper == "" {
+		return nil, errors.New("cluster: Dir, BinDir, Self and RuncWrapper are required")
+	}
+	if _, err := os.Stat(cfg.RuncWrapper); err != nil {
+		return nil, fmt.Errorf("cluster: runc wrapper: %w (build it: go build -o bin/runc-wrapper ./test/e2e/cmd/runc-wrapper)", err)
 	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("cluster: a node needs root (kubelet, containerd, iptables)")
@@ -302,8 +308,8 @@ func (c *Cluster) prepare() error {
 	if err := c.writeKubeconfig(c.path("kubelet.kubeconfig"), "kubelet"); err != nil {
 		return err
 	}
-	// runc, as containerd's runtime binary, is this program (RuncWrapper).
-	if err := os.Symlink(c.cfg.Self, c.path("bin", "runc")); err != nil {
+	// containerd's runtime binary is the runc wrapper.
+	if err := os.Symlink(c.cfg.RuncWrapper, c.path("bin", "runc")); err != nil {
 		return err
 	}
 	files := map[string]string{

@@ -29,7 +29,7 @@ func (c *Cluster) writeKubeconfig(path, cred string) error {
 
 // containerdConfig: a private containerd (its own root, state and socket, so
 // it never meets another on the machine) whose CRI plugin runs pods with runc
-// through the oom_score_adj wrapper (see RuncWrapper) and wires them with
+// through the oom_score_adj wrapper (package runcwrap) and wires them with
 // Debian's CNI plugins.
 func (c *Cluster) containerdConfig() string {
 	return fmt.Sprintf(`version = 2

@@ -4,8 +4,8 @@
 //	e2e-node up   --dir DIR --bin-dir BIN --repo REPO        (make cluster-up)
 //	e2e-node down --dir DIR                                  (make cluster-down)
 //
-// It is also two of the node's own parts: `e2e-node dns` serves cluster DNS,
-// and run under the name "runc" it is containerd's runc wrapper.
+// It is also one of the node's own parts: `e2e-node dns` serves cluster DNS.
+// containerd's runc is runc-wrapper, next to this binary.
 package main
 
 import (
@@ -22,13 +22,6 @@ import (
 )
 
 func main() {
-	if filepath.Base(os.Args[0]) == "runc" {
-		if err := cluster.RuncWrapper(os.Args[1:]); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-		return
-	}
 	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e-node:", err)
 		os.Exit(1)
@@ -75,7 +68,8 @@ func run(args []string) error {
 				return fmt.Errorf("build images: %w", err)
 			}
 		}
-		c, err := cluster.Up(ctx, cluster.Config{Dir: *dir, BinDir: bin, Self: self, Log: os.Stderr})
+		c, err := cluster.Up(ctx, cluster.Config{Dir: *dir, BinDir: bin, Self: self,
+			RuncWrapper: filepath.Join(filepath.Dir(self), "runc-wrapper"), Log: os.Stderr})
 		if err != nil {
 			return err
 		}
