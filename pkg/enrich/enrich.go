@@ -391,8 +391,12 @@ func (e *Enricher) EnrichInterval(iv sensor.Interval, records []sensor.Record) B
 	}
 
 	// Release what is now known, or has waited long enough.
+	// After an API error the informer may have listed again and still miss
+	// new pods for a while (a CI run saw its watch deliver nothing for a
+	// minute after the relist): the longer hold lasts LaggingHold past the
+	// last error, not only until the next event.
 	hold := e.opts.Hold
-	if e.opts.Pods != nil && e.opts.Pods.Lagging() {
+	if p := e.opts.Pods; p != nil && (p.Lagging() || now.Sub(p.LastAPIError()) < e.opts.LaggingHold) {
 		hold = e.opts.LaggingHold
 	}
 	for id, h := range e.pending {

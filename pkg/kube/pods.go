@@ -212,6 +212,14 @@ func (p *Pods) Lagging() bool {
 	return errAt != 0 && p.lastEvent.Load() <= errAt
 }
 
+// LastAPIError is when a list or watch of the API last failed (zero: never).
+func (p *Pods) LastAPIError() time.Time {
+	if n := p.apiErrAt.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
+
 // Synced tells whether the initial list has been indexed.
 func (p *Pods) Synced() bool { return p.reg.HasSynced() }
 
