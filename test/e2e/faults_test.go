@@ -253,7 +253,10 @@ func testAgentDeletedWithSpool(t *testing.T, r reader) {
 // enricher's longer hold after an API error does not cover it when client-go
 // reports no error to the informer's watch error handler (seen in CI).
 func testAPIServerDown(t *testing.T, r reader) {
-	ctx := ctxFor(t, 6*time.Minute)
+	// In-cluster clients (the collector's TokenReview, the agent's
+	// informer) took up to several minutes to reach the restarted API
+	// server through the kubernetes Service in CI runs.
+	ctx := ctxFor(t, 15*time.Minute)
 	ns := "e2e-fault-apiserver"
 	names := startAttacks(ctx, t, ns, "atk", 3, 15*time.Second, 2*time.Second)
 	for _, n := range names {

@@ -212,6 +212,11 @@ func (r reader) args() []string {
 
 // list runs `errnowatch alerts list -o json` with filters.
 func (e *env) list(ctx context.Context, r reader, filters ...string) ([]alertfmt.Record, error) {
+	// Each call gets its own bound: after an API server restart the
+	// collector's TokenReview can stall for minutes (seen in CI), and a poll
+	// must retry rather than wait on one call until its whole deadline.
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	args := append([]string{"alerts", "list", "-o", "json", "--limit", "10000"}, r.args()...)
 	out, err := run(ctx, filepath.Join(e.bin, "errnowatch"), append(args, filters...)...)
 	if err != nil {
