@@ -77,7 +77,9 @@ func saToken(t *testing.T, cs kubernetes.Interface, ns, name string) string {
 	return p
 }
 
-func startProcess(t *testing.T, name string, args ...string) *exec.Cmd {
+// startProcess starts the binary with its output in a log that is shown
+// when the test or benchmark fails, and kills it when it ends.
+func startProcess(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
 	log, err := os.Create(filepath.Join(t.TempDir(), name+".log"))

@@ -71,7 +71,7 @@ func benchAlertLatency(b *testing.B, interval time.Duration, bursts int) {
 	}
 	ops := benchFreePort(b)
 	store := filepath.Join(dir, "collector")
-	benchProcess(b, "agent", "agent", "--no-kubernetes", "--rules", rulesFile, "--embedded-collector", store,
+	startProcess(b, "agent", "agent", "--no-kubernetes", "--rules", rulesFile, "--embedded-collector", store,
 		"--spool-dir", filepath.Join(dir, "spool"), "--interval", interval.String(),
 		"--metrics-address", ops, "--health-address", ops, "--log-level", "error")
 	benchWaitHTTP(b, "http://"+ops+"/readyz", 60*time.Second)
@@ -250,7 +250,7 @@ func benchPod(ctx context.Context, env *testenv.Env, kubepods *cgrouptest.Dir, n
 func agentRSS(b *testing.B, kubeconfig, node string) (rss, hwm float64) {
 	ops := benchFreePort(b)
 	repo, _ := filepath.Abs("../..")
-	agent := benchProcess(b, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
+	agent := startProcess(b, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
 		"--rules", filepath.Join(repo, "rules"), "--spool-dir", filepath.Join(b.TempDir(), "spool"),
 		"--metrics-address", ops, "--health-address", ops, "--log-level", "error")
 	benchWaitHTTP(b, "http://"+ops+"/readyz", 60*time.Second)
@@ -311,31 +311,6 @@ func benchFreePort(b *testing.B) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// benchProcess starts the binary with its output in a log that is shown
-// when the benchmark fails, and kills it when the benchmark ends.
-func benchProcess(b *testing.B, name string, args ...string) *exec.Cmd {
-	cmd := exec.Command(binary, args...)
-	log, err := os.Create(filepath.Join(b.TempDir(), name+".log"))
-	if err != nil {
-		b.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			cmd.Process.Kill()
-			cmd.Wait()
-		}
-		if b.Failed() {
-			out, _ := os.ReadFile(log.Name())
-			b.Logf("%s log:\n%s", name, out)
-		}
-	})
-	return cmd
 }
 
 func benchWaitHTTP(b *testing.B, url string, timeout time.Duration) {
