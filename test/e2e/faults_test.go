@@ -461,7 +461,7 @@ func churnWave(ctx context.Context, ns string, wave, n int) error {
 	for i := range n {
 		p := &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("churn-%d-%d", wave, i), Labels: map[string]string{"app": "churn"}},
-			Spec:       workloadPod(ns, "churn", nil, "sleep"),
+			Spec:       workloadPod("sleep"),
 		}
 		if _, err := pods.Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			return err

@@ -244,7 +244,7 @@ func parseRecords(out string) ([]alertfmt.Record, error) {
 }
 
 // workloadPod is a pod of the workload image running args.
-func workloadPod(ns, name string, labels map[string]string, args ...string) corev1.PodSpec {
+func workloadPod(args ...string) corev1.PodSpec {
 	zero := int64(0)
 	return corev1.PodSpec{
 		TerminationGracePeriodSeconds: &zero,
@@ -262,7 +262,7 @@ func workloadPod(ns, name string, labels map[string]string, args ...string) core
 func deployment(ns, name string, args ...string) *appsv1.Deployment {
 	one := int32(1)
 	labels := map[string]string{"app": name}
-	spec := workloadPod(ns, name, labels, args...)
+	spec := workloadPod(args...)
 	return &appsv1.Deployment{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
