@@ -14,6 +14,24 @@ TOOLS   := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 
 include mk/kube.mk
 
+# Debian packages, by what needs them. `make deps` installs the missing ones
+# (hack/deps.sh: nothing to do costs one dpkg-query).
+#   generate: clang and the libbpf headers rebuild the BPF objects.
+#   test:     postgresql (the PostgreSQL store's tests start private servers
+#             from its binaries); containerd, runc, the CNI plugins, iptables,
+#             conntrack, iproute2 and util-linux (the e2e node); busybox-static
+#             (the e2e workload image).
+#   bench:    bpftrace and libbpf-tools' syscount, the baselines of make bench.
+DEPS_GENERATE := clang-19 llvm-19 libbpf-dev
+DEPS_TEST     := git ca-certificates postgresql containerd runc containernetworking-plugins \
+	iptables conntrack iproute2 util-linux busybox-static
+DEPS_BENCH    := bpftrace libbpf-tools
+
+# $(call timed,PHASE,COMMAND): run COMMAND, then say how long PHASE took,
+# whether it passed or failed, and keep its exit status.
+timed = start=$$SECONDS; status=0; $(2) || status=$$?; \
+	echo "== $(1): $$((SECONDS - start))s$$( [ $$status -eq 0 ] || echo ", FAILED (exit $$status)")"; exit $$status
+
 .PHONY: help
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -31,16 +49,19 @@ run: build ## Run errnowatch standalone on this host: live failures and alerts, 
 		--spool-dir $(RUN_DIR)/spool --print-alerts --print-summary 5s \
 		--metrics-address 127.0.0.1:9090 --health-address 127.0.0.1:9090
 
+.PHONY: deps
+deps: ## Install the Debian packages that generate and test need, when missing (as root; quick when all are there).
+	@hack/deps.sh $(DEPS_GENERATE) $(DEPS_TEST)
+
 .PHONY: test
-test: kube-bins cluster-bins ## Run every test (as root: real kernel, real kube-apiserver), then the whole-system tests (make e2e).
-	$(GO) test -count=1 -timeout 40m $(GOTESTFLAGS) ./...
-	$(MAKE) e2e
+test: deps kube-bins cluster-bins ## Run every test (as root: real kernel, real kube-apiserver), then the whole-system tests (make e2e).
+	@$(call timed,unit and kernel tests (go test ./...),$(GO) test -count=1 -timeout 40m $(GOTESTFLAGS) ./...)
+	@$(call timed,whole-system tests (make e2e),$(MAKE) e2e)
 
 # The whole-system tests (test/e2e) on a real single-node cluster that
 # test/e2e/cluster starts in E2E_DIR: etcd, kube-apiserver, controller-manager,
 # scheduler, kubelet on Debian's containerd and runc, kube-proxy, cluster DNS.
-# Debian packages it needs: containerd runc containernetworking-plugins
-# iptables conntrack busybox-static (.ci/run installs them).
+# Debian packages it needs: DEPS_TEST (make deps installs them).
 E2E_DIR ?= /tmp/errnowatch-e2e
 E2E_GOTESTFLAGS ?=
 
@@ -61,14 +82,15 @@ cluster-down: ## Stop the cluster in E2E_DIR and remove everything it made (proc
 	$(BIN)/e2e-node down --dir $(E2E_DIR)
 
 .PHONY: e2e
-e2e: ## Whole-system tests: cluster-up, helm install, attacks, faults, load; cluster-down even on failure.
+e2e: deps ## Whole-system tests: cluster-up, helm install, attacks, faults, load; cluster-down even on failure.
 	$(MAKE) cluster-up
 	status=0; ERRNOWATCH_E2E_DIR=$(E2E_DIR) ERRNOWATCH_E2E_BIN=$(BIN) $(GO) test -count=1 -timeout 50m -v \
 		$(E2E_GOTESTFLAGS) ./test/e2e/ || status=$$?; \
 	$(MAKE) cluster-down; exit $$status
 
 .PHONY: bench
-bench: kube-bins ## Run the report's benchmarks, each against its baseline, and write docs/bench/report.md and charts.
+bench: deps kube-bins ## Run the report's benchmarks, each against its baseline, and write docs/bench/report.md and charts.
+	@hack/deps.sh $(DEPS_BENCH)
 	$(GO) run ./hack/benchreport -out docs/bench
 
 .PHONY: bench-all
@@ -76,9 +98,8 @@ bench-all: kube-bins ## Run every Go benchmark once, plain go test -bench output
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 30m ./...
 
 .PHONY: tools-clang
-tools-clang: ## Install clang-19 and libbpf headers from Debian when missing.
-	@command -v $(CLANG) >/dev/null && test -f /usr/include/bpf/bpf_helpers.h || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang-19 llvm-19 libbpf-dev; }
+tools-clang: ## Install clang-19 and the libbpf headers from Debian when missing.
+	@hack/deps.sh $(DEPS_GENERATE)
 
 .PHONY: generate
 generate: tools-clang proto manifests ## Regenerate BPF objects, syscall tables, API code and manifests.

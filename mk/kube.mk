@@ -34,9 +34,9 @@ cluster-bins: kube-bins $(addprefix $(KUBE_BIN_DIR)/,$(KUBE_NODE_CMDS)) ## Also 
 # Every Kubernetes command comes from the one tool module, so they share its
 # build cache: after kube-apiserver, each of the others takes a few minutes.
 $(addprefix $(KUBE_BIN_DIR)/,kube-apiserver $(KUBE_NODE_CMDS)): $(KUBE_BIN_DIR)/%: $(KUBE_TOOLS_DIR)/kubernetes/go.mod $(KUBE_TOOLS_DIR)/kubernetes/go.sum
-	cd $(KUBE_TOOLS_DIR)/kubernetes && GOWORK=off $(GO) build -trimpath -ldflags='-s -w $(strip $(KUBE_VERSION_X))' -o $@ k8s.io/kubernetes/cmd/$*
+	@$(call timed,build bin/$*,cd $(KUBE_TOOLS_DIR)/kubernetes && GOWORK=off $(GO) build -trimpath -ldflags='-s -w $(strip $(KUBE_VERSION_X))' -o $@ k8s.io/kubernetes/cmd/$*)
 	@touch $@
 
 $(KUBE_BIN_DIR)/etcd: $(KUBE_TOOLS_DIR)/etcd/go.mod $(KUBE_TOOLS_DIR)/etcd/go.sum
-	cd $(KUBE_TOOLS_DIR)/etcd && GOWORK=off $(GO) build $(KUBE_BUILD_FLAGS) -o $@ go.etcd.io/etcd/server/v3
+	@$(call timed,build bin/etcd,cd $(KUBE_TOOLS_DIR)/etcd && GOWORK=off $(GO) build $(KUBE_BUILD_FLAGS) -o $@ go.etcd.io/etcd/server/v3)
 	@touch $@
