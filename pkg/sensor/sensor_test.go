@@ -696,3 +696,66 @@ func TestFullMapCountsIntoOverflow(t *testing.T) {
 		t.Errorf("%d exits lost with the map full; they belong in overflow keys", st.MapFull)
 	}
 }
+
+// Issue 14 §3: under an include scope that names a pod's cgroup, a
+// container cgroup made under it afterwards is counted from its first
+// syscall, with no user space step in between, and so is a cgroup the
+// container makes inside its own. Another pod's container is not; nor is a
+// cgroup deeper than the kernel looks. Exclusions still match a cgroup
+// itself only.
+func TestIncludeScopeMatchesPodCgroup(t *testing.T) {
+	s := load(t, Config{})
+	pod := cgrouptest.New(t, "kubepods/besteffort/pod"+cgrouptest.PodUID())
+	other := cgrouptest.New(t, "kubepods/besteffort/pod"+cgrouptest.PodUID())
+	if err := s.SetCgroups([]uint64{pod.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Drain()
+	ctr := pod.Mkdir(cgrouptest.ContainerID())
+	nested := ctr.Mkdir("init.scope")
+	tooDeep := nested.Mkdir("a")
+	otherCtr := other.Mkdir(cgrouptest.ContainerID())
+	const n = 1000
+	for _, cg := range []*cgrouptest.Dir{ctr, nested, tooDeep, otherCtr} {
+		if out, err := runRaw(t, cg, fmt.Sprintf("ebadf %d", n)); err != nil {
+			t.Fatalf("child in %s: %v: %s", cg.Rel, err, out)
+		}
+	}
+	iv, err := s.Drain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]uint64{}
+	for _, c := range iv.Counts {
+		if c.Syscall == unix.SYS_CLOSE && c.Errno == uint16(unix.EBADF) {
+			got[c.CgroupID] += c.Count
+		}
+	}
+	for name, w := range map[*cgrouptest.Dir]uint64{ctr: n, nested: n, tooDeep: 0, otherCtr: 0} {
+		if got[name.ID] != w {
+			t.Errorf("%s: counted %d close EBADF, want %d", name.Rel, got[name.ID], w)
+		}
+	}
+
+	// Excluding the pod's cgroup excludes that cgroup, not its containers.
+	if err := s.SetCgroups(nil, []uint64{pod.ID}); err != nil {
+		t.Fatal(err)
+	}
+	s.Drain()
+	if out, err := runRaw(t, ctr, fmt.Sprintf("ebadf %d", n)); err != nil {
+		t.Fatalf("child: %v: %s", err, out)
+	}
+	iv, err = s.Drain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counted uint64
+	for _, c := range iv.Counts {
+		if c.CgroupID == ctr.ID && c.Syscall == unix.SYS_CLOSE && c.Errno == uint16(unix.EBADF) {
+			counted += c.Count
+		}
+	}
+	if counted != n {
+		t.Errorf("exclude of the pod cgroup: its container counted %d, want %d", counted, n)
+	}
+}
