@@ -3,7 +3,21 @@
 // duration mode), changes its filters at run time, drains the exact
 // in-kernel counts every interval and decodes the sampled failure records
 // from the ring buffer into a bounded queue. It hands on sensor.Interval
-// (exact counts, latency histograms, loss statistics) and sensor.Record.
+// (exact counts, latency histograms, overflows, loss statistics) and
+// sensor.Record.
+//
+// The counts stay exact whatever a workload does. Syscall numbers outside
+// the table are one key, InvalidSyscall. Each cgroup may make at most
+// Config.MaxKeysPerCgroup keys per interval; its exits beyond that, or
+// when the map is full, are counted in its overflow key (OverflowSyscall),
+// and Interval.Overflows names those cgroups. Successes (with
+// Filter.AllExits) and failures each have a per-CPU hot slot, so storms of
+// either cost one compare and an increment.
+//
+// Include scopes (Filter.IncludeCgroups, SetCgroups) match a cgroup or its
+// nearest ancestor in the set, up to two levels up, so that naming a pod's
+// cgroup puts its containers in scope from their first syscall; exclusions
+// match the cgroup itself.
 package sensor
 
 import (
