@@ -15,6 +15,19 @@
  *      key's limit reached stops asking the shared limiter until the window
  *      or the counts map changes.
  *
+ * No workload can blind the sensor to the others by making keys (a pod
+ * calling syscall(1000 + i) makes a new key per call):
+ *
+ *   - Syscall numbers outside the table (cfg.nr_limit, from pkg/syscalls)
+ *     are one key, NR_INVALID, so an invalid-number storm is a storm of
+ *     one key and takes the hot slot.
+ *   - Each cgroup may make at most cfg.cgroup_share keys per generation.
+ *     Beyond that, and when the whole counts map is full, its exits are
+ *     counted in its entry of the budgets map (failures and successes,
+ *     exactly, without syscall and errno), and user space reports them as
+ *     the cgroup's overflow key, NR_OVERFLOW. A pod can use up only its
+ *     own share; the check costs a lookup only when a key is new.
+ *
  * Why tp_btf and not a plain raw_tp: the BTF-typed tracepoint gives the
  * program a typed struct pt_regs pointer and a trusted current task, so the
  * syscall number, the compat flag and the cgroup id are direct loads that
@@ -37,6 +50,7 @@
 #include "include/kernel_types.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -51,6 +65,15 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * NR_NONE is what -1 would become. */
 #define NR_MASK 0x7fffffffu
 #define NR_NONE NR_MASK
+/* Every number at or above the table's size (a real table has < 1024). */
+#define NR_INVALID 0xffffu
+/* A cgroup's exits beyond its share of the counts map (user space makes
+ * this key from the budgets map; records of those exits carry it too). */
+#define NR_OVERFLOW 0xfffeu
+/* How many ancestors of a task's cgroup the include scope looks at: the
+ * container's pod cgroup, and one more for a container that made a cgroup
+ * of its own (systemd or a nested runtime inside it). */
+#define SCOPE_ANCESTORS 2
 
 #if defined(__TARGET_ARCH_x86)
 #define TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
@@ -76,6 +99,8 @@ struct config {
 	u32 self_tgid;          /* exits of this process are ignored */
 	u32 records_per_window; /* first N records per key and window; 0: none */
 	u32 durations;          /* 1: sys_enter records entry times */
+	u32 nr_limit[2];        /* [compat]: syscall table size; >= is NR_INVALID */
+	u32 cgroup_share;       /* keys one cgroup may make per generation */
 };
 
 /* Mutable globals live in .bss/.data maps that user space writes through
@@ -101,15 +126,26 @@ struct count_val {
 	u32 _pad;
 };
 
-/* This CPU's hot key for one generation: a run of exits with the same key
- * (a failure storm) is counted here with no hash lookup at all. User space
- * adds `pending` to the key's count when it drains the generation. */
+/* This CPU's hot key for one generation and kind (failures, successes): a
+ * run of exits with the same key (a failure storm) is counted here with no
+ * hash lookup at all. Successes have a slot of their own so that a
+ * workload alternating one success and one failure (the common shape with
+ * all exits on) keeps both on the storm path. User space adds `pending` to
+ * the key's count when it drains the generation. */
 struct hot_slot {
 	struct count_key key;
 	struct count_key last; /* the previous key that missed the slot */
 	u64 pending;
 	u32 bound;     /* key is valid */
 	u32 saturated; /* as count_val.saturated, for key */
+};
+
+/* One cgroup's use of the counts map in one generation. */
+struct cgroup_budget {
+	u32 keys;      /* keys it made */
+	u32 saturated; /* as count_val.saturated, for its overflow records */
+	u64 failures;  /* failed exits that found no room: over share or map full */
+	u64 successes; /* the same for successes (all-exits mode) */
 };
 
 struct hist_key {
@@ -175,10 +211,19 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2); /* one per generation */
+	__uint(max_entries, 4); /* generation * 2 + (1 for successes) */
 	__type(key, u32);
 	__type(value, struct hot_slot);
 } hot SEC(".maps");
+
+/* Per generation, like counts0/1; not per CPU, so that a share is one
+ * number for the whole node. User space sizes it like the counts maps. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 8192);
+	__type(key, u64); /* cgroup id */
+	__type(value, struct cgroup_budget);
+} budgets0 SEC(".maps"), budgets1 SEC(".maps");
 
 struct barrier_inner {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -262,17 +307,40 @@ static __always_inline bool syscall_passes(u32 nr, u32 compat)
 	return mode == SYSCALLS_ALLOW ? set : !set;
 }
 
-static __always_inline bool cgroup_passes(u64 cgroup_id)
+static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
+{
+	if (bpf_core_field_exists(kn->__parent))
+		return kn->__parent;
+	return kn->parent;
+}
+
+/* In include mode a cgroup the set does not name takes the verdict of its
+ * nearest named ancestor, up to SCOPE_ANCESTORS: user space names pod
+ * cgroups, which kubelet makes before the sandbox, so a new container is
+ * in scope from its first syscall instead of from when user space has seen
+ * its cgroup. Exclude mode matches the cgroup itself only, as before: it
+ * runs for every exit of the node, and a lookup per ancestor would cost
+ * every workload that is not excluded. */
+static __always_inline bool cgroup_passes(struct kernfs_node *kn)
 {
 	u32 mode = cfg.cgroup_mode;
+	u64 id = kn->id;
 	u32 *verdict;
+	int i;
 
 	if (mode == CGROUPS_ALL)
 		return true;
-	verdict = bpf_map_lookup_elem(&cgroup_filter, &cgroup_id);
-	if (mode == CGROUPS_INCLUDE)
-		return verdict && *verdict == CGROUP_INCLUDE;
-	return !verdict || *verdict != CGROUP_EXCLUDE;
+	verdict = bpf_map_lookup_elem(&cgroup_filter, &id);
+	if (mode != CGROUPS_INCLUDE)
+		return !verdict || *verdict != CGROUP_EXCLUDE;
+	for (i = 0; i < SCOPE_ANCESTORS && !verdict; i++) {
+		kn = kn_parent(kn);
+		if (!kn)
+			return false;
+		id = kn->id;
+		verdict = bpf_map_lookup_elem(&cgroup_filter, &id);
+	}
+	return verdict && *verdict == CGROUP_INCLUDE;
 }
 
 /* log2 bucket of a duration, without a loop. */
@@ -311,18 +379,31 @@ static __always_inline void observe_duration(void *hists, struct count_key *key,
 		h->buckets[b] += 1;
 }
 
-/* The counter of key in counts, inserted if new; NULL when the map is full.
+/* The counter of a key that is not in counts yet, inserted if the key's
+ * cgroup has share left; NULL when it has none or the map is full. *bp is
+ * the cgroup's budget, NULL only when the budgets map is full too.
  * Insert-then-lookup: the update fails only when the map is full (an insert
- * of the same key from elsewhere gives EEXIST, and the lookup finds it). */
-static __always_inline struct count_val *counter(void *counts, struct count_key *key)
+ * of the same key from elsewhere gives EEXIST, and the lookup finds it).
+ * CPUs racing on one cgroup may overshoot its share by one key each. */
+static __always_inline struct count_val *new_counter(void *counts, void *budgets, struct count_key *key,
+						     struct cgroup_budget **bp)
 {
 	static const struct count_val empty;
-	struct count_val *v;
+	static const struct cgroup_budget fresh;
+	struct cgroup_budget *b;
 
-	v = bpf_map_lookup_elem(counts, key);
-	if (v)
-		return v;
-	bpf_map_update_elem(counts, key, &empty, BPF_NOEXIST);
+	b = bpf_map_lookup_elem(budgets, &key->cgroup_id);
+	if (!b) {
+		bpf_map_update_elem(budgets, &key->cgroup_id, &fresh, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(budgets, &key->cgroup_id);
+		if (!b)
+			return NULL;
+	}
+	*bp = b;
+	if (b->keys >= cfg.cgroup_share)
+		return NULL;
+	if (bpf_map_update_elem(counts, key, &empty, BPF_NOEXIST) == 0)
+		__sync_fetch_and_add(&b->keys, 1);
 	return bpf_map_lookup_elem(counts, key);
 }
 
@@ -400,10 +481,11 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	struct task_struct *task;
 	struct count_key key;
 	struct count_val *v;
+	struct kernfs_node *kn;
 	struct hot_slot *slot;
 	u32 *saturated;
 	u64 duration = 0;
-	u32 errno = 0, compat, g;
+	u32 errno = 0, compat, g, idx;
 
 	/* -4095..-1 is an error; anything else (mmap addresses included) is not. */
 	if ((unsigned long)ret >= (unsigned long)-MAX_ERRNO) {
@@ -433,15 +515,19 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	compat = task_is_compat(task);
 	if (!syscall_passes(key.nr, compat))
 		return 0;
-	key.cgroup_id = task->cgroups->dfl_cgrp->kn->id;
-	if (!cgroup_passes(key.cgroup_id))
+	kn = task->cgroups->dfl_cgrp->kn;
+	key.cgroup_id = kn->id;
+	if (!cgroup_passes(kn))
 		return 0;
+	if (key.nr >= cfg.nr_limit[compat & 1])
+		key.nr = NR_INVALID;
 	if (compat)
 		key.nr |= COMPAT_BIT;
 	key.errno = errno;
 
 	g = gen & 1;
-	slot = bpf_map_lookup_elem(&hot, &g);
+	idx = g * 2 + (errno == 0);
+	slot = bpf_map_lookup_elem(&hot, &idx);
 	if (!slot)
 		return 0;
 	if (slot->bound && key_eq(&slot->key, &key)) {
@@ -449,14 +535,34 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		slot->pending += 1;
 		saturated = &slot->saturated;
 	} else {
+		struct cgroup_budget *b = NULL;
+
 		/* Two call sites, one per map, so that each lookup is inlined. */
 		if (g)
-			v = counter(&counts1, &key);
+			v = bpf_map_lookup_elem(&counts1, &key);
 		else
-			v = counter(&counts0, &key);
+			v = bpf_map_lookup_elem(&counts0, &key);
 		if (!v) {
-			stat_inc(STAT_MAP_FULL);
-			return 0;
+			if (g)
+				v = new_counter(&counts1, &budgets1, &key, &b);
+			else
+				v = new_counter(&counts0, &budgets0, &key, &b);
+		}
+		if (!v) {
+			if (!b) {
+				stat_inc(STAT_MAP_FULL);
+				return 0;
+			}
+			/* Over the cgroup's share, or the map is full: still
+			 * counted, in the cgroup's overflow. Its records share
+			 * one rate limit per cgroup and errno. */
+			if (errno)
+				__sync_fetch_and_add(&b->failures, 1);
+			else
+				__sync_fetch_and_add(&b->successes, 1);
+			key.nr = (key.nr & COMPAT_BIT) | NR_OVERFLOW;
+			saturated = &b->saturated;
+			goto counted;
 		}
 		v->count += 1;
 		saturated = &v->saturated;
@@ -466,10 +572,12 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 			if (slot->bound && slot->pending) {
 				struct count_val *old;
 
+				/* In the map since it missed the slot, in this
+				 * generation: nothing deletes keys until the drain. */
 				if (g)
-					old = counter(&counts1, &slot->key);
+					old = bpf_map_lookup_elem(&counts1, &slot->key);
 				else
-					old = counter(&counts0, &slot->key);
+					old = bpf_map_lookup_elem(&counts0, &slot->key);
 				if (old) {
 					old->count += slot->pending;
 					old->saturated = slot->saturated;
@@ -485,6 +593,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		slot->last = key;
 	}
 
+counted:
 	if (cfg.durations) {
 		struct enter_val *e = bpf_task_storage_get(&enter_times, task, 0, 0);
 

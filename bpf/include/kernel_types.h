@@ -90,6 +90,10 @@ struct thread_info {
 
 struct kernfs_node {
 	u64 id;
+	/* Renamed __parent in 6.14 (RCU-protected since); the program reads
+	 * whichever the running kernel has (bpf_core_field_exists). */
+	struct kernfs_node *parent;
+	struct kernfs_node *__parent;
 } __attribute__((preserve_access_index));
 
 struct cgroup {

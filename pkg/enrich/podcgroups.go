@@ -18,9 +18,11 @@ import (
 // podCgroups keeps, for the scope, every cgroup inside a pod on this node,
 // by pod UID, current as kubelet and the runtime make and remove them.
 //
-// The sensor's cgroup filter matches a task's own cgroup only, so a pod in
-// scope must have every cgroup below it in the set, and a new container's
-// cgroup must be added before its process gets far. The cgroup resolver
+// The sensor's exclude set matches a task's own cgroup only, so an
+// excluded pod must have every cgroup below it in the set. An include set
+// also matches a cgroup's parent and grandparent, so a new container of a
+// pod in scope counts before its cgroup is added; adding it makes the
+// kernel's check one lookup instead of two. The cgroup resolver
 // answers ids but does not announce new cgroups, so the scope watches with
 // inotify itself, and only where pods appear: the v2 root, kubelet's
 // kubepods trees (root, QoS and pod levels and everything inside pods), and

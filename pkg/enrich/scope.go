@@ -22,6 +22,13 @@ import (
 // Selector the sensor counts only the cgroups of pods in scope (host
 // processes and pods the API has not named yet are out); with only
 // exclusions it counts everything but the cgroups of excluded pods.
+//
+// The sets hold every cgroup of a pod, its own (the pod-level cgroup) and
+// its containers'. In include mode the kernel also takes a cgroup the set
+// does not name yet as in scope when its parent or grandparent is: kubelet
+// makes the pod cgroup before the sandbox, so by the time a container
+// starts its pod's cgroup is in the set, and its first syscalls count
+// without waiting for the watch below to see the container's cgroup.
 type Scope struct {
 	Namespaces        []string
 	ExcludeNamespaces []string

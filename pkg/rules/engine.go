@@ -25,7 +25,16 @@ type Config struct {
 	// MaxKeysPerRule bounds the keys one rule tracks (default 100000);
 	// failures for further keys are dropped and counted in Stats.
 	MaxKeysPerRule int
+	// MaxDispatch bounds the cache of which rules a (syscall, errno) goes
+	// to (default 16384 entries); when full it starts again empty. A
+	// workload can make every syscall fail with every errno (a seccomp
+	// filter of its own does), so the cache cannot grow with what it sees.
+	MaxDispatch int
 }
+
+// maxAlertCounts bounds the distinct (syscall, errno) counts one alert
+// keeps; the rest of its failures are summed in one overflow count.
+const maxAlertCounts = 256
 
 func (c *Config) defaults() {
 	if c.Interval <= 0 {
@@ -37,10 +46,14 @@ func (c *Config) defaults() {
 	if c.MaxKeysPerRule <= 0 {
 		c.MaxKeysPerRule = 100_000
 	}
+	if c.MaxDispatch <= 0 {
+		c.MaxDispatch = 16384
+	}
 }
 
 // Stats are the engine's counters. Counters are cumulative; Rules, Keys and
-// OpenAlerts are as of the last Process.
+// OpenAlerts are as of the last Process. Rules counts the rule set's rules;
+// Keys and OpenAlerts include the built-in EvasionRuleID's.
 type Stats struct {
 	Rules      int
 	Keys       int
@@ -60,6 +73,11 @@ type Stats struct {
 	Updated uint64
 	// RuleSwaps counts rule sets taken into use after the first.
 	RuleSwaps uint64
+	// DispatchKeys is the size of the (syscall, errno) dispatch cache, at
+	// most Config.MaxDispatch; DispatchResets counts the times it was full
+	// and started again.
+	DispatchKeys   int
+	DispatchResets uint64
 }
 
 // Engine evaluates a rule set over the batches of one node. Process must be
@@ -105,9 +123,9 @@ type Engine struct {
 	procBuf []slotProc
 	act     activation
 
-	rulesN, keysN, openN              atomic.Int64
+	rulesN, keysN, openN, dispatchN   atomic.Int64
 	evals, skipped, evalErrs, dropped atomic.Uint64
-	raised, updated, swaps            atomic.Uint64
+	raised, updated, swaps, resets    atomic.Uint64
 }
 
 // NewEngine returns an engine running rs.
@@ -144,7 +162,7 @@ func (e *Engine) Stats() Stats {
 		Rules: int(e.rulesN.Load()), Keys: int(e.keysN.Load()), OpenAlerts: int(e.openN.Load()),
 		Evaluations: e.evals.Load(), Skipped: e.skipped.Load(), EvalErrors: e.evalErrs.Load(),
 		KeysDropped: e.dropped.Load(), Raised: e.raised.Load(), Updated: e.updated.Load(),
-		RuleSwaps: e.swaps.Load(),
+		RuleSwaps: e.swaps.Load(), DispatchKeys: int(e.dispatchN.Load()), DispatchResets: e.resets.Load(),
 	}
 }
 
@@ -182,7 +200,11 @@ func (e *Engine) use(rs *RuleSet) {
 		}
 		return
 	}
-	for _, r := range rs.Rules {
+	all := rs.Rules
+	if rs.Rule(EvasionRuleID) == nil {
+		all = append(all[:len(all):len(all)], evasionRule)
+	}
+	for _, r := range all {
 		s := old[r.ID]
 		if s == nil || s.r.fingerprint != r.fingerprint {
 			n := int64((r.Window + e.cfg.Interval - 1) / e.cfg.Interval)
@@ -212,7 +234,7 @@ func (e *Engine) use(rs *RuleSet) {
 		}
 		e.commRs = e.commRs || s.needsComm
 	}
-	e.rulesN.Store(int64(len(e.rules)))
+	e.rulesN.Store(int64(len(rs.Rules)))
 	n := int64(1)
 	for _, s := range e.rules {
 		n = max(n, s.buckets+1)
@@ -345,6 +367,10 @@ func (e *Engine) rulesFor(sk sysKey, errno uint16) []*ruleState {
 	}
 	rs, ok := e.dispatch[k]
 	if !ok {
+		if len(e.dispatch) >= e.cfg.MaxDispatch {
+			e.dispatch = make(map[uint64][]*ruleState, len(e.dispatch))
+			e.resets.Add(1)
+		}
 		for _, list := range [][]*ruleState{e.bySys[sk], e.allSys} {
 			for _, s := range list {
 				if s.r.errnos.has(errno) {
@@ -353,6 +379,7 @@ func (e *Engine) rulesFor(sk sysKey, errno uint16) []*ruleState {
 			}
 		}
 		e.dispatch[k] = rs
+		e.dispatchN.Store(int64(len(e.dispatch)))
 	}
 	return rs
 }

@@ -10,7 +10,6 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
-	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
 
 // keyState is one rule's sliding window for one key, plus the key's open
@@ -204,9 +203,9 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	if st.alert == nil {
 		first := e.windowStart(st.window(), st.hists, seq)
 		st.alert = e.newAlert(s, st, first)
-		st.alertCounts = make(map[countKey]uint64, len(st.window()))
+		st.alertCounts = make(map[countKey]uint64, min(len(st.window()), maxAlertCounts))
 		for _, c := range st.window() {
-			st.alertCounts[c.countKey] += uint64(c.n)
+			st.addAlertCount(c.countKey, uint64(c.n))
 		}
 		st.alert.LastSeen = now
 		if st.alert.FirstSeen.After(now) {
@@ -217,7 +216,7 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 		return e.emit(s, st, seq, now, out)
 	}
 	for _, c := range st.delta {
-		st.alertCounts[c.countKey] += uint64(c.n)
+		st.addAlertCount(c.countKey, uint64(c.n))
 	}
 	st.alert.LastSeen = now
 	if st.meta != nil {
@@ -228,6 +227,17 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 		out = e.emit(s, st, seq, now, out)
 	}
 	return out
+}
+
+// overflowKey is where an alert sums the failures of the (syscall, errno)
+// pairs beyond its first maxAlertCounts.
+var overflowKey = countKey{sysKey{sensor.OverflowSyscall, false}, sensor.OverflowErrno}
+
+func (st *keyState) addAlertCount(k countKey, n uint64) {
+	if _, ok := st.alertCounts[k]; !ok && len(st.alertCounts) >= maxAlertCounts {
+		k = overflowKey
+	}
+	st.alertCounts[k] += n
 }
 
 // windowStart is when the oldest interval in the key's window began: the
@@ -302,15 +312,19 @@ func (e *Engine) emit(s *ruleState, st *keyState, seq int64, now time.Time, out 
 	a.Total = 0
 	for k, n := range st.alertCounts {
 		a.Counts = append(a.Counts, alert.Count{
-			Syscall: syscalls.Name(syscalls.Native(), int(k.sys.nr), k.sys.compat),
-			Errno:   syscalls.ErrnoName(k.errno),
+			Syscall: sysName(k.sys),
+			Errno:   errnoName(k),
 			Count:   n,
 		})
 		a.Total += n
 	}
 	slices.SortFunc(a.Counts, byCount)
 	a.Processes = mergeProcs(a.Processes, e.procsOf(s, st, seq), e.cfg.MaxProcesses)
-	a.Message = message(s, st, a)
+	if s.r == evasionRule {
+		a.Message = evasionMessage(st, a)
+	} else {
+		a.Message = message(s, st, a)
+	}
 	st.lastEmit = now
 	st.dirty = false
 	c := *a

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfCgroupBudget struct {
+	_         structs.HostLayout
+	Keys      uint32
+	Saturated uint32
+	Failures  uint64
+	Successes uint64
+}
+
 type bpfConfig struct {
 	_                structs.HostLayout
 	AllExits         uint32
@@ -23,6 +31,8 @@ type bpfConfig struct {
 	SelfTgid         uint32
 	RecordsPerWindow uint32
 	Durations        uint32
+	NrLimit          [2]uint32
+	CgroupShare      uint32
 }
 
 type bpfCountKey struct {
@@ -86,6 +96,8 @@ type bpfRecord struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	bpfMapBudgets0     = "budgets0"
+	bpfMapBudgets1     = "budgets1"
 	bpfMapCgroupFilter = "cgroup_filter"
 	bpfMapCounts0      = "counts0"
 	bpfMapCounts1      = "counts1"
@@ -157,6 +169,8 @@ type bpfProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfMapSpecs struct {
+	Budgets0     *ebpf.MapSpec `ebpf:"budgets0"`
+	Budgets1     *ebpf.MapSpec `ebpf:"budgets1"`
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Counts0      *ebpf.MapSpec `ebpf:"counts0"`
 	Counts1      *ebpf.MapSpec `ebpf:"counts1"`
@@ -202,6 +216,8 @@ func (o *bpfObjects) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfMaps struct {
+	Budgets0     *ebpf.Map `ebpf:"budgets0"`
+	Budgets1     *ebpf.Map `ebpf:"budgets1"`
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Counts0      *ebpf.Map `ebpf:"counts0"`
 	Counts1      *ebpf.Map `ebpf:"counts1"`
@@ -217,6 +233,8 @@ type bpfMaps struct {
 
 func (m *bpfMaps) Close() error {
 	return _BpfClose(
+		m.Budgets0,
+		m.Budgets1,
 		m.CgroupFilter,
 		m.Counts0,
 		m.Counts1,

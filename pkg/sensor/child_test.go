@@ -179,6 +179,8 @@ func childOp(op string, n int, args []string) string {
 		_, _, errno := unix.Syscall6(unix.SYS_RT_SIGTIMEDWAIT, uintptr(unsafe.Pointer(&set)), 0,
 			uintptr(unsafe.Pointer(&ts)), 8, 0, 0)
 		return errno.Error()
+	case "flood": // n seconds of new keys; answers "<invalid> <getpriority>"
+		return flood(time.Duration(n) * time.Second)
 	case "int80": // i386 close(-1) through int $0x80: EBADF
 		var ret int64
 		for i := 0; i < n; i++ {
@@ -275,6 +277,67 @@ func flat(d time.Duration) uint64 {
 		total += n
 	}
 	return total
+}
+
+// floodErrnos is how many errnos the flood's seccomp filter makes
+// getpriority fail with: one key each.
+const floodErrnos = 4095
+
+// flood is the key-making pod of issue 13: for d, one thread alternates
+// syscall numbers outside the table (ENOSYS, a new number each call) with
+// getpriority made to fail by its own seccomp filter with errno
+// 1 + i%4095, a new (syscall, errno) key each call. It answers how many of
+// each it made.
+func flood(d time.Duration) string {
+	res := make(chan string, 1)
+	go func() {
+		// The filter stays on this thread, which dies with the goroutine.
+		runtime.LockOSThread()
+		if err := getpriorityErrnoFilter(); err != nil {
+			res <- "error " + err.Error()
+			return
+		}
+		var invalid, keys uint64
+		deadline := time.Now().Add(d)
+		for i := 0; time.Now().Before(deadline); {
+			for j := 0; j < 1000; j, i = j+1, i+1 {
+				unix.Syscall(uintptr(1000+i%100000), 0, 0, 0)
+				unix.Syscall(unix.SYS_GETPRIORITY, uintptr(1+i%floodErrnos), 0, 0)
+			}
+			invalid += 1000
+			keys += 1000
+		}
+		res <- fmt.Sprint(invalid, " ", keys)
+	}()
+	return <-res
+}
+
+// getpriorityErrnoFilter installs, on the calling thread, a seccomp filter
+// under which getpriority(which, ...) fails with errno which&0xfff and
+// every other syscall runs.
+func getpriorityErrnoFilter() error {
+	const (
+		retErrno = 0x00050000 // SECCOMP_RET_ERRNO
+		retAllow = 0x7fff0000 // SECCOMP_RET_ALLOW
+		argsOff  = 16         // offsetof(struct seccomp_data, args[0]), low word on little endian
+	)
+	prog := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_GETPRIORITY, Jt: 0, Jf: 4},
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: argsOff},
+		{Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: 0xfff},
+		{Code: unix.BPF_ALU | unix.BPF_OR | unix.BPF_K, K: retErrno},
+		{Code: unix.BPF_RET | unix.BPF_A},
+		{Code: unix.BPF_RET | unix.BPF_K, K: retAllow},
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	fp := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fp)), 0, 0); err != nil {
+		return fmt.Errorf("seccomp filter: %w", err)
+	}
+	return nil
 }
 
 func strReader(s string) io.Reader { return strings.NewReader(s) }

@@ -64,9 +64,12 @@ const drainBatch = 512
 // drainAll reads and deletes every entry of a per-CPU hash nobody writes to
 // any more, calling fn with each key and its per-CPU values.
 func drainAll[K, V any](m *ebpf.Map, fn func(k *K, perCPU []V)) error {
-	ncpu, err := ebpf.PossibleCPU()
-	if err != nil {
-		return err
+	ncpu := 1
+	if m.Type() == ebpf.PerCPUHash {
+		var err error
+		if ncpu, err = ebpf.PossibleCPU(); err != nil {
+			return err
+		}
 	}
 	keys := make([]K, drainBatch)
 	vals := make([]V, drainBatch*ncpu)
@@ -98,9 +101,9 @@ func (s *Sensor) Drain() (Interval, error) {
 	}
 	iv.End = time.Now()
 	s.lastDrain = iv.End
-	counts, hists := s.objs.Counts0, s.objs.Hists0
+	counts, hists, budgets := s.objs.Counts0, s.objs.Hists0, s.objs.Budgets0
 	if old == 1 {
-		counts, hists = s.objs.Counts1, s.objs.Hists1
+		counts, hists, budgets = s.objs.Counts1, s.objs.Hists1, s.objs.Budgets1
 	}
 
 	totals := map[Key]uint64{}
@@ -116,19 +119,39 @@ func (s *Sensor) Drain() (Interval, error) {
 	if err != nil {
 		return iv, fmt.Errorf("drain counts: %w", err)
 	}
-	// Each CPU's hot slot holds the run of its storm key that never went
-	// through the hash.
-	var slots []bpfHotSlot
-	if err := s.objs.Hot.Lookup(old, &slots); err != nil {
-		return iv, fmt.Errorf("drain hot slots: %w", err)
-	}
-	for i := range slots {
-		if slots[i].Bound != 0 && slots[i].Pending > 0 {
-			totals[countKey(&slots[i].Key)] += slots[i].Pending
+	// Each CPU's hot slots (one for failures, one for successes) hold the
+	// runs of its storm keys that never went through the hash.
+	for _, idx := range []uint32{old * 2, old*2 + 1} {
+		var slots []bpfHotSlot
+		if err := s.objs.Hot.Lookup(idx, &slots); err != nil {
+			return iv, fmt.Errorf("drain hot slots: %w", err)
+		}
+		for i := range slots {
+			if slots[i].Bound != 0 && slots[i].Pending > 0 {
+				totals[countKey(&slots[i].Key)] += slots[i].Pending
+			}
+		}
+		if err := s.objs.Hot.Update(idx, make([]bpfHotSlot, len(slots)), ebpf.UpdateExist); err != nil {
+			return iv, fmt.Errorf("reset hot slots: %w", err)
 		}
 	}
-	if err := s.objs.Hot.Update(old, make([]bpfHotSlot, len(slots)), ebpf.UpdateExist); err != nil {
-		return iv, fmt.Errorf("reset hot slots: %w", err)
+	// What each cgroup counted beyond its share, or when the map was full.
+	err = drainAll(budgets, func(id *uint64, v []bpfCgroupBudget) {
+		b := &v[0]
+		if b.Failures == 0 && b.Successes == 0 {
+			return
+		}
+		iv.Overflows = append(iv.Overflows, Overflow{CgroupID: *id, Keys: int(b.Keys), Failures: b.Failures, Successes: b.Successes})
+		if b.Failures > 0 {
+			totals[Key{CgroupID: *id, Syscall: OverflowSyscall, Errno: OverflowErrno}] += b.Failures
+		}
+		if b.Successes > 0 {
+			totals[Key{CgroupID: *id, Syscall: OverflowSyscall}] += b.Successes
+		}
+		s.overflowed.Add(b.Failures + b.Successes)
+	})
+	if err != nil {
+		return iv, fmt.Errorf("drain cgroup budgets: %w", err)
 	}
 	iv.Counts = make([]Count, 0, len(totals))
 	for k, n := range totals {
@@ -172,6 +195,7 @@ func (s *Sensor) Stats() (Stats, error) {
 	st := Stats{
 		Records:      s.records.Load(),
 		DecodeErrors: s.decodeErrs.Load(),
+		Overflowed:   s.overflowed.Load(),
 	}
 	if s.queue != nil {
 		st.QueueDrops = s.queue.drops.Load()

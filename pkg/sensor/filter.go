@@ -27,9 +27,13 @@ type Filter struct {
 	// Errnos, when not empty, limits failures to these errnos.
 	Errnos []uint16
 
-	// IncludeCgroups, when not empty, limits the sensor to these cgroup ids.
+	// IncludeCgroups, when not empty, limits the sensor to these cgroup ids
+	// and to cgroups up to two levels below one of them that the sets do
+	// not name: a pod's cgroup brings in its containers from their first
+	// syscall, and cgroups a container makes inside its own.
 	IncludeCgroups []uint64
 	// ExcludeCgroups ignores these cgroup ids (it wins over an include).
+	// It matches a cgroup itself, not the cgroups below it.
 	ExcludeCgroups []uint64
 }
 

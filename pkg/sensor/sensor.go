@@ -3,13 +3,28 @@
 // duration mode), changes its filters at run time, drains the exact
 // in-kernel counts every interval and decodes the sampled failure records
 // from the ring buffer into a bounded queue. It hands on sensor.Interval
-// (exact counts, latency histograms, loss statistics) and sensor.Record.
+// (exact counts, latency histograms, overflows, loss statistics) and
+// sensor.Record.
+//
+// The counts stay exact whatever a workload does. Syscall numbers outside
+// the table are one key, InvalidSyscall. Each cgroup may make at most
+// Config.MaxKeysPerCgroup keys per interval; its exits beyond that, or
+// when the map is full, are counted in its overflow key (OverflowSyscall),
+// and Interval.Overflows names those cgroups. Successes (with
+// Filter.AllExits) and failures each have a per-CPU hot slot, so storms of
+// either cost one compare and an increment.
+//
+// Include scopes (Filter.IncludeCgroups, SetCgroups) match a cgroup or its
+// nearest ancestor in the set, up to two levels up, so that naming a pod's
+// cgroup puts its containers in scope from their first syscall; exclusions
+// match the cgroup itself.
 package sensor
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -21,6 +36,8 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
 
 // Config is fixed for the sensor's life. What may change at run time is in
@@ -41,8 +58,16 @@ type Config struct {
 	// (default 8192).
 	QueueSize int
 	// MaxKeys bounds the distinct (cgroup, syscall, errno) keys per drain
-	// interval (default 8192); more are counted in Stats.MapFull.
+	// interval (default 8192). A cgroup's exits that find the map full are
+	// counted in its overflow key (see MaxKeysPerCgroup); only exits whose
+	// cgroup finds no room for even that are lost, in Stats.MapFull.
 	MaxKeys int
+	// MaxKeysPerCgroup is each cgroup's share of MaxKeys per interval
+	// (default MaxKeys/16). A cgroup's exits beyond its share are counted
+	// exactly in its overflow key (Key.Syscall OverflowSyscall), without
+	// syscall and errno, so that one pod making keys cannot take the map
+	// from the others.
+	MaxKeysPerCgroup int
 	// MaxHistKeys bounds the distinct (cgroup, syscall) histograms per
 	// interval (default 4096).
 	MaxHistKeys int
@@ -66,6 +91,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxKeys <= 0 {
 		c.MaxKeys = 8192
+	}
+	if c.MaxKeysPerCgroup <= 0 {
+		c.MaxKeysPerCgroup = max(c.MaxKeys/16, 1)
 	}
 	if c.MaxHistKeys <= 0 {
 		c.MaxHistKeys = 4096
@@ -93,6 +121,7 @@ type Sensor struct {
 	lastDrain  time.Time
 	records    atomic.Uint64
 	decodeErrs atomic.Uint64
+	overflowed atomic.Uint64
 
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -139,7 +168,7 @@ func Load(cfg Config, log *zap.Logger) (s *Sensor, err error) {
 		return nil, fmt.Errorf("read embedded BPF object: %w", err)
 	}
 	spec.Maps["records"].MaxEntries = uint32(cfg.RingBytes)
-	for _, name := range []string{"counts0", "counts1"} {
+	for _, name := range []string{"counts0", "counts1", "budgets0", "budgets1"} {
 		spec.Maps[name].MaxEntries = uint32(cfg.MaxKeys)
 	}
 	for _, name := range []string{"hists0", "hists1"} {
@@ -154,7 +183,10 @@ func Load(cfg Config, log *zap.Logger) (s *Sensor, err error) {
 		return nil, err
 	}
 
-	kcfg := bpfConfig{Durations: b2u(cfg.Durations)}
+	kcfg := bpfConfig{Durations: b2u(cfg.Durations), CgroupShare: uint32(cfg.MaxKeysPerCgroup)}
+	for i, compat := range []bool{false, true} {
+		kcfg.NrLimit[i] = nrLimit(compat)
+	}
 	if cfg.RecordsPerWindow > 0 {
 		kcfg.RecordsPerWindow = uint32(cfg.RecordsPerWindow)
 	}
@@ -303,6 +335,16 @@ func (s *Sensor) close() error {
 		errs = append(errs, fmt.Errorf("close BPF objects: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// nrLimit is the size of this architecture's syscall table: the kernel
+// program folds every number at or above it into InvalidSyscall. An
+// architecture pkg/syscalls has no table for folds nothing.
+func nrLimit(compat bool) uint32 {
+	if n := syscalls.MaxNr(syscalls.Native(), compat); n > 0 {
+		return uint32(n)
+	}
+	return math.MaxUint32
 }
 
 func b2u(b bool) uint32 {

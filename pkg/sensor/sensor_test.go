@@ -1,8 +1,10 @@
 package sensor
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -535,5 +537,225 @@ func TestUnprivilegedLoadSaysWhatToDo(t *testing.T) {
 		if !strings.Contains(got, want) {
 			t.Errorf("loading without privileges said %q; want it to mention %s", got, want)
 		}
+	}
+}
+
+// Issue 13: a pod that makes a new key on every call (invalid syscall
+// numbers, and getpriority failing with 4095 errnos under its own seccomp
+// filter) for several seconds, drained every 100 ms as the agent does.
+// Another pod's failures made meanwhile are counted exactly, key by key;
+// the flood's invalid numbers are one key, its other calls are counted
+// exactly in its keys plus its overflow, and it never makes more keys per
+// interval than its share.
+func TestFloodCannotBlindOtherCgroups(t *testing.T) {
+	const share = 256
+	s := load(t, Config{MaxKeysPerCgroup: share})
+	floodCg := cgrouptest.New(t, cgrouptest.KubeletPath("cgroupfs", "containerd", "besteffort", cgrouptest.PodUID(), cgrouptest.ContainerID()))
+	victimCg := cgrouptest.New(t, cgrouptest.KubeletPath("cgroupfs", "containerd", "besteffort", cgrouptest.PodUID(), cgrouptest.ContainerID()))
+	flooder, victim := startChild(t, floodCg), startChild(t, victimCg)
+	if _, err := s.Drain(); err != nil {
+		t.Fatal(err)
+	}
+
+	var (
+		mu        sync.Mutex
+		counts    = map[Key]uint64{}
+		overflows = map[uint64]uint64{}
+		maxKeys   int // the flood's keys in one interval
+		stop      = make(chan struct{})
+		done      = make(chan struct{})
+	)
+	drain := func() {
+		iv, err := s.Drain()
+		if err != nil {
+			t.Errorf("drain: %v", err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		keys := 0
+		for _, c := range iv.Counts {
+			counts[c.Key] += c.Count
+			if c.CgroupID == floodCg.ID && c.Syscall != OverflowSyscall {
+				keys++
+			}
+		}
+		maxKeys = max(maxKeys, keys)
+		for _, o := range iv.Overflows {
+			overflows[o.CgroupID] += o.Failures
+		}
+	}
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				drain()
+				return
+			case <-tick.C:
+				drain()
+			}
+		}
+	}()
+
+	const seconds = 8
+	floodDone := make(chan string, 1)
+	go func() { floodDone <- flooder.do("flood %d", seconds) }()
+	const batch = 5000
+	var made uint64
+	for deadline := time.Now().Add(seconds * time.Second); time.Now().Before(deadline); {
+		victim.do("ebadf %d", batch)
+		victim.do("enoent %d", batch)
+		made += batch
+	}
+	answer := <-floodDone
+	close(stop)
+	<-done
+
+	var invalid, keys uint64
+	if _, err := fmt.Sscan(answer, &invalid, &keys); err != nil {
+		t.Fatalf("flood answered %q: %v", answer, err)
+	}
+	t.Logf("flood made %d invalid and %d getpriority failures; victim made %d of each; flood keys/interval max %d",
+		invalid, keys, made, maxKeys)
+	for k, w := range map[Key]uint64{
+		key(victimCg.ID, unix.SYS_CLOSE, unix.EBADF):   made,
+		key(victimCg.ID, unix.SYS_OPENAT, unix.ENOENT): made,
+	} {
+		if counts[k] != w {
+			t.Errorf("victim syscall %d errno %d: counted %d, made %d", k.Syscall, k.Errno, counts[k], w)
+		}
+	}
+	if n := counts[key(floodCg.ID, int(InvalidSyscall), unix.ENOSYS)]; n != invalid {
+		t.Errorf("flood's invalid syscalls: counted %d as InvalidSyscall ENOSYS, made %d", n, invalid)
+	}
+	var got uint64
+	for k, n := range counts {
+		if k.CgroupID == floodCg.ID && k.Syscall == unix.SYS_GETPRIORITY {
+			got += n
+		}
+	}
+	over := counts[Key{CgroupID: floodCg.ID, Syscall: OverflowSyscall, Errno: OverflowErrno}]
+	if got+over != keys {
+		t.Errorf("flood's getpriority failures: %d in keys + %d in overflow = %d, made %d", got, over, got+over, keys)
+	}
+	if over == 0 || overflows[floodCg.ID] != over {
+		t.Errorf("flood overflow: key %d, Overflows %d; want equal and > 0", over, overflows[floodCg.ID])
+	}
+	if _, ok := overflows[victimCg.ID]; ok {
+		t.Errorf("victim overflowed: %d", overflows[victimCg.ID])
+	}
+	// Racing CPUs may each add one key past the share.
+	if limit := share + runtime.NumCPU() + 1; maxKeys > limit { // +1: the invalid key
+		t.Errorf("flood made %d keys in one interval; its share is %d", maxKeys, share)
+	}
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.MapFull != 0 || st.Overflowed < over {
+		t.Errorf("stats: MapFull %d (want 0), Overflowed %d (want >= %d)", st.MapFull, st.Overflowed, over)
+	}
+}
+
+// When the whole map is full (here a share larger than the map), a
+// cgroup's exits that find no room are still counted, in its overflow key.
+func TestFullMapCountsIntoOverflow(t *testing.T) {
+	s := load(t, Config{MaxKeys: 64, MaxKeysPerCgroup: 1 << 20})
+	cg := cgrouptest.New(t, cgrouptest.KubeletPath("cgroupfs", "containerd", "besteffort", cgrouptest.PodUID(), cgrouptest.ContainerID()))
+	c := startChild(t, cg)
+	col := collect(t, s, cg.ID, time.Hour) // one drain, at the end
+	answer := c.do("flood 1")
+	counts, _ := col.finish(t)
+	var invalid, keys uint64
+	if _, err := fmt.Sscan(answer, &invalid, &keys); err != nil {
+		t.Fatalf("flood answered %q: %v", answer, err)
+	}
+	var getprio, over uint64
+	for k, n := range counts {
+		switch k.Syscall {
+		case unix.SYS_GETPRIORITY:
+			getprio += n
+		case OverflowSyscall:
+			over += n
+		}
+	}
+	if counts[key(cg.ID, int(InvalidSyscall), unix.ENOSYS)]+getprio+over < invalid+keys || over == 0 {
+		t.Errorf("invalid %d + getpriority %d + overflow %d: want at least the %d + %d made, with overflow",
+			counts[key(cg.ID, int(InvalidSyscall), unix.ENOSYS)], getprio, over, invalid, keys)
+	}
+	// The flood's runtime fails too (futex, epoll), so this cgroup's sum is
+	// at least what the flood made; nothing of it was lost.
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.MapFull != 0 {
+		t.Errorf("%d exits lost with the map full; they belong in overflow keys", st.MapFull)
+	}
+}
+
+// Issue 14 §3: under an include scope that names a pod's cgroup, a
+// container cgroup made under it afterwards is counted from its first
+// syscall, with no user space step in between, and so is a cgroup the
+// container makes inside its own. Another pod's container is not; nor is a
+// cgroup deeper than the kernel looks. Exclusions still match a cgroup
+// itself only.
+func TestIncludeScopeMatchesPodCgroup(t *testing.T) {
+	s := load(t, Config{})
+	pod := cgrouptest.New(t, "kubepods/besteffort/pod"+cgrouptest.PodUID())
+	other := cgrouptest.New(t, "kubepods/besteffort/pod"+cgrouptest.PodUID())
+	if err := s.SetCgroups([]uint64{pod.ID}, nil); err != nil {
+		t.Fatal(err)
+	}
+	s.Drain()
+	ctr := pod.Mkdir(cgrouptest.ContainerID())
+	nested := ctr.Mkdir("init.scope")
+	tooDeep := nested.Mkdir("a")
+	otherCtr := other.Mkdir(cgrouptest.ContainerID())
+	const n = 1000
+	for _, cg := range []*cgrouptest.Dir{ctr, nested, tooDeep, otherCtr} {
+		if out, err := runRaw(t, cg, fmt.Sprintf("ebadf %d", n)); err != nil {
+			t.Fatalf("child in %s: %v: %s", cg.Rel, err, out)
+		}
+	}
+	iv, err := s.Drain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[uint64]uint64{}
+	for _, c := range iv.Counts {
+		if c.Syscall == unix.SYS_CLOSE && c.Errno == uint16(unix.EBADF) {
+			got[c.CgroupID] += c.Count
+		}
+	}
+	for name, w := range map[*cgrouptest.Dir]uint64{ctr: n, nested: n, tooDeep: 0, otherCtr: 0} {
+		if got[name.ID] != w {
+			t.Errorf("%s: counted %d close EBADF, want %d", name.Rel, got[name.ID], w)
+		}
+	}
+
+	// Excluding the pod's cgroup excludes that cgroup, not its containers.
+	if err := s.SetCgroups(nil, []uint64{pod.ID}); err != nil {
+		t.Fatal(err)
+	}
+	s.Drain()
+	if out, err := runRaw(t, ctr, fmt.Sprintf("ebadf %d", n)); err != nil {
+		t.Fatalf("child: %v: %s", err, out)
+	}
+	iv, err = s.Drain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var counted uint64
+	for _, c := range iv.Counts {
+		if c.CgroupID == ctr.ID && c.Syscall == unix.SYS_CLOSE && c.Errno == uint16(unix.EBADF) {
+			counted += c.Count
+		}
+	}
+	if counted != n {
+		t.Errorf("exclude of the pod cgroup: its container counted %d, want %d", counted, n)
 	}
 }

@@ -52,6 +52,24 @@ type Key struct {
 	Errno uint16
 }
 
+// Keys the kernel program makes that are not one syscall (NR_INVALID and
+// NR_OVERFLOW in bpf/errnowatch.c); both are above every syscall table.
+const (
+	// InvalidSyscall is every syscall number outside the table (ENOSYS
+	// from the kernel's dispatcher): one key per cgroup and errno, however
+	// many numbers a process tries.
+	InvalidSyscall int32 = 0xffff
+	// OverflowSyscall is a cgroup's overflow key: its exits beyond its
+	// share of the counts map (Config.MaxKeysPerCgroup), or while the map
+	// was full, counted exactly but without their syscall and errno.
+	// Failures have Errno OverflowErrno, successes 0. Records of those
+	// exits carry OverflowSyscall and their real errno.
+	OverflowSyscall int32 = 0xfffe
+	// OverflowErrno is the errno of an overflow key's failures: any
+	// errno, not kept.
+	OverflowErrno uint16 = MaxErrno
+)
+
 // Count is the exact number of exits for one key in one interval.
 type Count struct {
 	Key
@@ -82,8 +100,24 @@ type Interval struct {
 	Start, End time.Time
 	Counts     []Count
 	Histograms []Histogram
+	// Overflows are the cgroups that went over their share of the counts
+	// map, or found it full, in this interval. Their overflow counts are
+	// in Counts too, as OverflowSyscall keys.
+	Overflows []Overflow
 	// Stats are the sensor's cumulative statistics at the end of the interval.
 	Stats Stats
+}
+
+// Overflow is one cgroup's use of the counts map in an interval in which
+// some of its exits did not get a key of their own.
+type Overflow struct {
+	CgroupID uint64
+	// Keys is how many keys it made: at Config.MaxKeysPerCgroup (or a few
+	// above, from CPUs racing) when it went over its share, less when the
+	// map was full.
+	Keys int
+	// Failures and Successes are the exits counted in its overflow key.
+	Failures, Successes uint64
 }
 
 // Stats are cumulative counters since the sensor was loaded. Anything the
@@ -95,8 +129,12 @@ type Stats struct {
 	// for in the ring buffer.
 	RingDrops []uint64
 	// MapFull is the number of exits whose aggregate key found the counts
-	// map full (those exits are not in any Count).
+	// map full and whose cgroup had no room for its overflow either
+	// (those exits are not in any Count).
 	MapFull uint64
+	// Overflowed is the number of exits counted in overflow keys: over a
+	// cgroup's share, or while the counts map was full.
+	Overflowed uint64
 	// HistFull is the same for latency histograms.
 	HistFull uint64
 	// Emitted is the number of records the kernel put in the ring buffer.
