@@ -13,6 +13,13 @@
 // running kernel with CONFIG_FTRACE_SYSCALLS, so `-snapshot` copies it once
 // into signatures.txt, which is committed; the default mode reads only that
 // file, so `make verify` regenerates byte-identically on any machine.
+// Syscalls compiled out of the snapshot kernel (module loading, kexec) have no
+// event; supplement.txt holds their SYSCALL_DEFINE lines from the kernel
+// source, parsed the way the macro expands them.
+//
+// Why not x/sys, strace or man pages: x/sys has numbers but no argument
+// names or types; strace's tables are hand-kept per syscall decoder; man
+// pages give the libc wrapper's prototype, not the kernel's.
 //
 // Usage:
 //
@@ -54,7 +61,15 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	src, err := generate(b)
+	sup, err := os.ReadFile(filepath.Join(filepath.Dir(*in), "supplement.txt"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	more, err := parseDefines(sup)
+	if err != nil {
+		log.Fatal(err)
+	}
+	src, err := generate(append(b, more...))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -149,10 +164,23 @@ var aliases = map[string]string{
 	"setfsuid32":  "setfsuid",
 	"setfsgid32":  "setfsgid",
 	"getuid32":    "getuid",
-	"getgid32":    "getgid",
-	"geteuid32":   "geteuid",
-	"getegid32":   "getegid",
-	"ugetrlimit":  "getrlimit",
+	"getgroups32": "getgroups",
+	"setgroups32": "setgroups",
+	"getresuid32": "getresuid",
+	"getresgid32": "getresgid",
+	"sendfile":    "sendfile64",
+	// time64 variants of i386 take a 64-bit timespec pointer where the
+	// native call takes its own: the same arguments.
+	"clock_settime64":  "clock_settime",
+	"clock_adjtime64":  "clock_adjtime",
+	"clock_gettime64":  "clock_gettime",
+	"futex_time64":     "futex",
+	"timer_settime64":  "timer_settime",
+	"utimensat_time64": "utimensat",
+	"getgid32":         "getgid",
+	"geteuid32":        "geteuid",
+	"getegid32":        "getegid",
+	"ugetrlimit":       "getrlimit",
 }
 
 // kindOf classifies one argument by its C type and name.
@@ -180,6 +208,36 @@ func kindOf(syscall, typ, name string) string {
 
 type arg struct{ name, kind string }
 
+var defineRE = regexp.MustCompile(`^SYSCALL_DEFINE(\d)\((\w+)((?:,[^,]+,[^,]+)*)\)$`)
+
+// parseDefines turns SYSCALL_DEFINEn(name, type, arg, ...) lines into
+// snapshot lines, as the kernel's macro turns them into event formats.
+func parseDefines(b []byte) ([]byte, error) {
+	var out bytes.Buffer
+	for i, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		m := defineRE.FindStringSubmatch(line)
+		if m == nil {
+			return nil, fmt.Errorf("supplement line %d: not a SYSCALL_DEFINE: %q", i+1, line)
+		}
+		parts := strings.Split(strings.TrimPrefix(m[3], ","), ",")
+		if len(parts)/2 != int(m[1][0]-'0') {
+			return nil, fmt.Errorf("supplement line %d: SYSCALL_DEFINE%s with %d arguments", i+1, m[1], len(parts)/2)
+		}
+		fields := []string{m[2]}
+		for k := 0; k+1 < len(parts); k += 2 {
+			typ := strings.Join(strings.Fields(strings.ReplaceAll(parts[k], "__user", "")), " ")
+			typ = strings.ReplaceAll(typ, " *", " *")
+			fields = append(fields, typ+" "+strings.TrimSpace(parts[k+1]))
+		}
+		out.WriteString(strings.Join(fields, "\t") + "\n")
+	}
+	return out.Bytes(), nil
+}
+
 func generate(snapshot []byte) ([]byte, error) {
 	sigs := map[string][]arg{}
 	var header []string
@@ -193,6 +251,9 @@ func generate(snapshot []byte) ([]byte, error) {
 		}
 		fields := strings.Split(line, "\t")
 		name := fields[0]
+		if _, dup := sigs[name]; dup {
+			return nil, fmt.Errorf("signatures line %d: %s is defined twice (snapshot and supplement?)", i+1, name)
+		}
 		if len(fields) > 7 {
 			return nil, fmt.Errorf("signatures line %d: %s has %d arguments, syscalls have at most 6", i+1, name, len(fields)-1)
 		}
