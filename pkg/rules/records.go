@@ -59,20 +59,6 @@ const (
 	maxGlobs = 4096
 )
 
-var familyNames = map[uint16]string{
-	unix.AF_UNIX: "AF_UNIX", unix.AF_INET: "AF_INET", unix.AF_INET6: "AF_INET6", unix.AF_PACKET: "AF_PACKET",
-	unix.AF_NETLINK: "AF_NETLINK", unix.AF_VSOCK: "AF_VSOCK", unix.AF_BLUETOOTH: "AF_BLUETOOTH",
-	unix.AF_ALG: "AF_ALG", unix.AF_KEY: "AF_KEY", unix.AF_XDP: "AF_XDP", unix.AF_CAN: "AF_CAN",
-}
-
-// FamilyName names an address family; an unnamed one is "AF_<n>".
-func FamilyName(f uint16) string {
-	if n, ok := familyNames[f]; ok {
-		return n
-	}
-	return "AF_" + strconv.Itoa(int(f))
-}
-
 var sockTypeNames = map[int64]string{
 	unix.SOCK_STREAM: "SOCK_STREAM", unix.SOCK_DGRAM: "SOCK_DGRAM", unix.SOCK_RAW: "SOCK_RAW",
 	unix.SOCK_RDM: "SOCK_RDM", unix.SOCK_SEQPACKET: "SOCK_SEQPACKET", unix.SOCK_DCCP: "SOCK_DCCP",
@@ -105,7 +91,7 @@ func ViewOf(r *sensor.Record) *Record {
 		}
 	}
 	if r.Addr.Family != 0 {
-		v.Family = FamilyName(r.Addr.Family)
+		v.Family = syscalls.FamilyName(r.Addr.Family)
 		if r.Addr.IP.IsValid() {
 			v.Addr, v.Port = r.Addr.IP.String(), int64(r.Addr.Port)
 		} else {
@@ -113,7 +99,7 @@ func ViewOf(r *sensor.Record) *Record {
 		}
 	}
 	if name == "socket" || name == "socketpair" {
-		v.Family = FamilyName(uint16(v.Args["family"]))
+		v.Family = syscalls.FamilyName(uint16(v.Args["family"]))
 		t := v.Args["type"] & 0xf // the rest are SOCK_NONBLOCK, SOCK_CLOEXEC
 		if n, ok := sockTypeNames[t]; ok {
 			v.SockType = n

@@ -156,3 +156,27 @@ func TestViewOf(t *testing.T) {
 		t.Errorf("connect view %+v", v)
 	}
 }
+
+// rules test replays trace -o json lines with their arguments.
+func TestReplayCarriesArguments(t *testing.T) {
+	e := newEngine(t, `rules:
+  - id: shadow-read
+    severity: high
+    match: {syscalls: [openat], errnos: [EACCES]}
+    condition: records.exists(r, r.path == "/etc/shadow" && r.args["dfd"] == -100)
+  - id: etcd-connect
+    severity: high
+    match: {syscalls: [connect]}
+    condition: records.exists(r, r.addr == "10.0.0.5" && r.port == 2379)
+`)
+	trace := `{"time":"2026-03-01T12:00:00.5Z","pid":5,"tid":5,"comm":"cat","uid":1000,"cgroup_id":3,"syscall":"openat","ret":-13,"errno":"EACCES","args":[4294967196,1,0,0,0,0],"path":"/etc/shadow","namespace":"shop","pod":"web-1"}
+{"time":"2026-03-01T12:00:00.6Z","pid":5,"tid":5,"comm":"nc","uid":1000,"cgroup_id":3,"syscall":"connect","errno":"ECONNREFUSED","family":"AF_INET","addr":"10.0.0.5","port":2379,"namespace":"shop","pod":"web-1"}
+`
+	as, err := e.Replay(strings.NewReader(trace))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(ruleIDs(as), ","); got != "shadow-read,etcd-connect" {
+		t.Errorf("replay raised %q, want shadow-read,etcd-connect", got)
+	}
+}
