@@ -1,9 +1,11 @@
 package sensor
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 
 	"path/filepath"
 	"strconv"
@@ -21,6 +23,24 @@ import (
 // failing syscall with exactly the arguments the test then looks for, and
 // answers its errno.
 var argOps = map[string]func(args []string) string{
+	"pinstorm": func(a []string) string { // pinstorm <n>: n close(-1) on CPU 0
+		n, _ := strconv.Atoi(a[0])
+		return onCPU0(func() {
+			for i := 0; i < n; i++ {
+				unix.Close(-1)
+			}
+		})
+	},
+	"pinopen": func(a []string) string { // pinopen <path>...: one openat each, on CPU 0
+		var errs []string
+		msg := onCPU0(func() {
+			for _, p := range a {
+				_, err := unix.Open(p, unix.O_RDONLY, 0)
+				errs = append(errs, errString(err))
+			}
+		})
+		return strings.TrimSpace(msg + " " + strings.Join(errs, " "))
+	},
 	"open": func(a []string) string { // open <path>: openat(AT_FDCWD, path, O_RDONLY|O_NOFOLLOW)
 		_, err := unix.Open(a[0], unix.O_RDONLY|unix.O_NOFOLLOW, 0)
 		return errString(err)
@@ -84,6 +104,19 @@ var argOps = map[string]func(args []string) string{
 			uintptr(unsafe.Pointer(&sa)), 8)
 		return errString(e)
 	},
+}
+
+// onCPU0 runs f on a thread bound to CPU 0.
+func onCPU0(f func()) string {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var set unix.CPUSet
+	set.Set(0)
+	if err := unix.SchedSetaffinity(0, &set); err != nil {
+		return "setaffinity: " + err.Error()
+	}
+	f()
+	return ""
 }
 
 func errString(err error) string {
@@ -332,5 +365,57 @@ func TestArgSpecsCoverCompat(t *testing.T) {
 		if got := argSpecs(tc.arch)[c][nr]; got != tc.want {
 			t.Errorf("%s compat=%v %s: spec %+v, want %+v", tc.arch, tc.compat, tc.name, got, tc.want)
 		}
+	}
+}
+
+// The guarantee rules rely on: the first N records of a key in a window
+// reach user space even while another key of the same pod storms on the
+// same CPU, because the limit is per key.
+func TestFirstRecordsSurviveAStormOnTheSameCPU(t *testing.T) {
+	const limit = 8
+	cg := cgrouptest.New(t, cgrouptest.KubeletPath("cgroupfs", "containerd", "besteffort", cgrouptest.PodUID(), cgrouptest.ContainerID()))
+	s := load(t, Config{RecordsPerWindow: limit, Filter: Filter{IncludeCgroups: []uint64{cg.ID}}})
+	dir := openDir(t)
+	var paths []string
+	for i := 0; i < 3; i++ {
+		p := fmt.Sprintf("%s/secret-%d", dir, i)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	storm, victim := startChild(t, cg), startChild(t, cg)
+	victim.do("dropuid")
+	const stormN = 1000000
+	if _, err := fmt.Fprintf(storm.in, "pinstorm %d\n", stormN); err != nil {
+		t.Fatal(err)
+	}
+	if got := victim.do("pinopen %s", strings.Join(paths, " ")); got != "EACCES EACCES EACCES" {
+		t.Fatalf("victim: %s", got)
+	}
+	if got := storm.expect("done"); got != "" {
+		t.Fatalf("storm: %s", got)
+	}
+	st := settle(t, s)
+	var got []string
+	closes := 0
+	for len(s.Records()) > 0 {
+		r := <-s.Records()
+		switch {
+		case r.Syscall == unix.SYS_OPENAT && r.PID == uint32(victim.PID):
+			got = append(got, r.Path)
+		case r.Syscall == unix.SYS_CLOSE:
+			closes++
+		}
+	}
+	if strings.Join(got, " ") != strings.Join(paths, " ") {
+		t.Errorf("victim's records name %q, want all of %q", got, paths)
+	}
+	// The storm, one thread and far more than limit failures in every
+	// window it touched, sent exactly limit records per window and dropped
+	// nothing.
+	if closes < limit || closes%limit != 0 || st.TotalRingDrops() != 0 || st.QueueDrops != 0 {
+		t.Errorf("storm sent %d records (limit %d per window), ring drops %d, queue drops %d",
+			closes, limit, st.TotalRingDrops(), st.QueueDrops)
 	}
 }
