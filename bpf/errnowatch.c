@@ -158,6 +158,22 @@ struct hist_val {
 	u64 buckets[HIST_BUCKETS];
 };
 
+/* Arguments a record carries besides the six registers: a path is a
+ * bounded copy of a user string, an address a bounded copy of a struct
+ * sockaddr. Sizes are fixed so that every record has the same bounded size. */
+#define ARG_PATH_MAX 256
+#define ARG_ADDR_MAX 128 /* sizeof(struct sockaddr_storage) */
+
+enum record_flags {
+	REC_PATH_TRUNCATED = 1 << 0,   /* path is longer than ARG_PATH_MAX - 1 */
+	REC_PATH_UNREADABLE = 1 << 1,  /* the pointer was not NULL but not readable */
+	REC_PATH2_TRUNCATED = 1 << 2,
+	REC_PATH2_UNREADABLE = 1 << 3,
+	REC_ADDR_UNREADABLE = 1 << 4,
+	REC_HAS_PATH = 1 << 5,         /* path holds a copied string */
+	REC_HAS_PATH2 = 1 << 6,
+};
+
 struct record {
 	u64 ts_ns; /* CLOCK_MONOTONIC */
 	u64 cgroup_id;
@@ -169,8 +185,29 @@ struct record {
 	u32 nr;
 	char comm[16];
 	u8 compat;
-	u8 _pad[7];
+	u8 _pad;
+	u16 flags;    /* enum record_flags */
+	u16 addr_len; /* bytes of addr copied; 0 for none */
+	u16 _pad2;
+	u64 args[6]; /* the syscall's argument registers, in argument order */
+	char path[ARG_PATH_MAX];
+	char path2[ARG_PATH_MAX];
+	u8 addr[ARG_ADDR_MAX];
 };
+
+/* Which arguments of a syscall the record copies from user memory, as
+ * argument index + 1 (0: none). User space fills the table from the kernel's
+ * syscall signatures (pkg/syscalls) before loading. */
+struct arg_spec {
+	u8 path;
+	u8 path2;
+	u8 addr;
+	u8 addr_len;
+};
+
+/* [compat][syscall number]; read-only after load. */
+const volatile struct arg_spec arg_specs[2][SYSCALL_BITS];
+
 
 struct enter_val {
 	u64 ts_ns;
@@ -450,8 +487,89 @@ static __always_inline bool record_allowed(struct count_key *key, u32 *saturated
 	return false;
 }
 
-static __always_inline void emit_record(struct task_struct *task, struct count_key *key, long ret,
-					u64 duration)
+/* The six argument registers of the syscall, in argument order. */
+static __always_inline void read_args(struct pt_regs *regs, bool compat, u64 *a)
+{
+#if defined(__TARGET_ARCH_x86)
+	if (compat) {
+		a[0] = regs->bx; a[1] = regs->cx; a[2] = regs->dx;
+		a[3] = regs->si; a[4] = regs->di; a[5] = regs->bp;
+	} else {
+		a[0] = regs->di; a[1] = regs->si; a[2] = regs->dx;
+		a[3] = regs->r10; a[4] = regs->r8; a[5] = regs->r9;
+	}
+#elif defined(__TARGET_ARCH_arm64)
+	/* AArch64 and 32-bit ARM both pass arguments in x0/r0 to x5/r5. */
+	a[0] = regs->orig_x0; a[1] = regs->regs[1]; a[2] = regs->regs[2];
+	a[3] = regs->regs[3]; a[4] = regs->regs[4]; a[5] = regs->regs[5];
+#endif
+}
+
+/* Copy a user path into dst; returns truncated/unreadable flags, or has. */
+static __always_inline u16 read_path(char *dst, u64 ptr, u16 has, u16 truncated, u16 unreadable)
+{
+	long n;
+	char c;
+
+	if (!ptr)
+		return 0;
+	n = bpf_probe_read_user_str(dst, ARG_PATH_MAX, (const void *)ptr);
+	if (n < 0) {
+		dst[0] = 0;
+		return unreadable;
+	}
+	/* n counts the NUL: a full buffer is a truncation unless the string
+	 * ended exactly at its last byte. */
+	if (n == ARG_PATH_MAX &&
+	    bpf_probe_read_user(&c, 1, (const void *)(ptr + ARG_PATH_MAX - 1)) == 0 && c)
+		return has | truncated;
+	return has;
+}
+
+static __always_inline u64 arg_at(u64 *a, u8 index_plus_one)
+{
+	u32 i = index_plus_one - 1;
+
+	return i < 6 ? a[i] : 0;
+}
+
+/* Fill the record's arguments: registers always, user memory only for the
+ * arguments arg_specs names. Only records pay for this, never counting. */
+static __always_inline void capture_args(struct record *r, struct pt_regs *regs, u32 nr, bool compat)
+{
+	struct arg_spec spec = {};
+	u16 flags = 0;
+	u64 ptr, len;
+
+	read_args(regs, compat, r->args);
+	r->addr_len = 0;
+	r->path[0] = 0;
+	r->path2[0] = 0;
+	if (nr < SYSCALL_BITS)
+		spec = arg_specs[compat & 1][nr];
+	if (spec.path)
+		flags |= read_path(r->path, arg_at(r->args, spec.path), REC_HAS_PATH,
+				   REC_PATH_TRUNCATED, REC_PATH_UNREADABLE);
+	if (spec.path2)
+		flags |= read_path(r->path2, arg_at(r->args, spec.path2), REC_HAS_PATH2,
+				   REC_PATH2_TRUNCATED, REC_PATH2_UNREADABLE);
+	if (spec.addr) {
+		ptr = arg_at(r->args, spec.addr);
+		len = (u32)arg_at(r->args, spec.addr_len);
+		if (len > ARG_ADDR_MAX)
+			len = ARG_ADDR_MAX;
+		if (ptr && len) {
+			if (bpf_probe_read_user(r->addr, len, (const void *)ptr) == 0)
+				r->addr_len = len;
+			else
+				flags |= REC_ADDR_UNREADABLE;
+		}
+	}
+	r->flags = flags;
+}
+
+static __always_inline void emit_record(struct task_struct *task, struct pt_regs *regs,
+					struct count_key *key, long ret, u64 duration)
 {
 	struct record *r;
 
@@ -469,8 +587,10 @@ static __always_inline void emit_record(struct task_struct *task, struct count_k
 	r->uid = (u32)bpf_get_current_uid_gid();
 	r->nr = key->nr & ~COMPAT_BIT;
 	r->compat = (key->nr & COMPAT_BIT) != 0;
-	__builtin_memset(r->_pad, 0, sizeof(r->_pad));
+	r->_pad = 0;
+	r->_pad2 = 0;
 	bpf_get_current_comm(r->comm, sizeof(r->comm));
+	capture_args(r, regs, r->nr, r->compat);
 	bpf_ringbuf_submit(r, 0);
 	stat_inc(STAT_RECORDS);
 }
@@ -608,7 +728,7 @@ counted:
 	}
 
 	if (errno && record_allowed(&key, saturated))
-		emit_record(task, &key, ret, duration);
+		emit_record(task, regs, &key, ret, duration);
 	return 0;
 }
 

@@ -62,7 +62,19 @@ enum {
 #define EEXIST 17
 
 #if defined(__TARGET_ARCH_x86)
+/* The saved user registers: orig_ax is the syscall number; the others hold
+ * the arguments, native (di, si, dx, r10, r8, r9) or i386 (bx, cx, dx, si,
+ * di, bp). */
 struct pt_regs {
+	unsigned long r9;
+	unsigned long r8;
+	unsigned long r10;
+	unsigned long bp;
+	unsigned long bx;
+	unsigned long dx;
+	unsigned long cx;
+	unsigned long si;
+	unsigned long di;
 	unsigned long orig_ax;
 } __attribute__((preserve_access_index));
 
@@ -77,7 +89,12 @@ struct user_pt_regs {
 	u64 pstate;
 } __attribute__((preserve_access_index));
 
+/* regs[] sit in an anonymous union in the kernel's definition; CO-RE finds
+ * them through it. x0 is overwritten by the return value at exit, so the
+ * first argument is orig_x0. */
 struct pt_regs {
+	u64 regs[31];
+	u64 orig_x0;
 	s32 syscallno;
 } __attribute__((preserve_access_index));
 

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
@@ -38,24 +39,6 @@ type TraceOptions struct {
 	Log     *zap.Logger
 }
 
-// RecordJSON is one line of `trace -o json`, and what `rules test` replays.
-type RecordJSON struct {
-	Time       time.Time `json:"time"`
-	PID        uint32    `json:"pid"`
-	TID        uint32    `json:"tid"`
-	Comm       string    `json:"comm"`
-	UID        uint32    `json:"uid"`
-	CgroupID   uint64    `json:"cgroup_id"`
-	CgroupPath string    `json:"cgroup_path"`
-	Syscall    string    `json:"syscall"`
-	SyscallNr  int32     `json:"syscall_nr"`
-	Compat     bool      `json:"compat"`
-	Ret        int64     `json:"ret"`
-	Errno      string    `json:"errno"`
-	DurationNS *uint64   `json:"duration_ns,omitempty"`
-	Pod
-}
-
 func validOutput(o string) error {
 	if o != "table" && o != "json" {
 		return fmt.Errorf("unknown output format %q: use -o table or -o json", o)
@@ -77,7 +60,6 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 	if err != nil {
 		return err
 	}
-	arch := syscalls.Native()
 	enc := json.NewEncoder(opts.Out)
 	tw := tabwriter.NewWriter(opts.Out, 0, 8, 1, ' ', 0)
 	pods := opts.Cluster.enabled()
@@ -88,6 +70,7 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 	if opts.Durations {
 		header += "\tDURATION"
 	}
+	header += "\tPATH/ADDRESS"
 	if opts.Output == "table" {
 		fmt.Fprintln(tw, header)
 		tw.Flush()
@@ -104,12 +87,8 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 		if len(opts.Comms) > 0 && !slices.Contains(opts.Comms, r.Comm) {
 			return nil
 		}
-		j := RecordJSON{
-			Time: r.Time, PID: r.PID, TID: r.TID, Comm: r.Comm, UID: r.UID,
-			CgroupID: r.CgroupID, CgroupPath: s.cgroupPath(r.CgroupID),
-			Syscall: syscalls.Name(arch, int(r.Syscall), r.Compat), SyscallNr: r.Syscall, Compat: r.Compat,
-			Ret: r.Ret, Errno: errnoName(r.Errno()), Pod: s.pod(r.CgroupID),
-		}
+		// The one line type that `rules test` replays.
+		j := enrich.LineOf(&r, s.cgroupPath(r.CgroupID), enrich.LinePod(s.pod(r.CgroupID)))
 		if opts.Durations {
 			d := r.DurationNS
 			j.DurationNS = &d
@@ -124,15 +103,16 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 		where := j.CgroupPath
 		if pods {
 			where = "-\t-"
-			if j.Pod.Pod != "" {
-				where = j.Namespace + "/" + j.Pod.Pod + "\t" + j.Container
+			if j.Pod != "" {
+				where = j.Namespace + "/" + j.Pod + "\t" + j.Container
 			}
 		}
 		line := fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t%s", j.Time.Local().Format("15:04:05.000000"), j.PID, j.TID, j.Comm,
-			where, name, j.Errno)
+			where, name, errnoName(r.Errno()))
 		if opts.Durations {
 			line += "\t" + time.Duration(r.DurationNS).String()
 		}
+		line += "\t" + argSummary(&r)
 		fmt.Fprintln(tw, line)
 		return tw.Flush()
 	}, func(iv sensor.Interval) error {
@@ -157,6 +137,28 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 		}
 		return nil
 	})
+}
+
+// argSummary is what the table shows of a record's arguments: its path(s)
+// or address, flagged when cut short or unreadable.
+func argSummary(r *sensor.Record) string {
+	path := func(p string, trunc, bad bool) string {
+		switch {
+		case bad:
+			return "<unreadable>"
+		case trunc:
+			return p + "..."
+		}
+		return p
+	}
+	out := path(r.Path, r.PathTruncated, r.PathUnreadable)
+	if p2 := path(r.Path2, r.Path2Truncated, r.Path2Unreadable); p2 != "" {
+		out += " -> " + p2
+	}
+	if a := r.Addr.String(); a != "" {
+		out = a
+	}
+	return out
 }
 
 func errnoName(e uint16) string {

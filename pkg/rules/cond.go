@@ -3,6 +3,7 @@ package rules
 import (
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"sync"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/ext"
 
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
@@ -37,14 +39,44 @@ const (
 	varNode             = "node"              // string
 	varHost             = "host"              // bool: the key is outside any pod
 	varLabels           = "labels"            // map(string, string): pod labels
+	varRecords          = "records"           // list(Record): the window's sampled records, newest first
+	fnGlob              = "glob"              // glob(string, pattern) bool
+	fnHasFlag           = "has_flag"          // has_flag(value, flags) bool: every bit of flags is set (CEL has no &)
 )
 
 // durationKeys are the fields of the duration variable.
 var durationKeys = []string{"count", "p50_ns", "p90_ns", "p99_ns", "max_ns"}
 
+// recordType is the CEL type of Record, named rules.Record.
+var recordType = cel.ObjectType("rules.Record")
+
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	intT, strT := cel.IntType, cel.StringType
 	return cel.NewEnv(
+		ext.NativeTypes(reflect.TypeFor[Record](), ext.ParseStructTags(true)),
+		cel.Variable(varRecords, cel.ListType(recordType)),
+		cel.Function(fnGlob, cel.Overload("glob_string_string", []*cel.Type{strT, strT}, cel.BoolType,
+			cel.BinaryBinding(func(s, pattern ref.Val) ref.Val {
+				str, ok1 := s.(types.String)
+				pat, ok2 := pattern.(types.String)
+				if !ok1 || !ok2 {
+					return types.NewErr("glob takes two strings")
+				}
+				g, err := compileGlob(string(pat))
+				if err != nil {
+					return types.NewErr("%v", err)
+				}
+				return types.Bool(g.Match(string(str)))
+			}))),
+		cel.Function(fnHasFlag, cel.Overload("has_flag_int_int", []*cel.Type{intT, intT}, cel.BoolType,
+			cel.BinaryBinding(func(v, f ref.Val) ref.Val {
+				x, ok1 := v.(types.Int)
+				m, ok2 := f.(types.Int)
+				if !ok1 || !ok2 {
+					return types.NewErr("has_flag takes two ints")
+				}
+				return types.Bool(x&m == m)
+			}))),
 		cel.CrossTypeNumericComparisons(true),
 		cel.Variable(varCount, intT),
 		cel.Variable(varRate, cel.DoubleType),
@@ -90,6 +122,7 @@ type condition struct {
 	sysKeys, errnoKeys []string
 	usesDuration       bool
 	usesLabels         bool
+	usesRecords        bool
 }
 
 type condError struct {
@@ -169,6 +202,8 @@ func compileCondition(src string) (*condition, []condError) {
 				c.usesDuration = true
 			case varLabels:
 				c.usesLabels = true
+			case varRecords:
+				c.usesRecords = true
 			}
 		case ast.SelectKind:
 			s := e.AsSelect()
@@ -177,6 +212,17 @@ func compileCondition(src string) (*condition, []condError) {
 			}
 		case ast.CallKind:
 			call := e.AsCall()
+			if call.FunctionName() == fnGlob && len(call.Args()) == 2 {
+				// A literal pattern is checked now, not at the first match.
+				if p := call.Args()[1]; p.Kind() == ast.LiteralKind {
+					if pat, ok := p.AsLiteral().(types.String); ok {
+						if _, err := compileGlob(string(pat)); err != nil {
+							errAt(p.ID(), "%v", err)
+						}
+					}
+				}
+				return
+			}
 			if call.FunctionName() != "_[_]" || len(call.Args()) != 2 {
 				return
 			}

@@ -54,6 +54,37 @@
 //	pod_namespace, pod, container, node, comm   string
 //	host               bool
 //	labels             map     pod labels
+//	records            list    the window's sampled records (below), newest first
+//
+// Each element of records is a rules.Record with the fields syscall,
+// errno, comm (string), uid, pid, tid (int), compat (bool), path, path2
+// (string, "" when none), path_truncated, path_unreadable, path_relative
+// (bool), family ("AF_INET", "AF_UNIX", ...), addr (IP text or unix path),
+// port, sock_type ("SOCK_RAW", ...), protocol, and args, a map from the
+// kernel's argument names to the decoded integer arguments (args["request"]
+// for ptrace, args["sig"] for kill, args["flags"] for clone and unshare).
+// Only the records of the rule's match (syscalls and errnos), scope and key
+// are in the list, at most 256. A misspelled field fails `rules validate`
+// with its file:line:col. Two functions help:
+//
+//	glob(s, pattern)    bool  shell glob: * and ? stop at "/", ** crosses it
+//	has_flag(v, flags)  bool  every bit of flags is set in v (CEL has no &)
+//
+// For example, a single denied read of a shadow file:
+//
+//	condition: records.exists(r, glob(r.path, "/etc/*shadow"))
+//
+// What records a condition can count on: the kernel sends user space the
+// first N records (N = --records-per-window, default 8) of every
+// (cgroup, syscall, errno) key in each one-second rate-limit window, and a
+// storm on another key, even on the same CPU, takes none of them: the limit
+// is per key. A record is lost only where a counter says so: the ring
+// buffer was full (sensor ring drops), the agent's queue was full (queue
+// drops), the engine's per-source history of 256 records overflowed within
+// a window (RecordsEvicted), or, rarely, when more than four CPUs race for
+// the last slot of one key (the kernel then keeps the count, not the
+// record). So a rule that needs one decisive record sees it whenever its
+// key failed at most N times in the window before it.
 //
 // Counts are exact; records are sampled (the kernel keeps the first few per
 // counter and rate-limit window), so conditions should count with count,

@@ -78,6 +78,10 @@ type Stats struct {
 	// and started again.
 	DispatchKeys   int
 	DispatchResets uint64
+	// RecordsEvicted counts sampled records dropped from a failure
+	// source's bounded history before their window ended, so that a
+	// `records` condition did not see them.
+	RecordsEvicted uint64
 }
 
 // Engine evaluates a rule set over the batches of one node. Process must be
@@ -95,6 +99,7 @@ type Engine struct {
 	dispatch map[uint64][]*ruleState
 	durRs    []*ruleState
 	commRs   bool // some rule needs comm attribution
+	recRs    bool // some rule reads records
 
 	gen uint64 // batch generation, to mark touched keys
 	// Intervals are numbered from the first batch: seq = base + n. Window
@@ -121,11 +126,13 @@ type Engine struct {
 
 	shares  []commShare
 	procBuf []slotProc
+	recBuf  []*Record
 	act     activation
 
 	rulesN, keysN, openN, dispatchN   atomic.Int64
 	evals, skipped, evalErrs, dropped atomic.Uint64
 	raised, updated, swaps, resets    atomic.Uint64
+	recEvicted                        atomic.Uint64
 }
 
 // NewEngine returns an engine running rs.
@@ -163,6 +170,7 @@ func (e *Engine) Stats() Stats {
 		Evaluations: e.evals.Load(), Skipped: e.skipped.Load(), EvalErrors: e.evalErrs.Load(),
 		KeysDropped: e.dropped.Load(), Raised: e.raised.Load(), Updated: e.updated.Load(),
 		RuleSwaps: e.swaps.Load(), DispatchKeys: int(e.dispatchN.Load()), DispatchResets: e.resets.Load(),
+		RecordsEvicted: e.recEvicted.Load(),
 	}
 }
 
@@ -192,7 +200,7 @@ func (e *Engine) use(rs *RuleSet) {
 	e.rules = nil
 	e.bySys = map[sysKey][]*ruleState{}
 	e.dispatch = map[uint64][]*ruleState{}
-	e.allSys, e.durRs, e.commRs = nil, nil, false
+	e.allSys, e.durRs, e.commRs, e.recRs = nil, nil, false, false
 	if rs == nil {
 		e.rulesN.Store(0)
 		if e.starts == nil {
@@ -233,6 +241,7 @@ func (e *Engine) use(rs *RuleSet) {
 			e.durRs = append(e.durRs, s)
 		}
 		e.commRs = e.commRs || s.needsComm
+		e.recRs = e.recRs || r.cond.usesRecords
 	}
 	e.rulesN.Store(int64(len(rs.Rules)))
 	n := int64(1)
@@ -321,6 +330,9 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 		}
 		slot := e.slot(rec.Meta, rec.CgroupID, seq)
 		e.slots[slot].addProc(e, seq, countKey{sk, errno}, alert.Process{PID: rec.PID, Comm: rec.Comm, UID: rec.UID})
+		if e.recRs {
+			e.slots[slot].addRecord(e, seq, countKey{sk, errno}, &rec.Record)
+		}
 	}
 
 	var out []alert.Alert

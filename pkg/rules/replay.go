@@ -7,81 +7,26 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
-	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
-
-// replayRecord is one line of `errnowatch trace -o json`.
-type replayRecord struct {
-	Time       time.Time `json:"time"`
-	PID        uint32    `json:"pid"`
-	TID        uint32    `json:"tid"`
-	Comm       string    `json:"comm"`
-	UID        uint32    `json:"uid"`
-	CgroupID   uint64    `json:"cgroup_id"`
-	CgroupPath string    `json:"cgroup_path"`
-	Syscall    string    `json:"syscall"`
-	SyscallNr  *int32    `json:"syscall_nr"`
-	Compat     bool      `json:"compat"`
-	Ret        *int64    `json:"ret"`
-	Errno      flexErrno `json:"errno"`
-	DurationNS uint64    `json:"duration_ns"`
-	podFields
-}
-
-type podFields struct {
-	Namespace string `json:"namespace"`
-	Pod       string `json:"pod"`
-	PodUID    string `json:"pod_uid"`
-	Container string `json:"container"`
-	Node      string `json:"node"`
-}
 
 // replayInterval is one line of `errnowatch top -o json`.
 type replayInterval struct {
 	Start time.Time `json:"start"`
 	End   time.Time `json:"end"`
 	Rows  []struct {
-		CgroupID   uint64    `json:"cgroup_id"`
-		CgroupPath string    `json:"cgroup_path"`
-		Syscall    string    `json:"syscall"`
-		Compat     bool      `json:"compat"`
-		Errno      flexErrno `json:"errno"`
-		Count      uint64    `json:"count"`
-		podFields
+		CgroupID   uint64           `json:"cgroup_id"`
+		CgroupPath string           `json:"cgroup_path"`
+		Syscall    string           `json:"syscall"`
+		Compat     bool             `json:"compat"`
+		Errno      enrich.LineErrno `json:"errno"`
+		Count      uint64           `json:"count"`
+		enrich.LinePod
 	} `json:"rows"`
-}
-
-// flexErrno accepts an errno as a name ("EACCES") or a number (13).
-type flexErrno struct {
-	set bool
-	v   uint16
-}
-
-func (f *flexErrno) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		s = string(b)
-	}
-	if s == "" || s == "0" {
-		f.set = true
-		return nil
-	}
-	e, err := syscalls.ParseErrno(s)
-	if err != nil {
-		return err
-	}
-	f.set, f.v = true, e
-	return nil
 }
 
 // DecodeBatches turns a recorded JSON-lines file into the batches the agent
@@ -141,7 +86,7 @@ func (e *Engine) Replay(r io.Reader) ([]alert.Alert, error) {
 type metaKey struct {
 	cgroup uint64
 	path   string
-	podFields
+	enrich.LinePod
 }
 
 type replayDecoder struct {
@@ -155,7 +100,7 @@ type replayDecoder struct {
 	hists   map[sensor.HistKey]int
 }
 
-func (d *replayDecoder) meta(cgroup uint64, path string, p podFields) *enrich.Meta {
+func (d *replayDecoder) meta(cgroup uint64, path string, p enrich.LinePod) *enrich.Meta {
 	k := metaKey{cgroup, path, p}
 	m := d.metas[k]
 	if m == nil {
@@ -192,60 +137,29 @@ func (d *replayDecoder) topInterval(b []byte) error {
 	}
 	batch := &enrich.Batch{Interval: sensor.Interval{Start: iv.Start, End: iv.End}}
 	for _, row := range iv.Rows {
-		nr, compat, err := syscallNumber(row.Syscall, nil, row.Compat)
+		nr, compat, err := enrich.LineSyscall(row.Syscall, nil, row.Compat)
 		if err != nil {
 			return err
 		}
 		batch.Counts = append(batch.Counts, enrich.Count{
-			Count: sensor.Count{Key: sensor.Key{CgroupID: row.CgroupID, Syscall: nr, Compat: compat, Errno: row.Errno.v},
+			Count: sensor.Count{Key: sensor.Key{CgroupID: row.CgroupID, Syscall: nr, Compat: compat, Errno: row.Errno.Value},
 				Count: row.Count},
-			Meta: d.meta(row.CgroupID, row.CgroupPath, row.podFields),
+			Meta: d.meta(row.CgroupID, row.CgroupPath, row.LinePod),
 		})
 	}
 	return d.fn(batch)
 }
 
-// syscallNumber takes the recorded number when there is one (the trace was
-// made on this architecture), else looks the name up, native table first.
-func syscallNumber(name string, nr *int32, compat bool) (int32, bool, error) {
-	if nr != nil {
-		return *nr, compat, nil
-	}
-	if n, ok := strings.CutPrefix(name, "syscall_"); ok {
-		if v, err := strconv.ParseInt(n, 10, 32); err == nil {
-			return int32(v), compat, nil
-		}
-	}
-	arch := syscalls.Native()
-	if v, ok := syscalls.Lookup(arch, name, compat); ok {
-		return int32(v), compat, nil
-	}
-	if v, ok := syscalls.Lookup(arch, name, !compat); ok {
-		return int32(v), !compat, nil
-	}
-	_, err := syscalls.ParseSyscall(arch, name, compat)
-	return 0, false, err
-}
-
 func (d *replayDecoder) record(b []byte) error {
-	var rec replayRecord
+	var rec enrich.Line
 	if err := json.Unmarshal(b, &rec); err != nil {
 		return fmt.Errorf("decode trace record: %w", err)
 	}
-	if rec.Time.IsZero() {
-		return fmt.Errorf("trace record has no \"time\"")
-	}
-	nr, compat, err := syscallNumber(rec.Syscall, rec.SyscallNr, rec.Compat)
+	sr, err := rec.Record()
 	if err != nil {
-		return err
+		return fmt.Errorf("trace record: %w", err)
 	}
-	var ret int64
-	switch {
-	case rec.Ret != nil:
-		ret = *rec.Ret
-	case rec.Errno.set:
-		ret = -int64(rec.Errno.v)
-	}
+	nr, compat := sr.Syscall, sr.Compat
 	slot := rec.Time.UnixNano() / int64(d.interval)
 	if d.cur == nil || slot > d.curSlot {
 		if err := d.flush(); err != nil {
@@ -259,10 +173,8 @@ func (d *replayDecoder) record(b []byte) error {
 	}
 	// A record slightly out of order (CPUs interleave) joins the current
 	// batch rather than reopening a past one.
-	m := d.meta(rec.CgroupID, rec.CgroupPath, rec.podFields)
-	sr := sensor.Record{Time: rec.Time, PID: rec.PID, TID: rec.TID, UID: rec.UID, Comm: rec.Comm,
-		CgroupID: rec.CgroupID, Syscall: nr, Compat: compat, Ret: ret, DurationNS: rec.DurationNS}
-	if rec.DurationNS > 0 {
+	m := d.meta(rec.CgroupID, rec.CgroupPath, rec.LinePod)
+	if sr.DurationNS > 0 {
 		hk := sensor.HistKey{CgroupID: rec.CgroupID, Syscall: nr, Compat: compat}
 		i, ok := d.hists[hk]
 		if !ok {
@@ -270,7 +182,7 @@ func (d *replayDecoder) record(b []byte) error {
 			d.hists[hk] = i
 			d.cur.Histograms = append(d.cur.Histograms, enrich.Histogram{Histogram: sensor.Histogram{HistKey: hk}, Meta: m})
 		}
-		d.cur.Histograms[i].Buckets[histBucket(rec.DurationNS)]++
+		d.cur.Histograms[i].Buckets[histBucket(sr.DurationNS)]++
 	}
 	errno := sr.Errno()
 	if errno == 0 {

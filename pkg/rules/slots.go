@@ -17,6 +17,7 @@ type slotInfo struct {
 
 	attr  slotAttr   // comms of this batch's records, by counter
 	procs []slotProc // processes of recent records, newest last
+	recs  []slotRec  // recent records, newest last, when a rule reads them
 	last  procKey    // the last record taken, to skip repeats cheaply
 }
 

@@ -13,6 +13,14 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type bpfArgSpec struct {
+	_       structs.HostLayout
+	Path    uint8
+	Path2   uint8
+	Addr    uint8
+	AddrLen uint8
+}
+
 type bpfCgroupBudget struct {
 	_         structs.HostLayout
 	Keys      uint32
@@ -89,7 +97,14 @@ type bpfRecord struct {
 	Nr         uint32
 	Comm       [16]int8
 	Compat     uint8
-	Pad        [7]uint8
+	Pad        uint8
+	Flags      uint16
+	AddrLen    uint16
+	Pad2       uint16
+	Args       [6]uint64
+	Path       [256]int8
+	Path2      [256]int8
+	Addr       [128]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -111,6 +126,7 @@ const (
 	bpfMapStats        = "stats"
 	bpfProgOnSysEnter  = "on_sys_enter"
 	bpfProgOnSysExit   = "on_sys_exit"
+	bpfVarArgSpecs     = "arg_specs"
 	bpfVarCfg          = "cfg"
 	bpfVarErrnoBits    = "errno_bits"
 	bpfVarGen          = "gen"
@@ -188,6 +204,7 @@ type bpfMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
+	ArgSpecs     *ebpf.VariableSpec `ebpf:"arg_specs"`
 	Cfg          *ebpf.VariableSpec `ebpf:"cfg"`
 	ErrnoBits    *ebpf.VariableSpec `ebpf:"errno_bits"`
 	Gen          *ebpf.VariableSpec `ebpf:"gen"`
@@ -253,6 +270,7 @@ func (m *bpfMaps) Close() error {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
+	ArgSpecs     *ebpf.Variable `ebpf:"arg_specs"`
 	Cfg          *ebpf.Variable `ebpf:"cfg"`
 	ErrnoBits    *ebpf.Variable `ebpf:"errno_bits"`
 	Gen          *ebpf.Variable `ebpf:"gen"`

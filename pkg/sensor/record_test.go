@@ -3,6 +3,7 @@ package sensor
 import (
 	"encoding/binary"
 	"errors"
+	"net/netip"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/cilium/ebpf/ringbuf"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 )
 
 // The hand-written decoder must agree with the layout bpf2go generated
@@ -32,6 +34,14 @@ func TestRecordLayoutMatchesBTF(t *testing.T) {
 		{"nr", unsafe.Offsetof(r.Nr), offNr},
 		{"comm", unsafe.Offsetof(r.Comm), offComm},
 		{"compat", unsafe.Offsetof(r.Compat), offCompat},
+		{"flags", unsafe.Offsetof(r.Flags), offFlags},
+		{"addr_len", unsafe.Offsetof(r.AddrLen), offAddrLen},
+		{"args", unsafe.Offsetof(r.Args), offArgs},
+		{"path", unsafe.Offsetof(r.Path), offPath},
+		{"path2", unsafe.Offsetof(r.Path2), offPath2},
+		{"addr", unsafe.Offsetof(r.Addr), offAddr},
+		{"path size", unsafe.Sizeof(r.Path), PathMax},
+		{"addr size", unsafe.Sizeof(r.Addr), AddrMax},
 	}
 	for _, c := range checks {
 		if c.got != c.want {
@@ -92,6 +102,65 @@ func TestDecodeRecord(t *testing.T) {
 	bad := encodeRecord(1, 1, -2, 0, 1, 1, 0, 1<<21, "x", false)
 	if _, err := DecodeRecord(bad, Clock{}); err == nil {
 		t.Error("record with an impossible syscall number decoded without error")
+	}
+}
+
+// A compat (i386) connect record with a path, arguments and an address, as
+// the kernel would write it: int $0x80 cannot run on every machine, so this
+// is the crafted-input test of the 32-bit decoding.
+func TestDecodeRecordArguments(t *testing.T) {
+	b := encodeRecord(1, 9, -111, 0, 5, 5, 1000, 362, "nc", true)
+	le := binary.LittleEndian
+	for i, a := range []uint64{3, 0xffd0, 16, 0, 0, 0} {
+		le.PutUint64(b[offArgs+8*i:], a)
+	}
+	le.PutUint16(b[offFlags:], flagHasPath|flagPathTruncated|flagHasPath2|flagPath2Unreadable|flagAddrUnreadable)
+	copy(b[offPath:], "/etc/shadow\x00garbage after the NUL")
+	sa := []byte{unix.AF_INET, 0, 0x1f, 0x90, 10, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 0}
+	copy(b[offAddr:], sa)
+	le.PutUint16(b[offAddrLen:], uint16(len(sa)))
+	r, err := DecodeRecord(b, Clock{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Args != [6]uint64{3, 0xffd0, 16, 0, 0, 0} || r.Path != "/etc/shadow" || !r.PathTruncated || r.PathUnreadable ||
+		r.Path2 != "" || !r.Path2Unreadable || !r.AddrUnreadable || !r.Compat || r.Syscall != 362 {
+		t.Errorf("decoded %+v", r)
+	}
+	if want := (SockAddr{Family: unix.AF_INET, IP: netip.MustParseAddr("10.0.0.7"), Port: 8080}); r.Addr != want {
+		t.Errorf("address %+v, want %+v", r.Addr, want)
+	}
+
+	le.PutUint16(b[offAddrLen:], AddrMax+1)
+	if _, err := DecodeRecord(b, Clock{}); err == nil {
+		t.Error("a record claiming more address bytes than the kernel copies decoded without error")
+	}
+}
+
+func TestDecodeSockaddr(t *testing.T) {
+	v6 := make([]byte, 28)
+	v6[0], v6[2], v6[3], v6[23] = unix.AF_INET6, 0x01, 0xbb, 1
+	unixPath := append([]byte{unix.AF_UNIX, 0}, "/run/containerd/containerd.sock\x00junk"...)
+	abstract := append([]byte{unix.AF_UNIX, 0, 0}, "dbus-x"...)
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		want string
+		fam  uint16
+	}{
+		{"ipv6", v6, "[::1]:443", unix.AF_INET6},
+		{"ipv6 too short", v6[:20], "", unix.AF_INET6},
+		{"ipv4 too short", []byte{unix.AF_INET, 0, 0, 80}, "", unix.AF_INET},
+		{"unix", unixPath, "/run/containerd/containerd.sock", unix.AF_UNIX},
+		{"abstract", abstract, "@dbus-x", unix.AF_UNIX},
+		{"netlink", []byte{unix.AF_NETLINK, 0, 0, 0}, "", unix.AF_NETLINK},
+		{"one byte", []byte{2}, "", 0},
+		{"empty", nil, "", 0},
+	} {
+		a := DecodeSockaddr(tc.b)
+		if a.String() != tc.want || a.Family != tc.fam {
+			t.Errorf("%s: decoded %+v (%q), want %q family %d", tc.name, a, a.String(), tc.want, tc.fam)
+		}
 	}
 }
 

@@ -175,6 +175,9 @@ func Load(cfg Config, log *zap.Logger) (s *Sensor, err error) {
 		spec.Maps[name].MaxEntries = uint32(cfg.MaxHistKeys)
 	}
 	barrierInner := spec.Maps["rcu_barrier"].InnerMap
+	if err := spec.Variables["arg_specs"].Set(argSpecs(syscalls.Native())); err != nil {
+		return nil, fmt.Errorf("write syscall argument table: %w", err)
+	}
 
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, explain("load BPF program", err)
@@ -230,6 +233,25 @@ func Load(cfg Config, log *zap.Logger) (s *Sensor, err error) {
 	go s.readLoop()
 	go s.windowLoop(ctx)
 	return s, nil
+}
+
+// syscallSlots is SYSCALL_BITS in bpf/errnowatch.c.
+const syscallSlots = 1024
+
+// argSpecs is the kernel's arg_specs table for an architecture: which
+// arguments of each syscall a record copies from user memory.
+func argSpecs(arch syscalls.Arch) [2][syscallSlots]bpfArgSpec {
+	var t [2][syscallSlots]bpfArgSpec
+	for c, compat := range []bool{false, true} {
+		for nr := range min(syscalls.MaxNr(arch, compat), syscallSlots) {
+			k := syscalls.CaptureOf(arch, nr, compat)
+			t[c][nr] = bpfArgSpec{
+				Path: uint8(k.Path + 1), Path2: uint8(k.Path2 + 1),
+				Addr: uint8(k.Addr + 1), AddrLen: uint8(k.AddrLen + 1),
+			}
+		}
+	}
+	return t
 }
 
 func newClock() (Clock, error) {

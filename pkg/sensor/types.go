@@ -1,7 +1,10 @@
 package sensor
 
 import (
+	"net/netip"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Record is one sampled syscall exit, as the kernel program reported it.
@@ -25,6 +28,46 @@ type Record struct {
 	// DurationNS is the time from sys_enter to sys_exit; zero unless the
 	// sensor runs in duration mode.
 	DurationNS uint64
+
+	// Args are the syscall's six argument registers at exit, in argument
+	// order (for a compat syscall, the i386 or ARM registers). Which of them
+	// mean something, and how, is in syscalls.Signature.
+	Args [6]uint64
+	// Path is the call's first path argument as the program passed it, at
+	// most PathMax-1 bytes; "" when the syscall takes no path, the pointer
+	// was NULL or it could not be read.
+	Path string
+	// PathTruncated: the path was longer and Path is its first PathMax-1
+	// bytes. PathUnreadable: the pointer was not NULL but the kernel could
+	// not read it without faulting (a bad pointer, or a page not resident).
+	PathTruncated, PathUnreadable bool
+	// Path2 is the second path: rename's and link's target, mount's target.
+	Path2                           string
+	Path2Truncated, Path2Unreadable bool
+	// Addr is the socket address passed to connect, bind or sendto.
+	Addr SockAddr
+	// AddrUnreadable: the address pointer could not be read.
+	AddrUnreadable bool
+}
+
+// SockAddr is a decoded struct sockaddr. Family is 0 when there is none.
+type SockAddr struct {
+	Family uint16     // AF_*
+	IP     netip.Addr // AF_INET, AF_INET6
+	Port   uint16     // AF_INET, AF_INET6
+	Unix   string     // AF_UNIX path; an abstract name starts with "@"
+}
+
+// String is the address as ss prints it: 127.0.0.1:80, [::1]:80, a unix
+// path, or "" for none.
+func (a SockAddr) String() string {
+	switch {
+	case a.IP.IsValid():
+		return netip.AddrPortFrom(a.IP, a.Port).String()
+	case a.Family == unix.AF_UNIX:
+		return a.Unix
+	}
+	return ""
 }
 
 // Errno is the error number of a failed exit, 0 for a success.

@@ -29,3 +29,24 @@ func TestGeneratedUpToDate(t *testing.T) {
 		t.Error("zsyscalls.go is stale; run: go generate ./pkg/syscalls")
 	}
 }
+
+// TestArgsGeneratedUpToDate does the same for the argument signatures,
+// which come from the committed snapshot hack/genargs/signatures.txt.
+func TestArgsGeneratedUpToDate(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "zargs.go")
+	cmd := exec.Command("go", "run", "../../hack/genargs", "-o", out)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("genargs: %v\n%s", err, b)
+	}
+	got, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile("zargs.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Error("zargs.go is stale; run: go generate ./pkg/syscalls")
+	}
+}
