@@ -86,6 +86,8 @@ func newMetrics(a *Agent) (*metrics, error) {
 		func() float64 { return float64(stats().QueueDrops + a.recordDrops.Load()) })
 	counter("errnowatch_sensor_map_full_total", "Exits not counted because the kernel's counts map was full.",
 		func() float64 { return float64(stats().MapFull) })
+	counter("errnowatch_sensor_overflow_total", "Exits counted in a cgroup's overflow key, without syscall and errno: over its share of the counts map, or with the map full.",
+		func() float64 { return float64(stats().Overflowed) })
 	gauge("errnowatch_sensor_attached", "1 while the kernel program is attached.", func() float64 {
 		if a.attached.Load() {
 			return 1

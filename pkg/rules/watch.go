@@ -234,11 +234,15 @@ var (
 		"Alerts open (pattern seen within its cooldown).", nil, nil)
 	droppedDesc = prometheus.NewDesc("errnowatch_rules_keys_dropped_total",
 		"Failures not tracked because a rule reached its key limit.", nil, nil)
+	dispatchDesc = prometheus.NewDesc("errnowatch_rules_dispatch_keys",
+		"Entries in the (syscall, errno) to rules cache.", nil, nil)
+	dispatchResetsDesc = prometheus.NewDesc("errnowatch_rules_dispatch_resets_total",
+		"Times the (syscall, errno) to rules cache reached its bound and started again.", nil, nil)
 )
 
 // Describe implements prometheus.Collector for the engine's Stats.
 func (e *Engine) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{evalsDesc, alertsDesc, keysDesc, openDesc, droppedDesc} {
+	for _, d := range []*prometheus.Desc{evalsDesc, alertsDesc, keysDesc, openDesc, droppedDesc, dispatchDesc, dispatchResetsDesc} {
 		ch <- d
 	}
 }
@@ -254,4 +258,6 @@ func (e *Engine) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(keysDesc, prometheus.GaugeValue, float64(s.Keys))
 	ch <- prometheus.MustNewConstMetric(openDesc, prometheus.GaugeValue, float64(s.OpenAlerts))
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(s.KeysDropped))
+	ch <- prometheus.MustNewConstMetric(dispatchDesc, prometheus.GaugeValue, float64(s.DispatchKeys))
+	ch <- prometheus.MustNewConstMetric(dispatchResetsDesc, prometheus.CounterValue, float64(s.DispatchResets))
 }

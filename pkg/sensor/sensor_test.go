@@ -638,8 +638,12 @@ func TestFloodCannotBlindOtherCgroups(t *testing.T) {
 		}
 	}
 	over := counts[Key{CgroupID: floodCg.ID, Syscall: OverflowSyscall, Errno: OverflowErrno}]
-	if got+over != keys {
-		t.Errorf("flood's getpriority failures: %d in keys + %d in overflow = %d, made %d", got, over, got+over, keys)
+	// None lost. Once the flood used its share, the overflow also holds
+	// the flood child's own runtime failures (futex and epoll waits that
+	// time out, a few a second), which have no key of their own then.
+	if got+over < keys || got+over > keys+100*seconds {
+		t.Errorf("flood's getpriority failures: %d in keys + %d in overflow = %d, made %d (its runtime's own failures allowed on top: %d)",
+			got, over, got+over, keys, 100*seconds)
 	}
 	if over == 0 || overflows[floodCg.ID] != over {
 		t.Errorf("flood overflow: key %d, Overflows %d; want equal and > 0", over, overflows[floodCg.ID])
