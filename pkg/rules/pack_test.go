@@ -3,6 +3,7 @@ package rules
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	osexec "os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
+	"github.com/errnowatch/errnowatch/pkg/syscalls"
 	"github.com/errnowatch/errnowatch/test/attacks"
 )
 
@@ -185,13 +187,14 @@ type packRun struct {
 	finished bool
 	got      []alert.Alert
 	total    uint64
+	byKey    map[string]uint64 // "syscall errno": failures
 }
 
 func newPackRun(t *testing.T, w attacks.Workload, rs *RuleSet) *packRun {
 	podUID, ctrID := cgrouptest.PodUID(), cgrouptest.ContainerID()
 	cg := cgrouptest.New(t, cgrouptest.KubeletPath(cgroup.DriverCgroupfs, cgroup.RuntimeContainerd,
 		cgroup.QoSBestEffort, podUID, ctrID))
-	r := &packRun{w: w, cg: cg, done: make(chan error, 1),
+	r := &packRun{w: w, cg: cg, done: make(chan error, 1), byKey: map[string]uint64{},
 		meta: &enrich.Meta{Node: "test-node", Namespace: "attacks", Pod: w.Name + "-7d9f", PodUID: podUID,
 			Container: "workload", ContainerID: ctrID, CgroupPath: cg.Rel},
 		eng: NewEngine(rs, Config{Interval: time.Second, Node: "test-node"}, zaptest.NewLogger(t)),
@@ -284,6 +287,7 @@ func (r *packRun) batch(iv sensor.Interval, recs []sensor.Record) *enrich.Batch 
 		if c.CgroupID == r.cg.ID {
 			b.Counts = append(b.Counts, enrich.Count{Count: c, Meta: r.meta})
 			r.total += c.Count
+			r.byKey[syscalls.Name(syscalls.Native(), int(c.Syscall), c.Compat)+" "+syscalls.ErrnoName(c.Errno)] += c.Count
 		}
 	}
 	for _, h := range iv.Histograms {
@@ -304,7 +308,12 @@ func (r *packRun) check(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("workload %s (%s): %v\n%s", r.w.Name, r.w.Description, r.err, r.out.String())
 	}
-	t.Logf("%s: %d failures counted", r.w.Name, r.total)
+	keys := slices.SortedFunc(maps.Keys(r.byKey), func(a, b string) int { return int(r.byKey[b]) - int(r.byKey[a]) })
+	var top []string
+	for _, k := range keys[:min(len(keys), 5)] {
+		top = append(top, fmt.Sprintf("%s %d", k, r.byKey[k]))
+	}
+	t.Logf("%s: %d failures counted; most: %s", r.w.Name, r.total, strings.Join(top, ", "))
 	fired := map[string]bool{}
 	for _, a := range r.got {
 		fired[a.RuleID] = true

@@ -1,10 +1,20 @@
 // Package attacks makes, for real, the failing syscalls of the attack
-// patterns the default rule pack (rules/default.yaml) looks for, and of
-// benign workloads that fail a lot for good reasons (shells searching PATH,
-// package managers and compilers probing for files, clients retrying,
-// daemons probing optional features). The rule pack tests run each workload
-// under the kernel sensor and check that exactly its rule fires, and that
-// the benign ones fire nothing.
+// patterns the default rule pack (rules/default.yaml, and
+// rules/records/default.yaml for the rules that read syscall arguments)
+// looks for, of near misses that fail the same syscalls for benign
+// reasons, and of a benign corpus of ordinary work that fails a lot for
+// good reasons (shells, xargs, find -exec and make searching PATH, package
+// managers and compilers probing for files, interpreters and a JVM
+// starting, clients retrying, ps listing other users' processes, daemons
+// probing optional features). The rule pack tests run each workload under
+// the kernel sensor and check that an attack fires exactly its rule, and
+// that the near misses and the benign ones fire nothing.
+//
+// Workloads come in sets (Set): Core ones need only the kernel and run in
+// the e2e workload image too (All returns them); NearMiss, Corpus (the
+// host's programs: make, gcc, python3, node, java, apt-get, ps, curl) and
+// Records (rules over syscall arguments) are for the host's tests
+// (Extended returns every set).
 //
 // A workload runs in a child process: the test binary started again with
 // ERRNOWATCH_ATTACK naming the workload, so that it can drop root, lower its
@@ -14,8 +24,8 @@
 //
 // Workloads check that their syscalls fail the way they are meant to and
 // exit non-zero when they do not (a kernel that lets nobody mount, a PATH
-// that has the "missing" tools), so a pack test never passes on a workload
-// that did nothing.
+// that has the "missing" tools, a program of the corpus not installed), so
+// a pack test never passes on a workload that did nothing.
 package attacks
 
 import (
@@ -101,7 +111,7 @@ func nearMiss(set Set, name, near, desc string, run func(string) error) Workload
 // core are the Core workloads, attacks first.
 var core = []Workload{
 	attack(Core, "permission-probing", "permission-probing",
-		"as nobody, open 40 files of mode 000 and a few root-only paths", permissionProbing),
+		"as nobody, open 40 key files of mode 000", permissionProbing),
 	attack(Core, "container-escape", "container-escape-attempt",
 		"as nobody, unshare, mount, umount2, setns, pivot_root and open_by_handle_at", containerEscape),
 	attack(Core, "module-load", "kernel-module-load", "as nobody, init_module once", moduleLoad),
