@@ -7,12 +7,16 @@ import (
 	"maps"
 	"os"
 	osexec "os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/common/functions"
+	"github.com/google/cel-go/common/types"
+	"github.com/google/cel-go/common/types/ref"
 	"go.uber.org/zap/zaptest"
 	"go.yaml.in/yaml/v3"
 
@@ -104,6 +108,7 @@ func TestRecordsPackContract(t *testing.T) {
 	if len(file.Rules) < 8 {
 		t.Fatalf("%s has %d rules, want 8", recordsPack, len(file.Rules))
 	}
+	prgs := map[string]cel.Program{}
 	for _, r := range file.Rules {
 		ast, iss := env.Compile(r.Condition)
 		if iss.Err() != nil {
@@ -112,6 +117,42 @@ func TestRecordsPackContract(t *testing.T) {
 		}
 		if !ast.OutputType().IsExactType(cel.BoolType) {
 			t.Errorf("%s: condition is %s, want bool", r.ID, ast.OutputType())
+			continue
+		}
+		// glob as the contract defines it: * within a path component,
+		// ** across them.
+		prg, err := env.Program(ast, cel.Functions(&functions.Overload{Operator: "glob_string_string",
+			Binary: func(s, pattern ref.Val) ref.Val {
+				return types.Bool(globRE(string(pattern.(types.String))).MatchString(string(s.(types.String))))
+			}}))
+		if err != nil {
+			t.Fatalf("%s: %v", r.ID, err)
+		}
+		prgs[r.ID] = prg
+	}
+	// What the records of the live attacks and near misses will be, by
+	// hand: the conditions' logic is checked now, the live test checks the
+	// real records once they exist.
+	for _, c := range recordCases {
+		prg, ok := prgs[c.rule]
+		if !ok {
+			t.Errorf("%s: no such rule in %s", c.rule, recordsPack)
+			continue
+		}
+		count := max(c.count, len(c.recs))
+		syscalls := map[string]bool{}
+		var recs []map[string]any
+		for _, r := range c.recs {
+			syscalls[r["syscall"].(string)] = true
+			recs = append(recs, r)
+		}
+		out, _, err := prg.Eval(map[string]any{"count": count, "distinct_syscalls": len(syscalls), "records": recs})
+		if err != nil {
+			t.Errorf("%s on %s: %v", c.rule, c.name, err)
+			continue
+		}
+		if got := out.Value().(bool); got != c.fire {
+			t.Errorf("%s on %s = %v, want %v", c.rule, c.name, got, c.fire)
 		}
 	}
 	if recordsInConditions(t) {
@@ -329,4 +370,126 @@ func (r *packRun) check(t *testing.T) {
 	if ids := slices.Sorted(maps.Keys(fired)); !slices.Equal(ids, want) {
 		t.Errorf("%s (%s): %d failures fired %v, want %v", r.w.Name, r.w.Description, r.total, ids, want)
 	}
+}
+
+// globRE translates a glob of the records contract into a regexp.
+func globRE(pattern string) *regexp.Regexp {
+	var b strings.Builder
+	b.WriteString("^")
+	for i := 0; i < len(pattern); i++ {
+		switch c := pattern[i]; {
+		case c == '*' && i+1 < len(pattern) && pattern[i+1] == '*':
+			b.WriteString(".*")
+			i++
+		case c == '*':
+			b.WriteString("[^/]*")
+		case c == '?':
+			b.WriteString("[^/]")
+		default:
+			b.WriteString(regexp.QuoteMeta(string(c)))
+		}
+	}
+	b.WriteString("$")
+	return regexp.MustCompile(b.String())
+}
+
+// rec is one record of the contract with every field set: those not
+// given are zero.
+func rec(syscall, errno string, kv ...any) map[string]any {
+	r := map[string]any{"syscall": syscall, "errno": errno, "comm": "sh", "uid": 65534, "pid": 4242, "tid": 4242,
+		"compat": false, "path": "", "path_truncated": false, "path_unreadable": false, "path_relative": false,
+		"path2": "", "family": "", "addr": "", "port": 0, "sock_type": "", "protocol": 0, "args": map[string]int64{}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		r[kv[i].(string)] = kv[i+1]
+	}
+	return r
+}
+
+// execs are execve ENOENT records of a PATH search for each name, the
+// first 8 as the kernel samples them.
+func execs(names ...string) []map[string]any {
+	var out []map[string]any
+	for _, n := range names {
+		for _, d := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
+			out = append(out, rec("execve", "ENOENT", "path", d+"/"+n))
+		}
+	}
+	return out[:min(len(out), 8)]
+}
+
+// Open flags, as the contract's args["flags"] carries them.
+const (
+	oWronly = 0o1
+	oCreat  = 0o100
+	oTrunc  = 0o1000
+	oAppend = 0o2000
+)
+
+var recordCases = []struct {
+	rule, name string
+	fire       bool
+	count      int // the window's count, when more than the records
+	recs       []map[string]any
+}{
+	{"credential-file-access", "open /etc/shadow", true, 0,
+		[]map[string]any{rec("openat", "EACCES", "path", "/etc/shadow")}},
+	{"credential-file-access", "another pod's token", true, 0, []map[string]any{rec("openat", "EACCES",
+		"path", "/var/lib/kubelet/pods/0b1c/volumes/kubernetes.io~projected/kube-api-access-x/token")}},
+	{"credential-file-access", "root's SSH key", true, 0, []map[string]any{rec("newfstatat", "EACCES", "path", "/root/.ssh/id_rsa")}},
+	{"credential-file-access", "an app's config", false, 3, []map[string]any{rec("openat", "EACCES", "path", "/srv/conf/db-0.conf")}},
+	{"credential-file-access", "/etc/shadowsocks.json", false, 0,
+		[]map[string]any{rec("openat", "EACCES", "path", "/etc/shadowsocks.json")}},
+
+	{"process-memory-access", "PID 1's mem", true, 0, []map[string]any{rec("openat", "EACCES", "path", "/proc/1/mem")}},
+	{"process-memory-access", "a thread's environ", true, 0,
+		[]map[string]any{rec("openat", "EACCES", "path", "/proc/77/task/78/environ")}},
+	{"process-memory-access", "ps reading environ", false, 156,
+		[]map[string]any{rec("openat", "EACCES", "comm", "ps", "path", "/proc/1/environ")}},
+	{"process-memory-access", "readlink exe", false, 0, []map[string]any{rec("readlink", "EACCES", "path", "/proc/1/exe")}},
+
+	{"persistence-file-write", "append to ld.so.preload", true, 0, []map[string]any{rec("openat", "EACCES",
+		"path", "/etc/ld.so.preload", "args", map[string]int64{"flags": oWronly | oCreat | oAppend})}},
+	{"persistence-file-write", "create a cron file", true, 0, []map[string]any{rec("openat", "EACCES",
+		"path", "/etc/cron.d/evil", "args", map[string]int64{"flags": oWronly | oCreat | oTrunc})}},
+	{"persistence-file-write", "rename a unit into place", true, 0, []map[string]any{rec("renameat2", "EACCES",
+		"path", "/tmp/x.service", "path2", "/etc/systemd/system/x.service")}},
+	{"persistence-file-write", "the loader reading ld.so.preload", false, 0, []map[string]any{
+		rec("access", "EACCES", "path", "/etc/ld.so.preload", "args", map[string]int64{"mode": 4}),
+		rec("openat", "EACCES", "path", "/etc/ld.so.preload", "args", map[string]int64{"flags": 0})}},
+	{"persistence-file-write", "write /etc/hostname", false, 0, []map[string]any{rec("openat", "EACCES",
+		"path", "/etc/hostname", "args", map[string]int64{"flags": oWronly})}},
+
+	{"kernel-tunable-write", "core_pattern", true, 0, []map[string]any{rec("openat", "EACCES",
+		"path", "/proc/sys/kernel/core_pattern", "args", map[string]int64{"flags": oWronly | oTrunc})}},
+	{"kernel-tunable-write", "release_agent", true, 0, []map[string]any{rec("openat", "EACCES",
+		"path", "/sys/fs/cgroup/memory/release_agent", "args", map[string]int64{"flags": oWronly})}},
+	{"kernel-tunable-write", "read compact_memory", false, 0, []map[string]any{rec("openat", "EACCES",
+		"path", "/proc/sys/vm/compact_memory", "args", map[string]int64{"flags": 0})}},
+
+	{"runtime-socket-access", "containerd", true, 0, []map[string]any{rec("connect", "ENOENT",
+		"family", "AF_UNIX", "addr", "/run/containerd/containerd.sock")}},
+	{"runtime-socket-access", "an app socket", false, 3, []map[string]any{rec("connect", "ENOENT",
+		"family", "AF_UNIX", "addr", "/tmp/app.sock")}},
+	{"runtime-socket-access", "a TCP service", false, 0, []map[string]any{rec("connect", "ECONNREFUSED",
+		"family", "AF_INET", "addr", "127.0.0.1", "port", 2375)}},
+
+	{"packet-socket-attempt", "AF_PACKET", true, 0, []map[string]any{rec("socket", "EPERM",
+		"family", "AF_PACKET", "sock_type", "SOCK_RAW", "protocol", 768)}},
+	{"packet-socket-attempt", "ping", false, 0, []map[string]any{
+		rec("socket", "EPERM", "family", "AF_INET", "sock_type", "SOCK_RAW", "protocol", 1),
+		rec("socket", "EACCES", "family", "AF_INET", "sock_type", "SOCK_DGRAM", "protocol", 1)}},
+	{"packet-socket-attempt", "a burst (raw-socket-attempt's)", false, 5, []map[string]any{rec("socket", "EPERM",
+		"family", "AF_PACKET", "sock_type", "SOCK_RAW", "protocol", 768)}},
+
+	{"setuid-root-attempt", "setuid(0)", true, 0, []map[string]any{rec("setuid", "EPERM",
+		"args", map[string]int64{"uid": 0})}},
+	{"setuid-root-attempt", "setresgid(0, 0, 0)", true, 0, []map[string]any{rec("setresgid", "EPERM",
+		"args", map[string]int64{"rgid": 0, "egid": 0, "sgid": 0})}},
+	{"setuid-root-attempt", "setuid(1000)", false, 0, []map[string]any{rec("setuid", "EPERM",
+		"args", map[string]int64{"uid": 1000})}},
+
+	{"tool-discovery", "nmap and ncat", true, 240, execs("nmap", "ncat", "socat")},
+	{"tool-discovery", "an entrypoint's helpers and nc", false, 0, execs("nc", "tini")},
+	{"tool-discovery", "curl or wget", false, 0, execs("curl", "wget")},
+	{"tool-discovery", "hunting interpreters (binary-discovery's)", false, 954, execs("python2.0", "python2.1")},
 }
