@@ -143,7 +143,7 @@ var core = []Workload{
 	attack(Core, "keyring-sweep", "keyring-probing", "describe 200 key ids that do not exist (ENOKEY)",
 		keyringSweep),
 	attack(Core, "syscall-sweep", "syscall-table-sweep",
-		"as nobody, call 20 privileged or unimplemented syscalls no other rule owns (EPERM, ENOSYS)", syscallSweep),
+		"as nobody, call 25 privileged or unimplemented syscalls no other rule owns (EPERM, ENOSYS)", syscallSweep),
 
 	benign(Core, "benign-shell",
 		"a /bin/sh script (dash or busybox) running 30 commands and looking up absent tools through PATH, and a bash login shell when bash is installed",
