@@ -72,8 +72,8 @@ func TestReplayTop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ids := ruleIDs(got); !slices.Equal(ids, []string{"container-escape-attempt"}) || got[0].Pod != "evil" {
-		t.Errorf("alerts %+v, want container-escape-attempt for kube-system/evil", got)
+	if ids := ruleIDs(got); !slices.Equal(ids, []string{"kernel-module-load"}) || got[0].Pod != "evil" {
+		t.Errorf("alerts %+v, want kernel-module-load for kube-system/evil", got)
 	}
 }
 

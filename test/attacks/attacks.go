@@ -1,10 +1,20 @@
 // Package attacks makes, for real, the failing syscalls of the attack
-// patterns the default rule pack (rules/default.yaml) looks for, and of
-// benign workloads that fail a lot for good reasons (shells searching PATH,
-// package managers and compilers probing for files, clients retrying,
-// daemons probing optional features). The rule pack tests run each workload
-// under the kernel sensor and check that exactly its rule fires, and that
-// the benign ones fire nothing.
+// patterns the default rule pack (rules/default.yaml, and
+// rules/records/default.yaml for the rules that read syscall arguments)
+// looks for, of near misses that fail the same syscalls for benign
+// reasons, and of a benign corpus of ordinary work that fails a lot for
+// good reasons (shells, xargs, find -exec and make searching PATH, package
+// managers and compilers probing for files, interpreters and a JVM
+// starting, clients retrying, ps listing other users' processes, daemons
+// probing optional features). The rule pack tests run each workload under
+// the kernel sensor and check that an attack fires exactly its rule, and
+// that the near misses and the benign ones fire nothing.
+//
+// Workloads come in sets (Set): Core ones need only the kernel and run in
+// the e2e workload image too (All returns them); NearMiss, Corpus (the
+// host's programs: make, gcc, python3, node, java, apt-get, ps, curl) and
+// Records (rules over syscall arguments) are for the host's tests
+// (Extended returns every set).
 //
 // A workload runs in a child process: the test binary started again with
 // ERRNOWATCH_ATTACK naming the workload, so that it can drop root, lower its
@@ -14,8 +24,8 @@
 //
 // Workloads check that their syscalls fail the way they are meant to and
 // exit non-zero when they do not (a kernel that lets nobody mount, a PATH
-// that has the "missing" tools), so a pack test never passes on a workload
-// that did nothing.
+// that has the "missing" tools, a program of the corpus not installed), so
+// a pack test never passes on a workload that did nothing.
 package attacks
 
 import (
@@ -37,12 +47,47 @@ const (
 	envScratch = "ERRNOWATCH_ATTACK_DIR"
 )
 
+// Set says where a workload can run and what its rule needs.
+type Set int
+
+const (
+	// Core workloads need nothing but the kernel (and, for the benign
+	// ones, a /bin/sh): they run in the e2e workload image (busybox) as
+	// well as on the host, and their rules need only exact counts.
+	Core Set = iota
+	// NearMiss workloads come close to one rule (Workload.Near) without
+	// firing it, or anything else: the same syscalls failing for a
+	// benign reason. They need only the kernel.
+	NearMiss
+	// Corpus workloads are ordinary work run with the host's own programs
+	// (make, gcc, python3, node, java, apt-get, ps, curl): the benign
+	// corpus the default pack must stay quiet on. They fail when a
+	// program they need is missing.
+	Corpus
+	// Records workloads (attacks and near misses) are for rules that read
+	// the failing syscalls' arguments (rules/records): they need the rules
+	// package to offer the records variable.
+	Records
+)
+
+var setNames = [...]string{"core", "near-miss", "corpus", "records"}
+
+func (s Set) String() string {
+	if int(s) < len(setNames) {
+		return setNames[s]
+	}
+	return fmt.Sprintf("set(%d)", int(s))
+}
+
 // Workload is one pattern of failing syscalls.
 type Workload struct {
 	Name string
 	// Rule is the default-pack rule the workload must trigger, and the
 	// only one; empty for a benign workload, which must trigger none.
-	Rule        string
+	Rule string
+	// Near is, for a near miss, the rule it comes close to.
+	Near        string
+	Set         Set
 	Description string
 	run         func(scratch string) error
 }
@@ -50,47 +95,94 @@ type Workload struct {
 // Benign reports whether the workload is a benign one.
 func (w Workload) Benign() bool { return w.Rule == "" }
 
-var workloads = []Workload{
-	{"permission-probing", "permission-probing",
-		"as nobody, open 40 files of mode 000 and a few root-only paths", permissionProbing},
-	{"container-escape", "container-escape-attempt",
-		"as nobody, unshare, mount, umount2, setns, pivot_root, ptrace, init_module, finit_module, kexec_load, bpf, perf_event_open",
-		containerEscape},
-	{"privilege-escalation", "privilege-escalation-attempt",
-		"as nobody, setuid(0), setgid(0), setresuid, setresgid, setgroups and capset", privilegeEscalation},
-	{"binary-discovery", "binary-discovery",
-		"execve every PATH directory for 30+ attack tools that are not installed", binaryDiscovery},
-	{"network-scan", "network-scan", "connect to 60 closed ports on 127.0.0.1", networkScan},
-	{"raw-socket", "raw-socket-attempt", "as nobody, open raw IP and packet sockets", rawSocket},
-	{"fd-exhaustion", "fd-exhaustion", "with RLIMIT_NOFILE at 32, open /dev/null 100 times", fdExhaustion},
-	{"process-exhaustion", "process-exhaustion",
-		"as nobody with RLIMIT_NPROC below its thread count, fork 30 times", processExhaustion},
-	{"seccomp-denied", "seccomp-denied",
-		"under a seccomp filter returning EPERM, call io_uring_setup, userfaultfd, kcmp, syslog, acct, swapon",
-		seccompDenied},
-	{"clock-tampering", "clock-tampering",
-		"as nobody, clock_settime, settimeofday, adjtimex and clock_adjtime to the current time", clockTampering},
-	{"keyring-probing", "keyring-probing",
-		"as nobody, lock a key of its own (perm 0) and read, describe, update and chown it", keyringProbing},
-
-	{"benign-shell", "",
-		"a /bin/sh script (dash or busybox) running 30 commands and looking up absent tools through PATH, and a bash login shell when bash is installed",
-		benignShell},
-	{"benign-package-manager", "",
-		"dpkg-style stat/open/access storm over installed files, or without dpkg the system's files in several passes (thousands of ENOENT), and real dpkg-query when installed",
-		benignPackageManager},
-	{"benign-compiler", "",
-		"include-path search for up to 350 headers (libc's failing everywhere when not installed), and a real gcc compile when gcc is installed",
-		benignCompiler},
-	{"benign-daemon", "",
-		"service start-up: client retries, non-blocking I/O, a ping fallback, one setgroups and one sandbox unshare as nobody",
-		benignDaemon},
+// attack, benign and nearMiss make the entries of the workload table.
+func attack(set Set, name, rule, desc string, run func(string) error) Workload {
+	return Workload{Name: name, Rule: rule, Set: set, Description: desc, run: run}
 }
 
-// All returns every workload, attacks first.
-func All() []Workload { return slices.Clone(workloads) }
+func benign(set Set, name, desc string, run func(string) error) Workload {
+	return Workload{Name: name, Set: set, Description: desc, run: run}
+}
 
-// Lookup returns the named workload.
+func nearMiss(set Set, name, near, desc string, run func(string) error) Workload {
+	return Workload{Name: name, Near: near, Set: set, Description: desc, run: run}
+}
+
+// core are the Core workloads, attacks first.
+var core = []Workload{
+	attack(Core, "permission-probing", "permission-probing",
+		"as nobody, open 40 key files of mode 000", permissionProbing),
+	attack(Core, "container-escape", "container-escape-attempt",
+		"as nobody, unshare, mount, umount2, setns, pivot_root and open_by_handle_at", containerEscape),
+	attack(Core, "module-load", "kernel-module-load", "as nobody, init_module once", moduleLoad),
+	attack(Core, "module-unload", "kernel-module-load", "as nobody, delete_module once", moduleUnload),
+	attack(Core, "kexec", "kexec-load", "as nobody, kexec_load once", kexec),
+	attack(Core, "reboot", "system-reboot", "as nobody, reboot(RESTART) once", reboot),
+	attack(Core, "bpf", "ebpf-load-attempt", "as nobody, create one eBPF map", bpfMap),
+	attack(Core, "perf-event", "perf-event-attempt", "as nobody, open one CPU-wide perf event", perfEvent),
+	attack(Core, "ptrace-init", "ptrace-attach", "as nobody, PTRACE_SEIZE PID 1 once", ptraceInit),
+	attack(Core, "userfaultfd", "userfaultfd-attempt", "as nobody, one kernel-fault userfaultfd", userfaultfd),
+	attack(Core, "privilege-escalation", "privilege-escalation-attempt",
+		"as nobody, setuid(0), setgid(0), setresuid, setresgid, setgroups and capset", privilegeEscalation),
+	attack(Core, "capset", "privilege-escalation-attempt", "as nobody, capset(all) once", capsetAll),
+	attack(Core, "binary-discovery", "binary-discovery",
+		"execve every PATH directory for 140+ interpreter and compiler versions that are not installed",
+		binaryDiscovery),
+	attack(Core, "network-scan", "network-scan", "connect to 60 closed ports on 127.0.0.1", networkScan),
+	attack(Core, "raw-socket", "raw-socket-attempt", "as nobody, open raw IP and packet sockets", rawSocket),
+	attack(Core, "fd-exhaustion", "fd-exhaustion", "with RLIMIT_NOFILE at 32, open /dev/null 100 times", fdExhaustion),
+	attack(Core, "process-exhaustion", "process-exhaustion",
+		"as nobody with RLIMIT_NPROC below its thread count, fork 30 times", processExhaustion),
+	attack(Core, "seccomp-denied", "seccomp-denied",
+		"under a seccomp filter returning EPERM, call io_uring_setup, kcmp, syslog, acct, swapon",
+		seccompDenied),
+	attack(Core, "clock-tampering", "clock-tampering", "as nobody, settimeofday to the current time once",
+		clockTampering),
+	attack(Core, "keyring-probing", "keyring-probing",
+		"as nobody, lock a key of its own (perm 0) and read, describe, update and chown it", keyringProbing),
+	attack(Core, "keyring-sweep", "keyring-probing", "describe 200 key ids that do not exist (ENOKEY)",
+		keyringSweep),
+	attack(Core, "syscall-sweep", "syscall-table-sweep",
+		"as nobody, call 25 privileged or unimplemented syscalls no other rule owns (EPERM, ENOSYS)", syscallSweep),
+
+	benign(Core, "benign-shell",
+		"a /bin/sh script (dash or busybox) running 30 commands and looking up absent tools through PATH, and a bash login shell when bash is installed",
+		benignShell),
+	benign(Core, "benign-package-manager",
+		"dpkg-style stat/open/access storm over installed files, or without dpkg the system's files in several passes (thousands of ENOENT), and real dpkg-query when installed",
+		benignPackageManager),
+	benign(Core, "benign-compiler",
+		"include-path search for up to 350 headers (libc's failing everywhere when not installed), and a real gcc compile when gcc is installed",
+		benignCompiler),
+	benign(Core, "benign-daemon",
+		"service start-up: client retries, non-blocking I/O, a ping fallback, one setgroups and one sandbox unshare as nobody",
+		benignDaemon),
+}
+
+// workloads is every workload; each file adds its set.
+var workloads = slices.Concat(core, nearMisses, corpus, recordWorkloads)
+
+// All returns the core workloads, attacks first: those that run anywhere
+// (the e2e workload image included) and whose rules need only counts.
+func All() []Workload { return inSets(Core) }
+
+// Extended returns every workload: the core ones, then the near misses,
+// the benign corpus and the workloads of rules over records.
+func Extended() []Workload { return inSets(Core, NearMiss, Corpus, Records) }
+
+func inSets(sets ...Set) []Workload {
+	var out []Workload
+	for _, set := range sets {
+		for _, w := range workloads {
+			if w.Set == set {
+				out = append(out, w)
+			}
+		}
+	}
+	return out
+}
+
+// Lookup returns the named workload, of any set.
 func Lookup(name string) (Workload, bool) {
 	for _, w := range workloads {
 		if w.Name == name {

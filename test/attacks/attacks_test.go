@@ -10,15 +10,16 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// TestWorkloads runs every workload in a child: each checks its own
-// syscalls failed (or, for the benign ones, ran) as intended and exits
-// non-zero otherwise.
+// TestWorkloads runs every workload, of every set, in a child: each
+// checks its own syscalls failed (or, for the benign ones, ran) as
+// intended and exits non-zero otherwise.
 func TestWorkloads(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the workloads drop from root to nobody: run the tests as root")
 	}
-	for _, w := range All() {
+	for _, w := range Extended() {
 		t.Run(w.Name, func(t *testing.T) {
+			t.Parallel()
 			if out, err := w.Command(Scratch(t)).CombinedOutput(); err != nil {
 				t.Fatalf("%s (%s): %v\n%s", w.Name, w.Description, err, out)
 			}
