@@ -239,9 +239,12 @@ func TestUnknownNamesSuggest(t *testing.T) {
 		{[]string{"top", "--errno", "EACCESS"}, `unknown errno "EACCESS" (did you mean "EACCES"?)`},
 		{[]string{"top", "-o", "yaml"}, `unknown output format "yaml"`},
 		{[]string{"debug", "cgroup"}, "give either a cgroup PATH or --pid PID"},
+		// A failed start closes what it opened and says why (it used to
+		// panic on the agent it had already set to nil).
+		{[]string{"agent", "--no-kubernetes", "--rules", "/nonexistent/errnowatch-rules"}, "load rules:"},
 	} {
 		out, err := exec.Command(binary, tc.args...).CombinedOutput()
-		if err == nil || !strings.Contains(string(out), tc.want) {
+		if err == nil || !strings.Contains(string(out), tc.want) || strings.Contains(string(out), "panic") {
 			t.Errorf("errnowatch %v: %v, %q; want a failure saying %q", tc.args, err, out, tc.want)
 		}
 	}

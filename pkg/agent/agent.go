@@ -140,10 +140,12 @@ func New(ctx context.Context, cfg Config) (a *Agent, err error) {
 		return nil, err
 	}
 	a = &Agent{cfg: cfg, log: cfg.Log, registry: prometheus.NewRegistry()}
+	// Every error return below sets a to nil before this runs: close the
+	// agent through its own variable, not through the named result.
+	opened := a
 	defer func() {
 		if err != nil {
-			a.close()
-			a = nil
+			opened.close()
 		}
 	}()
 
