@@ -15,6 +15,7 @@ import (
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertfmt"
+	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/test/attacks"
 	"github.com/errnowatch/errnowatch/test/hostbaseline"
 )
@@ -80,15 +81,21 @@ func testHostBaseline(t *testing.T, r reader) {
 	}
 	// Image import and unpacking, into a namespace of containerd's own so
 	// the node's images stay as they are.
-	ctr := func(args ...string) {
+	ctr := func(args ...string) string {
 		t.Helper()
 		out, err := exec.CommandContext(ctx, "ctr", append([]string{"--address", e.node.ContainerdSocket(), "-n", "e2e-baseline"}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("ctr %s: %v: %s", strings.Join(args, " "), err, out)
 		}
+		return string(out)
 	}
 	ctr("images", "import", "--all-platforms", imagesTarball())
-	ctr("images", "rm", "localhost/errnowatch:e2e", "localhost/pause:e2e", "localhost/errnowatch-workload:e2e")
+	imported := strings.Fields(ctr("images", "ls", "-q"))
+	if len(imported) == 0 {
+		t.Fatalf("ctr images import of %s imported nothing", imagesTarball())
+	}
+	ctr(append([]string{"images", "rm"}, imported...)...)
+	t.Logf("containerd imported, unpacked and removed %d images", len(imported))
 
 	for i, c := range readers {
 		if err := c.Wait(); err != nil {
@@ -127,9 +134,18 @@ func testHostAttack(t *testing.T, r reader) {
 	}
 	w, _ := attacks.Lookup("permission-probing")
 	attack := w.Command(attacks.Scratch(t))
-	for _, c := range []*exec.Cmd{sweep, attack} {
-		if out, err := c.CombinedOutput(); err != nil {
-			t.Fatalf("%s: %v: %s", c.Path, err, out)
+	// Each in a host cgroup of its own (outside any pod, as a systemd
+	// service is): in the root cgroup they would share one alert key with
+	// each other and with whatever else runs there, and a second pattern
+	// on an open alert only updates it, once per cooldown.
+	for _, c := range []struct {
+		cmd *exec.Cmd
+		cg  string
+	}{{sweep, "host-procsweep"}, {attack, "host-attack"}} {
+		var out strings.Builder
+		c.cmd.Stdout, c.cmd.Stderr = &out, &out
+		if err := cgrouptest.New(t, c.cg).Run(c.cmd); err != nil {
+			t.Fatalf("%s: %v: %s", c.cmd.Path, err, out.String())
 		}
 	}
 	causes := []hostCause{

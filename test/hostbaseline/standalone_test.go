@@ -19,6 +19,7 @@ import (
 
 	"github.com/errnowatch/errnowatch/pkg/agent"
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/test/attacks"
 )
 
@@ -72,7 +73,20 @@ func TestStandaloneQuiet(t *testing.T) {
 	}
 	w, _ := attacks.Lookup("permission-probing")
 	attack := w.Command(attacks.Scratch(t))
-	runAll(t, []*exec.Cmd{sweep, attack})
+	// Each in a host cgroup of its own (outside any pod, as a systemd
+	// service is): in the root cgroup they would share one alert key with
+	// each other and with whatever else runs there, and a second pattern
+	// on an open alert only updates it, once per cooldown.
+	for _, c := range []struct {
+		cmd *exec.Cmd
+		cg  string
+	}{{sweep, "host-procsweep"}, {attack, "host-attack"}} {
+		var out strings.Builder
+		c.cmd.Stdout, c.cmd.Stderr = &out, &out
+		if err := cgrouptest.New(t, c.cg).Run(c.cmd); err != nil {
+			t.Fatalf("%s: %v: %s", c.cmd.Path, err, out.String())
+		}
+	}
 	causes := []cause{
 		{rule: "permission-probing", pid: sweep.Process.Pid,
 			why: "the /proc sweep as nobody under a name the default rules do not exclude"},
