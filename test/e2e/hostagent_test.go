@@ -18,6 +18,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertfmt"
 	"github.com/errnowatch/errnowatch/test/hostbaseline"
 )
@@ -208,9 +209,20 @@ var hostCauses = []hostCause{
 }
 
 // explain returns why a host alert is expected, or "" when the run cannot
-// explain it: it must be of the cause's rule, and every process it sampled
-// one of the cause's.
+// explain it. It is of a cause's rule and sampled one of the processes
+// the run started on purpose (each in a cgroup of its own); or it is in a
+// cgroup a test made; or every process it sampled matches a cause's names.
 func explain(a alertfmt.Record, causes []hostCause) string {
+	for _, c := range causes {
+		if c.rule == a.RuleID && len(c.pids) > 0 && slices.ContainsFunc(a.Processes, func(p alert.Process) bool { return slices.Contains(c.pids, int(p.PID)) }) {
+			return c.reason
+		}
+	}
+	// cgrouptest names the cgroups it makes for tests' workloads
+	// "/errnowatch-test-<random>/...": no daemon of the node lives there.
+	if strings.HasPrefix(a.CgroupPath, "/errnowatch-test-") {
+		return "a cgroup a test made for its workload (pkg/cgroup/cgrouptest): tests on this machine fail syscalls on purpose in host-shaped ones"
+	}
 	for _, c := range causes {
 		if (c.rule != "" && a.RuleID != c.rule) || len(a.Processes) == 0 {
 			continue
