@@ -84,7 +84,7 @@ cluster-down: ## Stop the cluster in E2E_DIR and remove everything it made (proc
 .PHONY: e2e
 e2e: deps ## Whole-system tests: cluster-up, helm install, attacks, faults, load; cluster-down even on failure.
 	$(MAKE) cluster-up
-	status=0; ERRNOWATCH_E2E_DIR=$(E2E_DIR) ERRNOWATCH_E2E_BIN=$(BIN) $(GO) test -count=1 -timeout 50m -v \
+	status=0; ERRNOWATCH_E2E_DIR=$(E2E_DIR) ERRNOWATCH_E2E_BIN=$(BIN) $(GO) test -count=1 -timeout 55m -v \
 		$(E2E_GOTESTFLAGS) ./test/e2e/ || status=$$?; \
 	$(MAKE) cluster-down; exit $$status
 

@@ -22,10 +22,19 @@ import (
 )
 
 // TestWholeSystem is one story, in order, because each step builds on the
-// last: install, attacks, upgrade, faults, load, the API-server fault,
-// uninstall.
+// last: install, attacks, upgrade, faults, load, the host's own baseline
+// and a host attack, the API-server fault, uninstall. A standalone agent
+// (make run's) watches the node from before install to after uninstall,
+// and neither it nor the chart's agent may raise a host alert the test
+// cannot explain (hostagent_test.go).
 func TestWholeSystem(t *testing.T) {
-	ctx := ctxFor(t, 45*time.Minute)
+	ctx := ctxFor(t, 48*time.Minute)
+	h, err := startHostAgent(ctx, e.bin, repoRules(), filepath.Join(e.work, "host-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.host = h
+	t.Cleanup(func() { _ = h.stop() })
 	if !t.Run("install", testInstall) {
 		t.Fatal("the chart did not install: nothing else can run")
 	}
@@ -38,11 +47,19 @@ func TestWholeSystem(t *testing.T) {
 	t.Run("fault-broken-rules", func(t *testing.T) { testBrokenRules(t, r) })
 	t.Run("fault-pod-churn", func(t *testing.T) { testPodChurn(t, r) })
 	t.Run("load", func(t *testing.T) { testLoad(t, r) })
+	// Issue 14 §3 (a new container's first syscalls under a namespace
+	// scope): written, not run until the feature lands. Enable it with
+	// t.Run("scope-first-syscalls", func(t *testing.T) { testScopeFirstSyscalls(t, r) })
+	_ = testScopeFirstSyscalls
+	t.Run("host-baseline", func(t *testing.T) { testHostBaseline(t, r) })
+	t.Run("host-attack", func(t *testing.T) { testHostAttack(t, r) })
 	// Last before uninstall: after an API server restart the agent's
 	// informer can miss new pods for minutes (see testAPIServerDown), and
 	// every step above makes new pods.
 	t.Run("fault-apiserver-down", func(t *testing.T) { testAPIServerDown(t, r) })
+	t.Run("host-alerts-chart-agent", func(t *testing.T) { testChartHostAlerts(t, r) })
 	t.Run("uninstall", testUninstall)
+	t.Run("host-alerts-standalone-agent", testStandaloneHostAlerts)
 }
 
 func testInstall(t *testing.T) {
@@ -270,7 +287,9 @@ func testAttacks(t *testing.T, r reader) {
 		switch {
 		case a.Namespace == "e2e-attacks":
 		case a.Host:
-			t.Logf("host alert (not a pod; not asserted): %s %s %s", a.RuleID, a.CgroupPath, a.Message)
+			// Host alerts are checked at the end of the run, over all of
+			// it (testChartHostAlerts).
+			t.Logf("host alert: %s", describeHost(a))
 		default:
 			t.Errorf("alert outside the attacks: %s on %s/%s (%s)", a.RuleID, a.Namespace, a.Pod, a.Message)
 		}
@@ -427,7 +446,8 @@ func errnowatchPrograms(t *testing.T) []string {
 		if err != nil {
 			continue
 		}
-		if slices.Contains(sensorProgramNames, info.Name) {
+		// The standalone agent's programs stay until it stops.
+		if slices.Contains(sensorProgramNames, info.Name) && (e.host == nil || !e.host.programs[id]) {
 			names = append(names, fmt.Sprintf("%d:%s", id, info.Name))
 		}
 	}

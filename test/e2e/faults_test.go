@@ -267,6 +267,15 @@ func testAPIServerDown(t *testing.T, r reader) {
 			t.Fatalf("%s not running: %v", n, err)
 		}
 	}
+	// Every client of the API server on the node retries while it is away,
+	// each connect refused at once (it is local). On this node the whole
+	// control plane and the kubelet share the root cgroup, so their
+	// retries add up in one key of network-scan; on a node with systemd
+	// each daemon has a cgroup of its own.
+	hostCauses = append(hostCauses, hostCause{rule: "network-scan",
+		comms: []string{"kubelet", "kube-controller", "kube-scheduler", "kube-proxy", "e2e-node", "e2e.test"},
+		reason: "the fault-apiserver-down step stops the API server for 30 s: its clients on the node " +
+			"(kubelet, controller-manager, scheduler, kube-proxy, the harness's DNS) retry, refused"})
 	if err := e.node.Stop(cluster.APIServer); err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,9 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/errnowatch/errnowatch/test/attacks"
 	"github.com/errnowatch/errnowatch/test/e2e/cluster"
+	"github.com/errnowatch/errnowatch/test/hostbaseline"
 )
 
 // env is the node the tests run on and the tools they drive it with.
@@ -26,11 +28,17 @@ type env struct {
 	work    string // values files, tokens, CA
 	release string
 	ns      string
+	// host is the standalone agent watching the node beside the chart's
+	// (hostagent_test.go); nil until TestWholeSystem starts it.
+	host *hostAgent
 }
 
 var e *env
 
 func TestMain(m *testing.M) {
+	// Host processes the tests start are this binary run again.
+	hostbaseline.Main()
+	attacks.Main()
 	dir := os.Getenv("ERRNOWATCH_E2E_DIR")
 	if dir == "" {
 		fmt.Println("e2e: no node (ERRNOWATCH_E2E_DIR unset): skipping the whole-system tests; run make e2e")
