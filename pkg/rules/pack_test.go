@@ -2,23 +2,16 @@ package rules
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"maps"
-	"os"
 	osexec "os/exec"
-	"regexp"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/cel-go/cel"
-	"github.com/google/cel-go/common/functions"
-	"github.com/google/cel-go/common/types"
-	"github.com/google/cel-go/common/types/ref"
 	"go.uber.org/zap/zaptest"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
@@ -29,124 +22,48 @@ import (
 	"github.com/errnowatch/errnowatch/test/attacks"
 )
 
-const (
-	defaultPack = "../../rules/default.yaml"
-	// recordsPack holds the default rules that read records; it joins
-	// defaultPack once conditions can read records.
-	recordsPack = "../../rules/records/default.yaml"
-)
+const defaultPack = "../../rules/default.yaml"
 
-// recordsInConditions reports whether conditions can read the window's
-// records, by compiling one that does with the package's own loader. It
-// fails the test on any other error.
-func recordsInConditions(t *testing.T) bool {
+// loadPack loads the default pack.
+func loadPack(t *testing.T) *RuleSet {
 	t.Helper()
-	_, err := Parse("records-probe.yaml", []byte(`rules:
-  - id: records-probe
-    description: does the condition environment have records?
-    severity: info
-    condition: size(records) >= 0
-`))
-	var errs Errors
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &errs) && len(errs) == 1 && strings.Contains(errs[0].Msg, "undeclared reference to 'records'"):
-		return false
-	}
-	t.Fatalf("probe for records in conditions: %v", err)
-	return false
-}
-
-// loadPack loads the default pack, with its rules over records when
-// conditions can read records. A records pack already merged into
-// default.yaml (or removed) is fine.
-func loadPack(t *testing.T, withRecords bool) *RuleSet {
-	t.Helper()
-	paths := []string{defaultPack}
-	if _, err := os.Stat(recordsPack); withRecords && err == nil {
-		paths = append(paths, recordsPack)
-	}
-	rs, err := Load(paths...)
+	rs, err := Load(defaultPack)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return rs
 }
 
-// TestRecordsPackContract compiles each condition of the rules over
-// records against the contract they are written to (records as a list of
-// objects with syscall, errno, comm, path, family, addr, sock_type,
-// protocol, args..., and glob(string, string)), so that the file is
-// type-checked before the rules package has records. Once it has them,
-// TestDefaultPackOnKernel loads the file with the real environment.
-func TestRecordsPackContract(t *testing.T) {
-	data, err := os.ReadFile(recordsPack)
-	if errors.Is(err, os.ErrNotExist) {
-		t.Skip(recordsPack + " is merged into rules/default.yaml")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var file struct {
-		Rules []struct{ ID, Condition string }
-	}
-	if err := yaml.Unmarshal(data, &file); err != nil {
-		t.Fatal(err)
-	}
-	base, err := celEnv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := base.Extend(
-		cel.Variable("records", cel.ListType(cel.MapType(cel.StringType, cel.DynType))),
-		cel.Function("glob", cel.Overload("glob_string_string", []*cel.Type{cel.StringType, cel.StringType}, cel.BoolType)),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(file.Rules) < 8 {
-		t.Fatalf("%s has %d rules, want 8", recordsPack, len(file.Rules))
-	}
-	prgs := map[string]cel.Program{}
-	for _, r := range file.Rules {
-		ast, iss := env.Compile(r.Condition)
-		if iss.Err() != nil {
-			t.Errorf("%s: %v", r.ID, iss.Err())
-			continue
+// TestRecordRulesOnHandWrittenRecords evaluates each default rule that
+// reads records, with the package's own condition environment, on the
+// records of its attacks and near misses written by hand: among them cases
+// the live test cannot make on this machine (another pod's token, sysrq,
+// notify_on_release). TestDefaultPackOnKernel runs the live ones.
+func TestRecordRulesOnHandWrittenRecords(t *testing.T) {
+	rs := loadPack(t)
+	conds := map[string]*condition{}
+	for _, r := range rs.Rules {
+		if r.cond.usesRecords {
+			conds[r.ID] = r.cond
 		}
-		if !ast.OutputType().IsExactType(cel.BoolType) {
-			t.Errorf("%s: condition is %s, want bool", r.ID, ast.OutputType())
-			continue
-		}
-		// glob as the contract defines it: * within a path component,
-		// ** across them.
-		prg, err := env.Program(ast, cel.Functions(&functions.Overload{Operator: "glob_string_string",
-			Binary: func(s, pattern ref.Val) ref.Val {
-				return types.Bool(globRE(string(pattern.(types.String))).MatchString(string(s.(types.String))))
-			}}))
-		if err != nil {
-			t.Fatalf("%s: %v", r.ID, err)
-		}
-		prgs[r.ID] = prg
 	}
-	// What the records of the live attacks and near misses will be, by
-	// hand: the conditions' logic is checked now, the live test checks the
-	// real records once they exist.
+	if len(conds) < 8 {
+		t.Fatalf("%s has %d rules over records, want at least 8", defaultPack, len(conds))
+	}
 	for _, c := range recordCases {
-		prg, ok := prgs[c.rule]
+		cond, ok := conds[c.rule]
 		if !ok {
-			t.Errorf("%s: no such rule in %s", c.rule, recordsPack)
+			t.Errorf("%s: no rule over records of that id in %s", c.rule, defaultPack)
 			continue
 		}
 		count := max(c.count, len(c.recs))
 		syscalls := map[string]bool{}
-		var recs []map[string]any
+		var recs []*Record
 		for _, r := range c.recs {
 			syscalls[r["syscall"].(string)] = true
-			recs = append(recs, r)
+			recs = append(recs, recordOf(t, r))
 		}
-		out, _, err := prg.Eval(map[string]any{"count": count, "distinct_syscalls": len(syscalls), "records": recs})
+		out, _, err := cond.prg.Eval(map[string]any{"count": count, "distinct_syscalls": len(syscalls), "records": recs})
 		if err != nil {
 			t.Errorf("%s on %s: %v", c.rule, c.name, err)
 			continue
@@ -155,9 +72,34 @@ func TestRecordsPackContract(t *testing.T) {
 			t.Errorf("%s on %s = %v, want %v", c.rule, c.name, got, c.fire)
 		}
 	}
-	if recordsInConditions(t) {
-		t.Logf("conditions can read records: append %s to %s and delete it", recordsPack, defaultPack)
+}
+
+// recordOf turns a hand-written record into the Record a condition sees,
+// setting each field by its cel tag, so that a misspelled key fails.
+func recordOf(t *testing.T, m map[string]any) *Record {
+	t.Helper()
+	r := &Record{}
+	v := reflect.ValueOf(r).Elem()
+	for key, val := range m {
+		set := false
+		for i := range v.NumField() {
+			if v.Type().Field(i).Tag.Get("cel") != key {
+				continue
+			}
+			f := v.Field(i)
+			switch x := val.(type) {
+			case int:
+				f.SetInt(int64(x))
+			default:
+				f.Set(reflect.ValueOf(val))
+			}
+			set = true
+		}
+		if !set {
+			t.Fatalf("hand-written record has %q, which Record has no field for", key)
+		}
 	}
+	return r
 }
 
 // TestDefaultPackOnKernel runs every workload of test/attacks (attacks,
@@ -172,8 +114,7 @@ func TestRecordsPackContract(t *testing.T) {
 // The workloads of rules over records run only when conditions can read
 // records; until then those subtests skip, saying so.
 func TestDefaultPackOnKernel(t *testing.T) {
-	withRecords := recordsInConditions(t)
-	rs := loadPack(t, withRecords)
+	rs := loadPack(t)
 	log := zaptest.NewLogger(t)
 	s, err := sensor.Load(sensor.Config{}, log)
 	if err != nil {
@@ -183,9 +124,6 @@ func TestDefaultPackOnKernel(t *testing.T) {
 
 	var runs []*packRun
 	for _, w := range attacks.Extended() {
-		if w.Set == attacks.Records && !withRecords {
-			continue
-		}
 		runs = append(runs, newPackRun(t, w, rs))
 	}
 	runAll(t, s, runs)
@@ -196,9 +134,6 @@ func TestDefaultPackOnKernel(t *testing.T) {
 	}
 	for _, w := range attacks.Extended() {
 		t.Run(w.Name, func(t *testing.T) {
-			if w.Set == attacks.Records && !withRecords {
-				t.Skipf("rule %s reads records, which conditions cannot yet: runs once they can", w.Rule+w.Near)
-			}
 			i := slices.IndexFunc(runs, func(r *packRun) bool { return r.w.Name == w.Name })
 			runs[i].check(t)
 		})
@@ -370,27 +305,6 @@ func (r *packRun) check(t *testing.T) {
 	if ids := slices.Sorted(maps.Keys(fired)); !slices.Equal(ids, want) {
 		t.Errorf("%s (%s): %d failures fired %v, want %v", r.w.Name, r.w.Description, r.total, ids, want)
 	}
-}
-
-// globRE translates a glob of the records contract into a regexp.
-func globRE(pattern string) *regexp.Regexp {
-	var b strings.Builder
-	b.WriteString("^")
-	for i := 0; i < len(pattern); i++ {
-		switch c := pattern[i]; {
-		case c == '*' && i+1 < len(pattern) && pattern[i+1] == '*':
-			b.WriteString(".*")
-			i++
-		case c == '*':
-			b.WriteString("[^/]*")
-		case c == '?':
-			b.WriteString("[^/]")
-		default:
-			b.WriteString(regexp.QuoteMeta(string(c)))
-		}
-	}
-	b.WriteString("$")
-	return regexp.MustCompile(b.String())
 }
 
 // rec is one record of the contract with every field set: those not

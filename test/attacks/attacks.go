@@ -1,6 +1,6 @@
 // Package attacks makes, for real, the failing syscalls of the attack
 // patterns the default rule pack (rules/default.yaml, and
-// rules/records/default.yaml for the rules that read syscall arguments)
+// the rules at the end of rules/default.yaml that read syscall arguments)
 // looks for, of near misses that fail the same syscalls for benign
 // reasons, and of a benign corpus of ordinary work that fails a lot for
 // good reasons (shells, xargs, find -exec and make searching PATH, package

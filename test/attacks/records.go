@@ -13,7 +13,7 @@ import (
 )
 
 // recordWorkloads are the attacks and near misses of the rules that read
-// the failing syscalls' arguments (rules/records/default.yaml): paths,
+// the failing syscalls' arguments (the last rules of rules/default.yaml): paths,
 // socket addresses, requested ids, searched names. Their whole signature
 // is one to five failures that counts alone cannot tell from benign ones.
 var recordWorkloads = []Workload{
