@@ -64,6 +64,9 @@ type Stats struct {
 	// source's bounded history before their window ended, so that a
 	// `records` condition did not see them.
 	RecordsEvicted uint64
+	// TargetsDropped counts records whose path or address an open alert
+	// could not tally because it already tallied maxAlertTargets others.
+	TargetsDropped uint64
 }
 
 // Engine evaluates a rule set over the batches of one node. Process must be
@@ -81,7 +84,6 @@ type Engine struct {
 	dispatch map[uint64][]*ruleState
 	durRs    []*ruleState
 	commRs   bool // some rule needs comm attribution
-	recRs    bool // some rule reads records
 
 	gen uint64 // batch generation, to mark touched keys
 	// Intervals are numbered from the first batch: seq = base + n. Window
@@ -114,7 +116,7 @@ type Engine struct {
 	rulesN, keysN, openN              atomic.Int64
 	evals, skipped, evalErrs, dropped atomic.Uint64
 	raised, updated, swaps            atomic.Uint64
-	recEvicted                        atomic.Uint64
+	recEvicted, targetsDropped        atomic.Uint64
 }
 
 // NewEngine returns an engine running rs.
@@ -152,6 +154,7 @@ func (e *Engine) Stats() Stats {
 		Evaluations: e.evals.Load(), Skipped: e.skipped.Load(), EvalErrors: e.evalErrs.Load(),
 		KeysDropped: e.dropped.Load(), Raised: e.raised.Load(), Updated: e.updated.Load(),
 		RuleSwaps: e.swaps.Load(), RecordsEvicted: e.recEvicted.Load(),
+		TargetsDropped: e.targetsDropped.Load(),
 	}
 }
 
@@ -181,7 +184,7 @@ func (e *Engine) use(rs *RuleSet) {
 	e.rules = nil
 	e.bySys = map[sysKey][]*ruleState{}
 	e.dispatch = map[uint64][]*ruleState{}
-	e.allSys, e.durRs, e.commRs, e.recRs = nil, nil, false, false
+	e.allSys, e.durRs, e.commRs = nil, nil, false
 	if rs == nil {
 		e.rulesN.Store(0)
 		if e.starts == nil {
@@ -218,7 +221,6 @@ func (e *Engine) use(rs *RuleSet) {
 			e.durRs = append(e.durRs, s)
 		}
 		e.commRs = e.commRs || s.needsComm
-		e.recRs = e.recRs || r.cond.usesRecords
 	}
 	e.rulesN.Store(int64(len(e.rules)))
 	n := int64(1)
@@ -307,9 +309,7 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 		}
 		slot := e.slot(rec.Meta, rec.CgroupID, seq)
 		e.slots[slot].addProc(e, seq, countKey{sk, errno}, alert.Process{PID: rec.PID, Comm: rec.Comm, UID: rec.UID})
-		if e.recRs {
-			e.slots[slot].addRecord(e, seq, countKey{sk, errno}, &rec.Record)
-		}
+		e.slots[slot].addRecord(e, seq, countKey{sk, errno}, &rec.Record)
 	}
 
 	var out []alert.Alert

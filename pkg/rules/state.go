@@ -42,6 +42,10 @@ type keyState struct {
 	lastMatch, lastEmit time.Time
 	matchGen            uint64
 	dirty               bool
+	// targets tallies the open alert's denied paths and addresses from
+	// its records up to targetSeq.
+	targets   map[targetKey]uint64
+	targetSeq int64
 }
 
 type countKey struct {
@@ -202,6 +206,7 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	st.matchGen = e.gen
 	st.lastMatch = now
 	if st.alert == nil {
+		st.targets, st.targetSeq = nil, 0
 		first := e.windowStart(st.window(), st.hists, seq)
 		st.alert = e.newAlert(s, st, first)
 		st.alertCounts = make(map[countKey]uint64, len(st.window()))
@@ -310,6 +315,7 @@ func (e *Engine) emit(s *ruleState, st *keyState, seq int64, now time.Time, out 
 	}
 	slices.SortFunc(a.Counts, byCount)
 	a.Processes = mergeProcs(a.Processes, e.procsOf(s, st, seq), e.cfg.MaxProcesses)
+	a.Targets = e.tallyTargets(s, st, seq)
 	a.Message = message(s, st, a)
 	st.lastEmit = now
 	st.dirty = false
@@ -317,6 +323,7 @@ func (e *Engine) emit(s *ruleState, st *keyState, seq int64, now time.Time, out 
 	c.Counts = slices.Clone(a.Counts)
 	c.Processes = slices.Clone(a.Processes)
 	c.Tags = slices.Clone(a.Tags)
+	c.Targets = slices.Clone(a.Targets)
 	return append(out, c)
 }
 
