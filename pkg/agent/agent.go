@@ -337,7 +337,8 @@ func (a *Agent) interval(records []sensor.Record) {
 	for _, al := range alerts {
 		a.log.Info("alert", zap.String("rule", al.RuleID), zap.String("severity", al.Severity.String()),
 			zap.String("namespace", al.Namespace), zap.String("pod", al.Pod), zap.String("container", al.Container),
-			zap.Uint32("revision", al.Revision), zap.String("message", al.Message))
+			zap.Uint32("revision", al.Revision), zap.String("message", al.Message),
+			zap.String("denied", alert.TargetSummary(al.Targets)))
 		if a.cfg.OnAlert != nil {
 			a.cfg.OnAlert(al)
 		}

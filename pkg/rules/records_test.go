@@ -213,6 +213,9 @@ func TestAlertTargets(t *testing.T) {
 	if got := alert.TargetSummary(as[0].Targets); got != want {
 		t.Errorf("targets %q\nwant    %q", got, want)
 	}
+	if !strings.HasSuffix(as[0].Message, "; denied: openat EACCES /etc/shadow ×5, /etc/gshadow ×1, "+long+" ×1 (+1 more)") {
+		t.Errorf("message %q does not end with the top three denied targets", as[0].Message)
+	}
 	if as[0].Targets[3].Kind != alert.TargetNetwork || as[0].Targets[0].Kind != alert.TargetFile {
 		t.Errorf("kinds %+v", as[0].Targets)
 	}
