@@ -157,9 +157,7 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		}
 		return types.String(st.meta.Container), true
 	case varRecords:
-		recs := a.e.recordsOf(a.s, a.st, a.seq)
-		env, _ := celEnv() // compiled before any condition exists
-		return env.CELTypeAdapter().NativeToValue(recs), true
+		return types.NewRefValList(types.DefaultTypeAdapter, a.e.recordsOf(a.s, a.st, a.seq)), true
 	case varLabels:
 		var l map[string]string
 		if st.meta != nil {

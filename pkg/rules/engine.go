@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/cel-go/common/types/ref"
 	"go.uber.org/zap"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -110,7 +111,7 @@ type Engine struct {
 
 	shares  []commShare
 	procBuf []slotProc
-	recBuf  []*Record
+	recBuf  []ref.Val
 	act     activation
 
 	rulesN, keysN, openN              atomic.Int64

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/gobwas/glob"
+	"github.com/google/cel-go/common/types/ref"
 	"golang.org/x/sys/unix"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -121,7 +122,7 @@ type slotRec struct {
 	comm   string
 	target alert.Target // Kind "" when the record names nothing
 	rec    sensor.Record
-	v      *Record // made when a condition first reads it
+	v      ref.Val // the CEL value of ViewOf(rec), made when a condition first reads it
 }
 
 // addRecord keeps a record, at most maxSlotRecords per slot.
@@ -256,11 +257,14 @@ func (e *Engine) tallyTargets(s *ruleState, st *keyState, seq int64) []alert.Tar
 // recordsOf returns the records in the window that match the rule and the
 // key, newest first, at most maxEvalRecords. The slice is scratch space,
 // valid until the next call.
-func (e *Engine) recordsOf(s *ruleState, st *keyState, seq int64) []*Record {
+func (e *Engine) recordsOf(s *ruleState, st *keyState, seq int64) []ref.Val {
 	buf := e.recBuf[:0]
 	e.eachRecord(s, st, seq-s.buckets, seq, func(p *slotRec) bool {
 		if p.v == nil {
-			p.v = ViewOf(&p.rec)
+			// Adapting a native struct goes through reflection: once per
+			// record, not once per evaluation.
+			env, _ := celEnv() // compiled before any condition exists
+			p.v = env.CELTypeAdapter().NativeToValue(ViewOf(&p.rec))
 		}
 		buf = append(buf, p.v)
 		return len(buf) < maxEvalRecords
