@@ -243,7 +243,10 @@ func latencySection(w *mdWriter, f *figureResults, dir string) ([]string, error)
 	w.p("The agent drains the kernel and evaluates the rules once per `--interval`, so a burst waits up to one " +
 		"interval for the next tick; everything after the tick (enrich, rules, spool fsync, gRPC, SQLite commit, " +
 		"stream) is the few milliseconds above the interval. The default interval (1 s, what the chart ships) is " +
-		"measured, and 250 ms to show that the interval, not the pipeline, sets the latency.")
+		"measured, and 250 ms to show that the interval, not the pipeline, sets the latency. The fast-path row " +
+		"replaces the burst rule with one a single record decides (`records.exists(r, r.path == ...)` on the " +
+		"first failing chdir): the agent evaluates it as the record arrives, not at the tick (goal: stream p99 " +
+		"< 250 ms at the default 1 s interval).")
 	var notes []string
 	benches := sortedKeys(f.Metrics)
 	w.line("| interval | bursts | stored p50 | stored p99 | stored max | stream p50 | stream p99 | stream max |")
@@ -253,12 +256,20 @@ func latencySection(w *mdWriter, f *figureResults, dir string) ([]string, error)
 	for _, b := range benches {
 		m := f.Metrics[b]
 		iv := strings.TrimPrefix(b, "AlertLatency/interval=")
+		fast := false
+		if rest, ok := strings.CutPrefix(b, "AlertLatency/fast/interval="); ok {
+			// A rule one record decides, raised as the record arrives.
+			iv, fast = rest+", single-record rule (fast path)", true
+		}
+		if fast && m["stream-p99-ms"] >= 250 {
+			notes = append(notes, fmt.Sprintf("fast path: stream p99 %.0f ms misses the 250 ms goal", m["stream-p99-ms"]))
+		}
 		w.line(fmt.Sprintf("| %s | %.0f | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.0f ms |", iv, m["bursts"],
 			m["stored-p50-ms"], m["stored-p99-ms"], m["stored-max-ms"], m["stream-p50-ms"], m["stream-p99-ms"], m["stream-max-ms"]))
 		groups = append(groups, "interval "+iv)
 		p50s, p99s = append(p50s, m["stored-p50-ms"]), append(p99s, m["stored-p99-ms"])
 		sp50, sp99 = append(sp50, m["stream-p50-ms"]), append(sp99, m["stream-p99-ms"])
-		if m["stream-p99-ms"] >= 1000 {
+		if !fast && m["stream-p99-ms"] >= 1000 {
 			notes = append(notes, fmt.Sprintf("alert latency with interval %s: stream p99 %.0f ms misses the 1 s target "+
 				"(bounded by the interval: a burst waits up to one interval for the next evaluation)", iv, m["stream-p99-ms"]))
 		}

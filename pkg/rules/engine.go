@@ -68,6 +68,8 @@ type Stats struct {
 	// TargetsDropped counts records whose path or address an open alert
 	// could not tally because it already tallied maxAlertTargets others.
 	TargetsDropped uint64
+	// FastRaised counts alerts raised by Fast, as their record arrived.
+	FastRaised uint64
 }
 
 // Engine evaluates a rule set over the batches of one node. Process must be
@@ -84,7 +86,8 @@ type Engine struct {
 	// dispatch caches, per syscall and errno, the rules a failure goes to.
 	dispatch map[uint64][]*ruleState
 	durRs    []*ruleState
-	commRs   bool // some rule needs comm attribution
+	fastRs   []*ruleState // rules one record can decide (Fast)
+	commRs   bool         // some rule needs comm attribution
 
 	gen uint64 // batch generation, to mark touched keys
 	// Intervals are numbered from the first batch: seq = base + n. Window
@@ -118,6 +121,7 @@ type Engine struct {
 	evals, skipped, evalErrs, dropped atomic.Uint64
 	raised, updated, swaps            atomic.Uint64
 	recEvicted, targetsDropped        atomic.Uint64
+	fastRaised                        atomic.Uint64
 }
 
 // NewEngine returns an engine running rs.
@@ -155,7 +159,7 @@ func (e *Engine) Stats() Stats {
 		Evaluations: e.evals.Load(), Skipped: e.skipped.Load(), EvalErrors: e.evalErrs.Load(),
 		KeysDropped: e.dropped.Load(), Raised: e.raised.Load(), Updated: e.updated.Load(),
 		RuleSwaps: e.swaps.Load(), RecordsEvicted: e.recEvicted.Load(),
-		TargetsDropped: e.targetsDropped.Load(),
+		TargetsDropped: e.targetsDropped.Load(), FastRaised: e.fastRaised.Load(),
 	}
 }
 
@@ -185,7 +189,7 @@ func (e *Engine) use(rs *RuleSet) {
 	e.rules = nil
 	e.bySys = map[sysKey][]*ruleState{}
 	e.dispatch = map[uint64][]*ruleState{}
-	e.allSys, e.durRs, e.commRs = nil, nil, false
+	e.allSys, e.durRs, e.commRs, e.fastRs = nil, nil, false, nil
 	if rs == nil {
 		e.rulesN.Store(0)
 		if e.starts == nil {
@@ -222,6 +226,9 @@ func (e *Engine) use(rs *RuleSet) {
 			e.durRs = append(e.durRs, s)
 		}
 		e.commRs = e.commRs || s.needsComm
+		if fastEligible(s) {
+			e.fastRs = append(e.fastRs, s)
+		}
 	}
 	e.rulesN.Store(int64(len(e.rules)))
 	n := int64(1)

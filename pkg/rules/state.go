@@ -46,6 +46,10 @@ type keyState struct {
 	// its records up to targetSeq.
 	targets   map[targetKey]uint64
 	targetSeq int64
+	// fastCK is the failure a fast alert counted before its interval's
+	// exact count arrived; fastPending until that count is added.
+	fastCK      countKey
+	fastPending bool
 }
 
 type countKey struct {
@@ -207,6 +211,7 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	st.lastMatch = now
 	if st.alert == nil {
 		st.targets, st.targetSeq = nil, 0
+		st.fastPending = false
 		first := e.windowStart(st.window(), st.hists, seq)
 		st.alert = e.newAlert(s, st, first)
 		st.alertCounts = make(map[countKey]uint64, len(st.window()))
@@ -223,6 +228,11 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	}
 	for _, c := range st.delta {
 		st.alertCounts[c.countKey] += uint64(c.n)
+	}
+	if st.fastPending && st.alertCounts[st.fastCK] > 1 {
+		// The exact count includes the failure the fast alert counted.
+		st.alertCounts[st.fastCK]--
+		st.fastPending = false
 	}
 	st.alert.LastSeen = now
 	if st.meta != nil {
