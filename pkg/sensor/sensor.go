@@ -4,6 +4,15 @@
 // in-kernel counts every interval and decodes the sampled failure records
 // from the ring buffer into a bounded queue. It hands on sensor.Interval
 // (exact counts, latency histograms, loss statistics) and sensor.Record.
+//
+// A record carries the failing call's arguments, read in the kernel only
+// when the record is emitted (counting never pays for them): the six
+// argument registers, up to two paths (at most PathMax-1 bytes each,
+// flagged truncated or unreadable) and the struct sockaddr of connect, bind
+// and sendto (at most AddrMax bytes). Which argument of which syscall is a
+// path or an address comes from pkg/syscalls' signatures, generated from
+// the kernel's SYSCALL_DEFINE metadata; Load writes that table into the
+// program. Records have one fixed size (760 bytes).
 package sensor
 
 import (
