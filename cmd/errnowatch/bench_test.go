@@ -132,7 +132,7 @@ func benchAlertLatency(b *testing.B, interval time.Duration, bursts int, rule, r
 			}
 		}
 	}()
-	burst := func(i int) (time.Time, received) {
+	burst := func(i int, wait time.Duration) (time.Time, received, bool) {
 		cg := cgrouptest.New(b, fmt.Sprintf("ew-burst-%d", i))
 		sh := exec.Command("/bin/sh", "-c", burstScript)
 		in, err := sh.StdinPipe()
@@ -153,31 +153,43 @@ func benchAlertLatency(b *testing.B, interval time.Duration, bursts int, rule, r
 		}
 		t0 := time.Now()
 		io.WriteString(in, "go\n")
-		deadline := time.After(30 * time.Second)
+		deadline := time.After(wait)
 		for {
 			mu.Lock()
 			r, ok := got[cg.Rel]
 			mu.Unlock()
 			if ok {
-				return t0, r
+				return t0, r, true
 			}
 			select {
 			case <-arrived:
 			case <-time.After(50 * time.Millisecond):
 			case <-deadline:
-				b.Fatalf("burst %d in %s raised no alert on the stream in 30 s", i, cg.Rel)
+				return t0, r, false
 			}
 		}
 	}
-	// The first burst shows that the stream is connected; it is not measured.
-	burst(-1)
+	// A first burst that reaches the stream shows that the stream is
+	// connected; it is not measured. A fast-path alert can be stored before
+	// the client has subscribed (--from-end), so warm-up bursts repeat.
+	for w := 1; ; w++ {
+		if _, _, ok := burst(-w, 5*time.Second); ok {
+			break
+		}
+		if w == 6 {
+			b.Fatalf("%d warm-up bursts raised no alert on the stream", w)
+		}
+	}
 	var stored, streamed []time.Duration
 	b.ResetTimer()
 	for i := range bursts {
 		// A random phase against the agent's tick, so that bursts are not
 		// locked to one point of the interval.
 		time.Sleep(rand.N(interval))
-		t0, r := burst(i)
+		t0, r, ok := burst(i, 30*time.Second)
+		if !ok {
+			b.Fatalf("burst %d raised no alert on the stream in 30 s", i)
+		}
 		stored = append(stored, r.stored.Sub(t0))
 		streamed = append(streamed, r.at.Sub(t0))
 	}
