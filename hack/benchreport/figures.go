@@ -28,6 +28,10 @@ var figures = []figure{
 		Bench: "^BenchmarkInsert$", Benchtime: "3s", Timeout: "5m"},
 	{ID: "collector", Title: "Collector ingest and queries", Pkg: "./pkg/collector",
 		Bench: "^Benchmark(Ingest|ListPerPod|ListNamespace|SummarizeNamespace|StreamFanOut)$", Benchtime: "3s", Timeout: "15m"},
+	{ID: "records", Title: "Records with arguments: kernel cost and decoding", Pkg: "./pkg/sensor",
+		Bench: "^Benchmark(RecordCost|DecodeRecord)$", Benchtime: "200000x", Timeout: "5m"},
+	{ID: "recrules", Title: "Argument-aware rules: records evaluated", Pkg: "./pkg/rules",
+		Bench: "^BenchmarkRecordsRules$", Benchtime: "3s", Timeout: "5m"},
 	{ID: "rss", Title: "Agent memory with pods", Pkg: "./cmd/errnowatch",
 		Bench: "^BenchmarkAgentRSS$", Benchtime: "1x", Timeout: "10m"},
 }

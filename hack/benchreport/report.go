@@ -40,6 +40,8 @@ func writeReport(res *results, dir, resultsFile string) (string, error) {
 		{"exact", exactSection},
 		{"latency", latencySection},
 		{"collector", collectorSection},
+		{"records", recordsSection},
+		{"recrules", recRulesSection},
 		{"rss", rssSection},
 	} {
 		f := res.Get(sec.id)
@@ -241,7 +243,10 @@ func latencySection(w *mdWriter, f *figureResults, dir string) ([]string, error)
 	w.p("The agent drains the kernel and evaluates the rules once per `--interval`, so a burst waits up to one " +
 		"interval for the next tick; everything after the tick (enrich, rules, spool fsync, gRPC, SQLite commit, " +
 		"stream) is the few milliseconds above the interval. The default interval (1 s, what the chart ships) is " +
-		"measured, and 250 ms to show that the interval, not the pipeline, sets the latency.")
+		"measured, and 250 ms to show that the interval, not the pipeline, sets the latency. The fast-path row " +
+		"replaces the burst rule with one a single record decides (`records.exists(r, r.path == ...)` on the " +
+		"first failing chdir): the agent evaluates it as the record arrives, not at the tick (goal: stream p99 " +
+		"< 250 ms at the default 1 s interval).")
 	var notes []string
 	benches := sortedKeys(f.Metrics)
 	w.line("| interval | bursts | stored p50 | stored p99 | stored max | stream p50 | stream p99 | stream max |")
@@ -251,12 +256,20 @@ func latencySection(w *mdWriter, f *figureResults, dir string) ([]string, error)
 	for _, b := range benches {
 		m := f.Metrics[b]
 		iv := strings.TrimPrefix(b, "AlertLatency/interval=")
+		fast := false
+		if rest, ok := strings.CutPrefix(b, "AlertLatency/fast/interval="); ok {
+			// A rule one record decides, raised as the record arrives.
+			iv, fast = rest+", single-record rule (fast path)", true
+		}
+		if fast && m["stream-p99-ms"] >= 250 {
+			notes = append(notes, fmt.Sprintf("fast path: stream p99 %.0f ms misses the 250 ms goal", m["stream-p99-ms"]))
+		}
 		w.line(fmt.Sprintf("| %s | %.0f | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.0f ms | %.0f ms |", iv, m["bursts"],
 			m["stored-p50-ms"], m["stored-p99-ms"], m["stored-max-ms"], m["stream-p50-ms"], m["stream-p99-ms"], m["stream-max-ms"]))
 		groups = append(groups, "interval "+iv)
 		p50s, p99s = append(p50s, m["stored-p50-ms"]), append(p99s, m["stored-p99-ms"])
 		sp50, sp99 = append(sp50, m["stream-p50-ms"]), append(sp99, m["stream-p99-ms"])
-		if m["stream-p99-ms"] >= 1000 {
+		if !fast && m["stream-p99-ms"] >= 1000 {
 			notes = append(notes, fmt.Sprintf("alert latency with interval %s: stream p99 %.0f ms misses the 1 s target "+
 				"(bounded by the interval: a burst waits up to one interval for the next evaluation)", iv, m["stream-p99-ms"]))
 		}
@@ -437,4 +450,44 @@ func thousands(v float64) string {
 		out = append(out, s[i])
 	}
 	return string(out)
+}
+
+func recordsSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
+	w.p("A failure record carries the call's six argument registers, up to two paths (256 bytes each) and a socket " +
+		"address, read in the kernel only when a record is emitted. `BenchmarkRecordCost` attaches two sensors to the " +
+		"same failing openat calls (a 48-byte path), one emitting a record for every failure and one none, and divides " +
+		"the extra run time (BPF run-time statistics) by the records emitted. `BenchmarkDecodeRecord` is the agent's " +
+		"decoder on one record with a path and an address.")
+	w.line("| figure | value |")
+	w.line("|---|---:|")
+	var notes []string
+	for _, m := range []struct{ bench, unit, label, format string }{
+		{"RecordCost", "kernel-ns/record", "kernel cost per emitted record", "%.0f ns"},
+		{"RecordCost", "ns/run-counting", "sys_exit run, counting only", "%.0f ns"},
+		{"RecordCost", "ns/run-recording", "sys_exit run, recording every failure", "%.0f ns"},
+		{"RecordCost", "records/run", "records emitted per run (rest: ring full)", "%.2f"},
+		{"DecodeRecord", "records/s", "records decoded per second (one core)", "%.0f"},
+	} {
+		v, ok := f.Value(m.bench, m.unit)
+		if !ok {
+			w.line(fmt.Sprintf("| %s | not measured |", m.label))
+			notes = append(notes, fmt.Sprintf("%s: %s not measured", m.bench, m.unit))
+			continue
+		}
+		w.line(fmt.Sprintf("| %s | "+m.format+" |", m.label, v))
+	}
+	w.line("")
+	return notes, nil
+}
+
+func recRulesSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
+	w.p("The rules engine taking in sampled records with paths and evaluating two argument-aware rules " +
+		"(`records.exists(...)` with glob) over every pod's window: 1000 records per interval from 100 pods.")
+	v, ok := f.Value("RecordsRules", "records/s")
+	if !ok {
+		w.p("Not measured.")
+		return []string{"RecordsRules: records/s not measured"}, nil
+	}
+	w.p("%.0f records/s taken in and evaluated.", v)
+	return nil, nil
 }

@@ -310,11 +310,26 @@ func (a *Agent) loop(ctx context.Context) error {
 			} else {
 				a.recordDrops.Add(1)
 			}
+			a.fast(&r)
 		case <-tick.C:
 			a.interval(batch)
 			batch = batch[:0]
 		}
 	}
+}
+
+// fast evaluates the rules one record decides as the record arrives
+// (rules.Engine.Fast), for a cgroup the enricher already knows; the rest
+// waits for the interval.
+func (a *Agent) fast(r *sensor.Record) {
+	if r.Errno() == 0 {
+		return
+	}
+	m, ok := a.enricher.Lookup(r.CgroupID)
+	if !ok {
+		return
+	}
+	a.deliver(a.engine.Fast(&enrich.Record{Record: *r, Meta: m}, time.Now()))
 }
 
 // interval drains the kernel, enriches, evaluates and spools the alerts.
@@ -329,7 +344,11 @@ func (a *Agent) interval(records []sensor.Record) {
 	if a.cfg.OnBatch != nil {
 		a.cfg.OnBatch(&b)
 	}
-	alerts := a.engine.Process(&b)
+	a.deliver(a.engine.Process(&b))
+}
+
+// deliver spools and logs alerts.
+func (a *Agent) deliver(alerts []alert.Alert) {
 	if len(alerts) == 0 {
 		return
 	}
@@ -339,7 +358,8 @@ func (a *Agent) interval(records []sensor.Record) {
 	for _, al := range alerts {
 		a.log.Info("alert", zap.String("rule", al.RuleID), zap.String("severity", al.Severity.String()),
 			zap.String("namespace", al.Namespace), zap.String("pod", al.Pod), zap.String("container", al.Container),
-			zap.Uint32("revision", al.Revision), zap.String("message", al.Message))
+			zap.Uint32("revision", al.Revision), zap.String("message", al.Message),
+			zap.String("denied", alert.TargetSummary(al.Targets)))
 		if a.cfg.OnAlert != nil {
 			a.cfg.OnAlert(al)
 		}

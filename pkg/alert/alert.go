@@ -95,6 +95,57 @@ type Count struct {
 	Count   uint64 `json:"count"`
 }
 
+// Target is something failing calls were denied: a file path or a socket
+// address, with how many sampled records named it.
+type Target struct {
+	Syscall string     `json:"syscall"`
+	Errno   string     `json:"errno"`
+	Kind    TargetKind `json:"kind"`
+	// Target is the path ("old -> new" for two), or the address as
+	// 10.0.0.1:80, [::1]:443 or a unix socket path; at most MaxTargetLen
+	// bytes, cut short with "..." when longer.
+	Target string `json:"target"`
+	// Count is how many sampled records named it: a lower bound of the
+	// calls, since the kernel samples the first records of each counter.
+	Count uint64 `json:"count"`
+}
+
+// TargetKind says what a Target names.
+type TargetKind string
+
+// Target kinds.
+const (
+	TargetFile    TargetKind = "file"
+	TargetNetwork TargetKind = "network"
+)
+
+// Bounds of Alert.Targets.
+const (
+	MaxTargets   = 8
+	MaxTargetLen = 256
+)
+
+// TargetSummary is the targets as one line, grouped by syscall and errno,
+// busiest first: "openat EACCES /etc/shadow ×5, /etc/gshadow ×1; connect
+// ECONNREFUSED 10.0.0.5:2379 ×2".
+func TargetSummary(ts []Target) string {
+	var b strings.Builder
+	for i, t := range ts {
+		same := i > 0 && ts[i-1].Syscall == t.Syscall && ts[i-1].Errno == t.Errno
+		switch {
+		case same:
+			b.WriteString(", ")
+		case i > 0:
+			b.WriteString("; ")
+		}
+		if !same {
+			b.WriteString(t.Syscall + " " + t.Errno + " ")
+		}
+		fmt.Fprintf(&b, "%s ×%d", t.Target, t.Count)
+	}
+	return b.String()
+}
+
 // Alert is one failure pattern seen by one rule for one key.
 type Alert struct {
 	// ID is a ULID: unique and ordered by the time the alert was first raised.
@@ -126,6 +177,10 @@ type Alert struct {
 
 	Processes []Process `json:"processes,omitempty"`
 	Counts    []Count   `json:"counts,omitempty"`
+	// Targets are the paths and addresses the sampled records were denied,
+	// grouped by syscall and errno, busiest group first; at most
+	// MaxTargets.
+	Targets []Target `json:"targets,omitempty"`
 	// Total is the sum of Counts.
 	Total uint64 `json:"total"`
 }
@@ -151,6 +206,13 @@ func (a *Alert) Validate() error {
 		return fmt.Errorf("alert %s: invalid severity %d", a.ID, int(a.Severity))
 	case a.FirstSeen.IsZero() || a.LastSeen.Before(a.FirstSeen):
 		return fmt.Errorf("alert %s: first_seen must be set and not after last_seen", a.ID)
+	case len(a.Targets) > MaxTargets:
+		return fmt.Errorf("alert %s: %d targets, at most %d", a.ID, len(a.Targets), MaxTargets)
+	}
+	for _, t := range a.Targets {
+		if len(t.Target) > MaxTargetLen+3 {
+			return fmt.Errorf("alert %s: target %.20q... is longer than %d bytes", a.ID, t.Target, MaxTargetLen)
+		}
 	}
 	return nil
 }

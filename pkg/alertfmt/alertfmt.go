@@ -96,7 +96,7 @@ func WriteList(w io.Writer, f ListFormat, alerts []*errnowatchv1.StoredAlert, no
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if f == ListWide {
-		fmt.Fprintln(tw, "LAST SEEN\tSEVERITY\tNAMESPACE\tPOD\tCONTAINER\tNODE\tWORKLOAD\tRULE\tFAILURES\tTOP FAILURE\tFIRST SEEN\tID\tREV\tMESSAGE")
+		fmt.Fprintln(tw, "LAST SEEN\tSEVERITY\tNAMESPACE\tPOD\tCONTAINER\tNODE\tWORKLOAD\tRULE\tFAILURES\tTOP FAILURE\tDENIED\tFIRST SEEN\tID\tREV\tMESSAGE")
 	} else {
 		fmt.Fprintln(tw, "LAST SEEN\tSEVERITY\tNAMESPACE\tPOD\tRULE\tFAILURES\tMESSAGE")
 	}
@@ -115,9 +115,9 @@ func WriteList(w io.Writer, f ListFormat, alerts []*errnowatchv1.StoredAlert, no
 			if a.Workload.Name != "" {
 				wl = a.Workload.Kind + "/" + a.Workload.Name
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%d\t%s\n",
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n",
 				age(a.LastSeen, now), a.Severity, ns, pod, orDash(a.Container), orDash(a.Node), wl, a.RuleID,
-				a.Total, topFailure(a), a.FirstSeen.UTC().Format(time.RFC3339), a.ID, a.Revision, oneLine(a.Message))
+				a.Total, topFailure(a), orDash(oneLine(alert.TargetSummary(a.Targets))), a.FirstSeen.UTC().Format(time.RFC3339), a.ID, a.Revision, oneLine(a.Message))
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n",

@@ -76,7 +76,8 @@ func TestTableAndWide(t *testing.T) {
 	if err := WriteList(&b, ListWide, st, now); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []string{"TOP FAILURE", as[1].ID, "openat=EACCES(2)", "Deployment/" + as[1].Workload.Name, as[1].Container, as[1].Node} {
+	for _, s := range []string{"TOP FAILURE", as[1].ID, "openat=EACCES(2)", "Deployment/" + as[1].Workload.Name, as[1].Container, as[1].Node,
+		"DENIED", "openat EACCES /etc/shadow-1 ×2; connect ECONNREFUSED [fd00::5]:2379 ×1"} {
 		if !strings.Contains(b.String(), s) {
 			t.Errorf("wide output lacks %q:\n%s", s, b.String())
 		}
@@ -194,5 +195,28 @@ func TestOCSFDetectionFinding(t *testing.T) {
 	var r Record
 	if err := json.Unmarshal(b.Bytes(), &r); err != nil || r.Sequence != 12 || r.Revision != 2 {
 		t.Fatalf("json stream line %s: %+v, %v", b.String(), r, err)
+	}
+}
+
+// Denied targets become OCSF evidence: a path a file object, an IP address
+// a network endpoint, a unix socket a file of type Local Socket.
+func TestOCSFEvidences(t *testing.T) {
+	got := ocsfEvidences([]alert.Target{
+		{Syscall: "openat", Errno: "EACCES", Kind: alert.TargetFile, Target: "/etc/shadow", Count: 5},
+		{Syscall: "connect", Errno: "ECONNREFUSED", Kind: alert.TargetNetwork, Target: "[fd00::5]:2379", Count: 2},
+		{Syscall: "connect", Errno: "EACCES", Kind: alert.TargetNetwork, Target: "/run/containerd/containerd.sock", Count: 1},
+	})
+	want := []OCSFEvidence{
+		{File: &OCSFFile{Name: "shadow", Path: "/etc/shadow", TypeID: 1, Type: "Regular File"},
+			Data: OCSFEvidenceData{Syscall: "openat", Errno: "EACCES", Count: 5}},
+		{DstEndpoint: &OCSFNetworkEndpoint{IP: "fd00::5", Port: 2379},
+			Data: OCSFEvidenceData{Syscall: "connect", Errno: "ECONNREFUSED", Count: 2}},
+		{File: &OCSFFile{Name: "containerd.sock", Path: "/run/containerd/containerd.sock", TypeID: 5, Type: "Local Socket"},
+			Data: OCSFEvidenceData{Syscall: "connect", Errno: "EACCES", Count: 1}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		b1, _ := json.Marshal(got)
+		b2, _ := json.Marshal(want)
+		t.Errorf("evidences\n%s\nwant\n%s", b1, b2)
 	}
 }

@@ -1,6 +1,8 @@
 package alertfmt
 
 import (
+	"net/netip"
+	"path"
 	"strconv"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -28,6 +30,10 @@ import (
 //	metadata          product errnowatch, version "1.1.0" (OCSF schema),
 //	                  uid = "<id>/<revision>", sequence = store sequence (the
 //	                  stream cursor), logged_time = stored time
+//	evidences         one per denied target: a path as file (name, path,
+//	                  type_id 1 "Regular File", or 5 "Local Socket" for a
+//	                  unix socket address), an IP address as dst_endpoint
+//	                  (ip, port); data = syscall, errno, count
 //	unmapped          revision, group_by, per-syscall/errno counts, processes
 const (
 	ocsfVersion      = "1.1.0"
@@ -70,6 +76,7 @@ type DetectionFinding struct {
 
 	FindingInfo OCSFFindingInfo `json:"finding_info"`
 	Resources   []OCSFResource  `json:"resources"`
+	Evidences   []OCSFEvidence  `json:"evidences,omitempty"`
 	Metadata    OCSFMetadata    `json:"metadata"`
 	Unmapped    OCSFUnmapped    `json:"unmapped"`
 }
@@ -102,6 +109,58 @@ type OCSFResource struct {
 	Namespace string            `json:"namespace,omitempty"`
 	UID       string            `json:"uid,omitempty"`
 	Data      map[string]string `json:"data,omitempty"`
+}
+
+// OCSFEvidence is an OCSF Evidence Artifacts object: one denied target.
+type OCSFEvidence struct {
+	File        *OCSFFile            `json:"file,omitempty"`
+	DstEndpoint *OCSFNetworkEndpoint `json:"dst_endpoint,omitempty"`
+	Data        OCSFEvidenceData     `json:"data"`
+}
+
+// OCSFFile is an OCSF File object.
+type OCSFFile struct {
+	Name   string `json:"name"`
+	Path   string `json:"path"`
+	TypeID int    `json:"type_id"`
+	Type   string `json:"type"`
+}
+
+// OCSFNetworkEndpoint is an OCSF Network Endpoint object.
+type OCSFNetworkEndpoint struct {
+	IP   string `json:"ip"`
+	Port int    `json:"port"`
+}
+
+// OCSFEvidenceData says how the target was denied.
+type OCSFEvidenceData struct {
+	Syscall string `json:"syscall"`
+	Errno   string `json:"errno"`
+	Count   uint64 `json:"count"`
+}
+
+// OCSF File type_id values.
+const (
+	ocsfFileRegular     = 1
+	ocsfFileLocalSocket = 5
+)
+
+func ocsfEvidences(ts []alert.Target) []OCSFEvidence {
+	var out []OCSFEvidence
+	for _, t := range ts {
+		e := OCSFEvidence{Data: OCSFEvidenceData{Syscall: t.Syscall, Errno: t.Errno, Count: t.Count}}
+		if ap, err := netip.ParseAddrPort(t.Target); t.Kind == alert.TargetNetwork && err == nil {
+			e.DstEndpoint = &OCSFNetworkEndpoint{IP: ap.Addr().String(), Port: int(ap.Port())}
+		} else {
+			f := &OCSFFile{Name: path.Base(t.Target), Path: t.Target, TypeID: ocsfFileRegular, Type: "Regular File"}
+			if t.Kind == alert.TargetNetwork {
+				f.TypeID, f.Type = ocsfFileLocalSocket, "Local Socket"
+			}
+			e.File = f
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // OCSFMetadata is OCSF metadata.
@@ -178,6 +237,7 @@ func OCSF(r *Record) DetectionFinding {
 			Analytic:      OCSFAnalytic{UID: a.RuleID, Name: a.RuleID, TypeID: ocsfAnalyticRule, Type: "Rule"},
 		},
 		Resources: []OCSFResource{res},
+		Evidences: ocsfEvidences(a.Targets),
 		Metadata: OCSFMetadata{
 			Version:    ocsfVersion,
 			Product:    OCSFProduct{Name: "errnowatch", VendorName: "errnowatch"},

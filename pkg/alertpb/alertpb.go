@@ -82,7 +82,24 @@ func ToProto(a *alert.Alert) *errnowatchv1.Alert {
 			p.Counts[i] = &errnowatchv1.SyscallCount{Syscall: c.Syscall, Errno: c.Errno, Count: c.Count}
 		}
 	}
+	if len(a.Targets) > 0 {
+		p.Targets = make([]*errnowatchv1.DeniedTarget, len(a.Targets))
+		for i, t := range a.Targets {
+			p.Targets[i] = &errnowatchv1.DeniedTarget{Syscall: t.Syscall, Errno: t.Errno,
+				Kind: targetKindToProto[t.Kind], Target: t.Target, Count: t.Count}
+		}
+	}
 	return p
+}
+
+var targetKindToProto = map[alert.TargetKind]errnowatchv1.TargetKind{
+	alert.TargetFile:    errnowatchv1.TargetKind_TARGET_KIND_FILE,
+	alert.TargetNetwork: errnowatchv1.TargetKind_TARGET_KIND_NETWORK,
+}
+
+var targetKindFromProto = map[errnowatchv1.TargetKind]alert.TargetKind{
+	errnowatchv1.TargetKind_TARGET_KIND_FILE:    alert.TargetFile,
+	errnowatchv1.TargetKind_TARGET_KIND_NETWORK: alert.TargetNetwork,
 }
 
 // FromProto converts a wire alert. It fails on enum values this version does
@@ -138,6 +155,17 @@ func FromProto(p *errnowatchv1.Alert) (alert.Alert, error) {
 		a.Counts = make([]alert.Count, n)
 		for i, c := range p.GetCounts() {
 			a.Counts[i] = alert.Count{Syscall: c.GetSyscall(), Errno: c.GetErrno(), Count: c.GetCount()}
+		}
+	}
+	if n := len(p.GetTargets()); n > 0 {
+		a.Targets = make([]alert.Target, n)
+		for i, t := range p.GetTargets() {
+			kind, ok := targetKindFromProto[t.GetKind()]
+			if !ok {
+				return alert.Alert{}, fmt.Errorf("alert %q: target %d: unknown kind %d", p.GetId(), i, int32(t.GetKind()))
+			}
+			a.Targets[i] = alert.Target{Syscall: t.GetSyscall(), Errno: t.GetErrno(), Kind: kind,
+				Target: t.GetTarget(), Count: t.GetCount()}
 		}
 	}
 	return a, nil

@@ -47,3 +47,15 @@ func TestUnknownEnumsAndBadTimesAreRejected(t *testing.T) {
 		t.Fatalf("SEVERITY_UNSPECIFIED = %v, %v", s, err)
 	}
 }
+
+func TestUnknownTargetKindIsRejected(t *testing.T) {
+	a := storetest.Alerts(storetest.DefaultShape, time.Now(), 1, 1)[0]
+	p := ToProto(&a)
+	if len(p.Targets) != 2 || p.Targets[1].Kind != errnowatchv1.TargetKind_TARGET_KIND_NETWORK {
+		t.Fatalf("targets on the wire: %v", p.Targets)
+	}
+	p.Targets[0].Kind = 7
+	if _, err := FromProto(p); err == nil {
+		t.Error("FromProto accepted target kind 7")
+	}
+}

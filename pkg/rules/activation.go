@@ -18,6 +18,9 @@ type activation struct {
 	s   *ruleState
 	st  *keyState
 	seq int64
+	// fast is the one record of a fast evaluation (Engine.Fast), nil
+	// otherwise.
+	fast ref.Val
 
 	aggDone bool
 	sys     []nameCount
@@ -79,6 +82,9 @@ func (a *activation) ResolveName(name string) (any, bool) {
 	st := a.st
 	switch name {
 	case varCount:
+		if a.fast != nil {
+			return types.Int(st.total + 1), true
+		}
 		return types.Int(st.total), true
 	case varRate:
 		return types.Double(float64(st.total) / a.s.windowSecs), true
@@ -157,9 +163,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		}
 		return types.String(st.meta.Container), true
 	case varRecords:
-		recs := a.e.recordsOf(a.s, a.st, a.seq)
-		env, _ := celEnv() // compiled before any condition exists
-		return env.CELTypeAdapter().NativeToValue(recs), true
+		if a.fast != nil {
+			return fastRecords(a.fast), true
+		}
+		return types.NewRefValList(types.DefaultTypeAdapter, a.e.recordsOf(a.s, a.st, a.seq)), true
 	case varLabels:
 		var l map[string]string
 		if st.meta != nil {

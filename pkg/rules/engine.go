@@ -4,6 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/cel-go/common/types/ref"
 	"go.uber.org/zap"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -82,6 +83,11 @@ type Stats struct {
 	// source's bounded history before their window ended, so that a
 	// `records` condition did not see them.
 	RecordsEvicted uint64
+	// TargetsDropped counts records whose path or address an open alert
+	// could not tally because it already tallied maxAlertTargets others.
+	TargetsDropped uint64
+	// FastRaised counts alerts raised by Fast, as their record arrived.
+	FastRaised uint64
 }
 
 // Engine evaluates a rule set over the batches of one node. Process must be
@@ -98,8 +104,8 @@ type Engine struct {
 	// dispatch caches, per syscall and errno, the rules a failure goes to.
 	dispatch map[uint64][]*ruleState
 	durRs    []*ruleState
-	commRs   bool // some rule needs comm attribution
-	recRs    bool // some rule reads records
+	fastRs   []*ruleState // rules one record can decide (Fast)
+	commRs   bool         // some rule needs comm attribution
 
 	gen uint64 // batch generation, to mark touched keys
 	// Intervals are numbered from the first batch: seq = base + n. Window
@@ -126,13 +132,14 @@ type Engine struct {
 
 	shares  []commShare
 	procBuf []slotProc
-	recBuf  []*Record
+	recBuf  []ref.Val
 	act     activation
 
 	rulesN, keysN, openN, dispatchN   atomic.Int64
 	evals, skipped, evalErrs, dropped atomic.Uint64
 	raised, updated, swaps, resets    atomic.Uint64
-	recEvicted                        atomic.Uint64
+	recEvicted, targetsDropped        atomic.Uint64
+	fastRaised                        atomic.Uint64
 }
 
 // NewEngine returns an engine running rs.
@@ -171,6 +178,7 @@ func (e *Engine) Stats() Stats {
 		KeysDropped: e.dropped.Load(), Raised: e.raised.Load(), Updated: e.updated.Load(),
 		RuleSwaps: e.swaps.Load(), DispatchKeys: int(e.dispatchN.Load()), DispatchResets: e.resets.Load(),
 		RecordsEvicted: e.recEvicted.Load(),
+		TargetsDropped: e.targetsDropped.Load(), FastRaised: e.fastRaised.Load(),
 	}
 }
 
@@ -200,7 +208,7 @@ func (e *Engine) use(rs *RuleSet) {
 	e.rules = nil
 	e.bySys = map[sysKey][]*ruleState{}
 	e.dispatch = map[uint64][]*ruleState{}
-	e.allSys, e.durRs, e.commRs, e.recRs = nil, nil, false, false
+	e.allSys, e.durRs, e.commRs, e.fastRs = nil, nil, false, nil
 	if rs == nil {
 		e.rulesN.Store(0)
 		if e.starts == nil {
@@ -241,7 +249,9 @@ func (e *Engine) use(rs *RuleSet) {
 			e.durRs = append(e.durRs, s)
 		}
 		e.commRs = e.commRs || s.needsComm
-		e.recRs = e.recRs || r.cond.usesRecords
+		if fastEligible(s) {
+			e.fastRs = append(e.fastRs, s)
+		}
 	}
 	e.rulesN.Store(int64(len(rs.Rules)))
 	n := int64(1)
@@ -330,9 +340,7 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 		}
 		slot := e.slot(rec.Meta, rec.CgroupID, seq)
 		e.slots[slot].addProc(e, seq, countKey{sk, errno}, alert.Process{PID: rec.PID, Comm: rec.Comm, UID: rec.UID})
-		if e.recRs {
-			e.slots[slot].addRecord(e, seq, countKey{sk, errno}, &rec.Record)
-		}
+		e.slots[slot].addRecord(e, seq, countKey{sk, errno}, &rec.Record)
 	}
 
 	var out []alert.Alert

@@ -77,8 +77,20 @@ func message(s *ruleState, st *keyState, a *alert.Alert) string {
 	}
 	span := a.LastSeen.Sub(a.FirstSeen)
 	fmt.Fprintf(&b, " in %v", roundDur(span))
+	// What was denied, so that every printer of the message (agent log,
+	// console, alerts list) says it; the alert's Targets have the rest.
+	if len(a.Targets) > 0 {
+		b.WriteString("; denied: ")
+		b.WriteString(alert.TargetSummary(a.Targets[:min(len(a.Targets), maxMessageTargets)]))
+		if n := len(a.Targets) - maxMessageTargets; n > 0 {
+			fmt.Fprintf(&b, " (+%d more)", n)
+		}
+	}
 	return b.String()
 }
+
+// maxMessageTargets bounds the targets a message names.
+const maxMessageTargets = 3
 
 // subject names the key: "pod default/web-7d9 container app".
 func subject(a *alert.Alert, st *keyState) string {

@@ -1,12 +1,15 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/gobwas/glob"
+	"github.com/google/cel-go/common/types/ref"
 	"golang.org/x/sys/unix"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -111,54 +114,161 @@ func ViewOf(r *sensor.Record) *Record {
 	return v
 }
 
-// slotRec is a sampled record kept for the records variable.
+// slotRec is a sampled record kept for the records variable and for the
+// targets of alerts.
 type slotRec struct {
-	seq int64
-	ck  countKey
-	v   *Record
+	seq    int64
+	ck     countKey
+	comm   string
+	target alert.Target // Kind "" when the record names nothing
+	rec    sensor.Record
+	v      ref.Val // the CEL value of ViewOf(rec), made when a condition first reads it
 }
 
-// addRecord keeps a record's view, at most maxSlotRecords per slot.
+// addRecord keeps a record, at most maxSlotRecords per slot.
 func (si *slotInfo) addRecord(e *Engine, seq int64, ck countKey, r *sensor.Record) {
 	if len(si.recs) >= maxSlotRecords {
 		si.recs = slices.Delete(si.recs, 0, 1)
 		e.recEvicted.Add(1)
 	}
-	si.recs = append(si.recs, slotRec{seq, ck, ViewOf(r)})
+	si.recs = append(si.recs, slotRec{seq: seq, ck: ck, comm: r.Comm, target: targetOf(r), rec: *r})
+}
+
+// targetOf is what a record says was denied, without syscall and errno.
+func targetOf(r *sensor.Record) alert.Target {
+	var t alert.Target
+	switch {
+	case r.Path != "":
+		t.Kind, t.Target = alert.TargetFile, r.Path
+		if r.PathTruncated {
+			t.Target += "..."
+		}
+		if r.Path2 != "" {
+			t.Target += " -> " + r.Path2
+		}
+	case r.Addr.String() != "":
+		t.Kind, t.Target = alert.TargetNetwork, r.Addr.String()
+	}
+	if len(t.Target) > alert.MaxTargetLen {
+		t.Target = t.Target[:alert.MaxTargetLen] + "..."
+	}
+	return t
+}
+
+// eachRecord calls f for the records of the key's sources that match the
+// rule and the key, in the intervals (after, seq], newest first, until f
+// returns false.
+func (e *Engine) eachRecord(s *ruleState, st *keyState, after, seq int64, f func(*slotRec) bool) {
+	take := func(si *slotInfo) bool {
+		for i := len(si.recs) - 1; i >= 0; i-- {
+			p := &si.recs[i]
+			if p.seq <= after {
+				break
+			}
+			if p.seq > seq || !s.r.sys.has(p.ck.sys) || !s.r.errnos.has(p.ck.errno) || !s.r.scope.commOK(p.comm) ||
+				(s.r.GroupBy == alert.GroupByProcess && p.comm != st.key.comm) {
+				continue
+			}
+			if !f(p) {
+				return false
+			}
+		}
+		return true
+	}
+	if s.r.GroupBy == alert.GroupByNode {
+		for i := range e.slots {
+			if si := &e.slots[i]; si.used && e.scopeOK(s, si.meta, int32(i)) && !take(si) {
+				return
+			}
+		}
+		return
+	}
+	for _, r := range st.slots {
+		if e.refValid(r) && !take(&e.slots[r.slot]) {
+			return
+		}
+	}
+}
+
+// maxAlertTargets bounds the distinct targets an open alert tallies; the
+// alert shows the MaxTargets busiest.
+const maxAlertTargets = 64
+
+type targetKey struct {
+	ck     countKey
+	kind   alert.TargetKind
+	target string
+}
+
+// tallyTargets adds the targets of the key's records after its last tally
+// up to seq, and returns the busiest, grouped by syscall and errno.
+func (e *Engine) tallyTargets(s *ruleState, st *keyState, seq int64) []alert.Target {
+	after := max(st.targetSeq, seq-s.buckets)
+	e.eachRecord(s, st, after, seq, func(p *slotRec) bool {
+		if p.target.Kind == "" {
+			return true
+		}
+		k := targetKey{p.ck, p.target.Kind, p.target.Target}
+		if _, ok := st.targets[k]; ok || len(st.targets) < maxAlertTargets {
+			if st.targets == nil {
+				st.targets = map[targetKey]uint64{}
+			}
+			st.targets[k]++
+		} else {
+			e.targetsDropped.Add(1)
+		}
+		return true
+	})
+	st.targetSeq = seq
+	if len(st.targets) == 0 {
+		return nil
+	}
+	type entry struct {
+		k targetKey
+		n uint64
+	}
+	groups := map[countKey]uint64{}
+	es := make([]entry, 0, len(st.targets))
+	for k, n := range st.targets {
+		groups[k.ck] += n
+		es = append(es, entry{k, n})
+	}
+	// Busiest (syscall, errno) group first, then busiest target in it; the
+	// rest breaks ties so the order is stable.
+	slices.SortFunc(es, func(a, b entry) int {
+		if c := cmp.Compare(groups[b.k.ck], groups[a.k.ck]); c != 0 {
+			return c
+		}
+		if a.k.ck != b.k.ck {
+			return cmp.Or(cmp.Compare(a.k.ck.sys.nr, b.k.ck.sys.nr), cmp.Compare(a.k.ck.errno, b.k.ck.errno),
+				boolCmp(a.k.ck.sys.compat, b.k.ck.sys.compat))
+		}
+		return cmp.Or(cmp.Compare(b.n, a.n), strings.Compare(a.k.target, b.k.target))
+	})
+	arch := syscalls.Native()
+	out := make([]alert.Target, 0, min(len(es), alert.MaxTargets))
+	for _, e := range es[:min(len(es), alert.MaxTargets)] {
+		out = append(out, alert.Target{Syscall: syscalls.Name(arch, int(e.k.ck.sys.nr), e.k.ck.sys.compat),
+			Errno: syscalls.ErrnoName(e.k.ck.errno), Kind: e.k.kind, Target: e.k.target, Count: e.n})
+	}
+	return out
 }
 
 // recordsOf returns the records in the window that match the rule and the
 // key, newest first, at most maxEvalRecords. The slice is scratch space,
 // valid until the next call.
-func (e *Engine) recordsOf(s *ruleState, st *keyState, seq int64) []*Record {
-	limit := seq - s.buckets
+func (e *Engine) recordsOf(s *ruleState, st *keyState, seq int64) []ref.Val {
 	buf := e.recBuf[:0]
-	take := func(si *slotInfo) {
-		for i := len(si.recs) - 1; i >= 0 && len(buf) < maxEvalRecords; i-- {
-			p := &si.recs[i]
-			if p.seq <= limit {
-				break
-			}
-			if !s.r.sys.has(p.ck.sys) || !s.r.errnos.has(p.ck.errno) || !s.r.scope.commOK(p.v.Comm) ||
-				(s.r.GroupBy == alert.GroupByProcess && p.v.Comm != st.key.comm) {
-				continue
-			}
-			buf = append(buf, p.v)
+	e.eachRecord(s, st, seq-s.buckets, seq, func(p *slotRec) bool {
+		if p.v == nil {
+			// Adapting a native struct goes through reflection: once per
+			// record, not once per evaluation.
+			env, _ := celEnv() // compiled before any condition exists
+			p.v = env.CELTypeAdapter().NativeToValue(ViewOf(&p.rec))
 		}
-	}
-	if s.r.GroupBy == alert.GroupByNode {
-		for i := range e.slots {
-			if si := &e.slots[i]; si.used && e.scopeOK(s, si.meta, int32(i)) {
-				take(si)
-			}
-		}
-	} else {
-		for _, r := range st.slots {
-			if e.refValid(r) {
-				take(&e.slots[r.slot])
-			}
-		}
-	}
+		buf = append(buf, p.v)
+		return len(buf) < maxEvalRecords
+	})
 	e.recBuf = buf
 	return buf
 }
@@ -191,4 +301,14 @@ func compileGlob(pattern string) (glob.Glob, error) {
 	globCache.m[pattern] = g
 	globCache.Unlock()
 	return g, nil
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
 }

@@ -7,6 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 )
@@ -178,5 +179,52 @@ func TestReplayCarriesArguments(t *testing.T) {
 	}
 	if got := strings.Join(ruleIDs(as), ","); got != "shadow-read,etcd-connect" {
 		t.Errorf("replay raised %q, want shadow-read,etcd-connect", got)
+	}
+}
+
+// An alert names what was denied, busiest group and target first, and keeps
+// tallying while it stays open.
+func TestAlertTargets(t *testing.T) {
+	web := src{pod("shop", "web-1", "app", 11, nil), 11}
+	e := newEngine(t, `rules:
+  - id: probe
+    severity: high
+    window: 10s
+    cooldown: 0s
+    match: {syscalls: [openat, connect]}
+    condition: count >= 1
+`)
+	open := func(p string) func(*sensor.Record) { return func(r *sensor.Record) { r.Path = p } }
+	bb := newBatch(t, 1)
+	for i := 0; i < 5; i++ {
+		bb.recordWith(web, "cat", "openat", "EACCES", open("/etc/shadow"))
+	}
+	bb.recordWith(web, "cat", "openat", "EACCES", open("/etc/gshadow")).
+		recordWith(web, "nc", "connect", "ECONNREFUSED", func(r *sensor.Record) {
+			r.Addr = sensor.SockAddr{Family: unix.AF_INET, IP: netip.MustParseAddr("10.0.0.5"), Port: 2379}
+		}).
+		recordWith(web, "cat", "openat", "EACCES", open("/"+strings.Repeat("x", 300)))
+	as := e.Process(bb.get())
+	if len(as) != 1 {
+		t.Fatalf("%d alerts", len(as))
+	}
+	long := "/" + strings.Repeat("x", 255) + "..."
+	want := "openat EACCES /etc/shadow ×5, /etc/gshadow ×1, " + long + " ×1; connect ECONNREFUSED 10.0.0.5:2379 ×1"
+	if got := alert.TargetSummary(as[0].Targets); got != want {
+		t.Errorf("targets %q\nwant    %q", got, want)
+	}
+	if !strings.HasSuffix(as[0].Message, "; denied: openat EACCES /etc/shadow ×5, /etc/gshadow ×1, "+long+" ×1 (+1 more)") {
+		t.Errorf("message %q does not end with the top three denied targets", as[0].Message)
+	}
+	if as[0].Targets[3].Kind != alert.TargetNetwork || as[0].Targets[0].Kind != alert.TargetFile {
+		t.Errorf("kinds %+v", as[0].Targets)
+	}
+	// The next interval's records add to the open alert's tally.
+	as = e.Process(newBatch(t, 2).recordWith(web, "cat", "openat", "EACCES", open("/etc/gshadow")).get())
+	if len(as) != 1 || alert.TargetSummary(as[0].Targets) != "openat EACCES /etc/shadow ×5, /etc/gshadow ×2, "+long+" ×1; connect ECONNREFUSED 10.0.0.5:2379 ×1" {
+		t.Errorf("update: %v", as)
+	}
+	if err := as[0].Validate(); err != nil {
+		t.Error(err)
 	}
 }

@@ -41,6 +41,14 @@ type keyState struct {
 	lastMatch, lastEmit time.Time
 	matchGen            uint64
 	dirty               bool
+	// targets tallies the open alert's denied paths and addresses from
+	// its records up to targetSeq.
+	targets   map[targetKey]uint64
+	targetSeq int64
+	// fastCK is the failure a fast alert counted before its interval's
+	// exact count arrived; fastPending until that count is added.
+	fastCK      countKey
+	fastPending bool
 }
 
 type countKey struct {
@@ -201,6 +209,8 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	st.matchGen = e.gen
 	st.lastMatch = now
 	if st.alert == nil {
+		st.targets, st.targetSeq = nil, 0
+		st.fastPending = false
 		first := e.windowStart(st.window(), st.hists, seq)
 		st.alert = e.newAlert(s, st, first)
 		st.alertCounts = make(map[countKey]uint64, min(len(st.window()), maxAlertCounts))
@@ -217,6 +227,11 @@ func (e *Engine) matched(s *ruleState, st *keyState, seq int64, now time.Time, o
 	}
 	for _, c := range st.delta {
 		st.addAlertCount(c.countKey, uint64(c.n))
+	}
+	if st.fastPending && st.alertCounts[st.fastCK] > 1 {
+		// The exact count includes the failure the fast alert counted.
+		st.alertCounts[st.fastCK]--
+		st.fastPending = false
 	}
 	st.alert.LastSeen = now
 	if st.meta != nil {
@@ -320,6 +335,7 @@ func (e *Engine) emit(s *ruleState, st *keyState, seq int64, now time.Time, out 
 	}
 	slices.SortFunc(a.Counts, byCount)
 	a.Processes = mergeProcs(a.Processes, e.procsOf(s, st, seq), e.cfg.MaxProcesses)
+	a.Targets = e.tallyTargets(s, st, seq)
 	if s.r == evasionRule {
 		a.Message = evasionMessage(st, a)
 	} else {
@@ -331,6 +347,7 @@ func (e *Engine) emit(s *ruleState, st *keyState, seq int64, now time.Time, out 
 	c.Counts = slices.Clone(a.Counts)
 	c.Processes = slices.Clone(a.Processes)
 	c.Tags = slices.Clone(a.Tags)
+	c.Targets = slices.Clone(a.Targets)
 	return append(out, c)
 }
 

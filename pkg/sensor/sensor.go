@@ -18,6 +18,15 @@
 // nearest ancestor in the set, up to two levels up, so that naming a pod's
 // cgroup puts its containers in scope from their first syscall; exclusions
 // match the cgroup itself.
+//
+// A record carries the failing call's arguments, read in the kernel only
+// when the record is emitted (counting never pays for them): the six
+// argument registers, up to two paths (at most PathMax-1 bytes each,
+// flagged truncated or unreadable) and the struct sockaddr of connect, bind
+// and sendto (at most AddrMax bytes). Which argument of which syscall is a
+// path or an address comes from pkg/syscalls' signatures, generated from
+// the kernel's SYSCALL_DEFINE metadata; Load writes that table into the
+// program. Records have one fixed size (760 bytes).
 package sensor
 
 import (

@@ -3,8 +3,11 @@
 // It turns syscall numbers into kernel names and back for each ABI the sensor
 // sees (amd64 and arm64, each with its 32-bit compat table), names errno
 // values, suggests the closest name for a typo, and resolves the named
-// syscall groups that rule files refer to. The syscall tables are generated
-// from golang.org/x/sys by hack/gensyscalls (see gen.go); the errno names come
+// syscall groups that rule files refer to, and gives each syscall's argument
+// signature (Signature, CaptureOf, DecodeArg). The syscall tables are
+// generated from golang.org/x/sys by hack/gensyscalls; the signatures from
+// the kernel's own SYSCALL_DEFINE metadata (a committed snapshot of tracefs
+// sys_enter_*/format) by hack/genargs (see gen.go); the errno names come
 // from unix.ErrnoName. Only the groups in groups.go are written by hand.
 //
 // Every function is safe for concurrent use.

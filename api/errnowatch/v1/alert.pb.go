@@ -139,6 +139,58 @@ func (GroupBy) EnumDescriptor() ([]byte, []int) {
 	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{1}
 }
 
+// TargetKind says what a DeniedTarget names.
+type TargetKind int32
+
+const (
+	TargetKind_TARGET_KIND_UNSPECIFIED TargetKind = 0
+	// A file system path.
+	TargetKind_TARGET_KIND_FILE TargetKind = 1
+	// A socket address: IP and port, or a unix socket path.
+	TargetKind_TARGET_KIND_NETWORK TargetKind = 2
+)
+
+// Enum value maps for TargetKind.
+var (
+	TargetKind_name = map[int32]string{
+		0: "TARGET_KIND_UNSPECIFIED",
+		1: "TARGET_KIND_FILE",
+		2: "TARGET_KIND_NETWORK",
+	}
+	TargetKind_value = map[string]int32{
+		"TARGET_KIND_UNSPECIFIED": 0,
+		"TARGET_KIND_FILE":        1,
+		"TARGET_KIND_NETWORK":     2,
+	}
+)
+
+func (x TargetKind) Enum() *TargetKind {
+	p := new(TargetKind)
+	*p = x
+	return p
+}
+
+func (x TargetKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (TargetKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_errnowatch_v1_alert_proto_enumTypes[2].Descriptor()
+}
+
+func (TargetKind) Type() protoreflect.EnumType {
+	return &file_errnowatch_v1_alert_proto_enumTypes[2]
+}
+
+func (x TargetKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use TargetKind.Descriptor instead.
+func (TargetKind) EnumDescriptor() ([]byte, []int) {
+	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{2}
+}
+
 // Workload is the controller a person wrote (Deployment, CronJob, ...) that
 // owns the pod.
 type Workload struct {
@@ -317,6 +369,87 @@ func (x *SyscallCount) GetCount() uint64 {
 	return 0
 }
 
+// DeniedTarget is a path or socket address that failing calls were denied,
+// with how many sampled records named it (a lower bound of the calls).
+type DeniedTarget struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Syscall string                 `protobuf:"bytes,1,opt,name=syscall,proto3" json:"syscall,omitempty"`
+	// Errno name, e.g. "EACCES".
+	Errno string     `protobuf:"bytes,2,opt,name=errno,proto3" json:"errno,omitempty"`
+	Kind  TargetKind `protobuf:"varint,3,opt,name=kind,proto3,enum=errnowatch.v1.TargetKind" json:"kind,omitempty"`
+	// The path ("old -> new" for two), or the address as 10.0.0.1:80,
+	// [::1]:443 or a unix socket path; at most 256 bytes plus "...".
+	Target        string `protobuf:"bytes,4,opt,name=target,proto3" json:"target,omitempty"`
+	Count         uint64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeniedTarget) Reset() {
+	*x = DeniedTarget{}
+	mi := &file_errnowatch_v1_alert_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeniedTarget) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeniedTarget) ProtoMessage() {}
+
+func (x *DeniedTarget) ProtoReflect() protoreflect.Message {
+	mi := &file_errnowatch_v1_alert_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeniedTarget.ProtoReflect.Descriptor instead.
+func (*DeniedTarget) Descriptor() ([]byte, []int) {
+	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *DeniedTarget) GetSyscall() string {
+	if x != nil {
+		return x.Syscall
+	}
+	return ""
+}
+
+func (x *DeniedTarget) GetErrno() string {
+	if x != nil {
+		return x.Errno
+	}
+	return ""
+}
+
+func (x *DeniedTarget) GetKind() TargetKind {
+	if x != nil {
+		return x.Kind
+	}
+	return TargetKind_TARGET_KIND_UNSPECIFIED
+}
+
+func (x *DeniedTarget) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *DeniedTarget) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 // Alert is one failure pattern seen by one rule for one key (pod, container,
 // process or node). An alert is raised once and then updated while the
 // pattern goes on: every update keeps the id and raises the revision. The
@@ -350,14 +483,16 @@ type Alert struct {
 	Processes  []*Process      `protobuf:"bytes,21,rep,name=processes,proto3" json:"processes,omitempty"`
 	Counts     []*SyscallCount `protobuf:"bytes,22,rep,name=counts,proto3" json:"counts,omitempty"`
 	// Sum of counts.
-	Total         uint64 `protobuf:"varint,23,opt,name=total,proto3" json:"total,omitempty"`
+	Total uint64 `protobuf:"varint,23,opt,name=total,proto3" json:"total,omitempty"`
+	// What was denied, busiest (syscall, errno) group first; at most 8.
+	Targets       []*DeniedTarget `protobuf:"bytes,24,rep,name=targets,proto3" json:"targets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Alert) Reset() {
 	*x = Alert{}
-	mi := &file_errnowatch_v1_alert_proto_msgTypes[3]
+	mi := &file_errnowatch_v1_alert_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +504,7 @@ func (x *Alert) String() string {
 func (*Alert) ProtoMessage() {}
 
 func (x *Alert) ProtoReflect() protoreflect.Message {
-	mi := &file_errnowatch_v1_alert_proto_msgTypes[3]
+	mi := &file_errnowatch_v1_alert_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +517,7 @@ func (x *Alert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Alert.ProtoReflect.Descriptor instead.
 func (*Alert) Descriptor() ([]byte, []int) {
-	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{3}
+	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Alert) GetId() string {
@@ -546,6 +681,13 @@ func (x *Alert) GetTotal() uint64 {
 	return 0
 }
 
+func (x *Alert) GetTargets() []*DeniedTarget {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
 // StoredAlert is an alert as the collector stored it.
 type StoredAlert struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -560,7 +702,7 @@ type StoredAlert struct {
 
 func (x *StoredAlert) Reset() {
 	*x = StoredAlert{}
-	mi := &file_errnowatch_v1_alert_proto_msgTypes[4]
+	mi := &file_errnowatch_v1_alert_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -572,7 +714,7 @@ func (x *StoredAlert) String() string {
 func (*StoredAlert) ProtoMessage() {}
 
 func (x *StoredAlert) ProtoReflect() protoreflect.Message {
-	mi := &file_errnowatch_v1_alert_proto_msgTypes[4]
+	mi := &file_errnowatch_v1_alert_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -585,7 +727,7 @@ func (x *StoredAlert) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoredAlert.ProtoReflect.Descriptor instead.
 func (*StoredAlert) Descriptor() ([]byte, []int) {
-	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{4}
+	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StoredAlert) GetSequence() uint64 {
@@ -633,7 +775,7 @@ type AlertFilter struct {
 
 func (x *AlertFilter) Reset() {
 	*x = AlertFilter{}
-	mi := &file_errnowatch_v1_alert_proto_msgTypes[5]
+	mi := &file_errnowatch_v1_alert_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +787,7 @@ func (x *AlertFilter) String() string {
 func (*AlertFilter) ProtoMessage() {}
 
 func (x *AlertFilter) ProtoReflect() protoreflect.Message {
-	mi := &file_errnowatch_v1_alert_proto_msgTypes[5]
+	mi := &file_errnowatch_v1_alert_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +800,7 @@ func (x *AlertFilter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AlertFilter.ProtoReflect.Descriptor instead.
 func (*AlertFilter) Descriptor() ([]byte, []int) {
-	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{5}
+	return file_errnowatch_v1_alert_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AlertFilter) GetNamespace() string {
@@ -746,7 +888,13 @@ const file_errnowatch_v1_alert_proto_rawDesc = "" +
 	"\fSyscallCount\x12\x18\n" +
 	"\asyscall\x18\x01 \x01(\tR\asyscall\x12\x14\n" +
 	"\x05errno\x18\x02 \x01(\tR\x05errno\x12\x14\n" +
-	"\x05count\x18\x03 \x01(\x04R\x05count\"\x97\x06\n" +
+	"\x05count\x18\x03 \x01(\x04R\x05count\"\x9b\x01\n" +
+	"\fDeniedTarget\x12\x18\n" +
+	"\asyscall\x18\x01 \x01(\tR\asyscall\x12\x14\n" +
+	"\x05errno\x18\x02 \x01(\tR\x05errno\x12-\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x19.errnowatch.v1.TargetKindR\x04kind\x12\x16\n" +
+	"\x06target\x18\x04 \x01(\tR\x06target\x12\x14\n" +
+	"\x05count\x18\x05 \x01(\x04R\x05count\"\xce\x06\n" +
 	"\x05Alert\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
 	"\brevision\x18\x02 \x01(\rR\brevision\x12\x17\n" +
@@ -773,7 +921,8 @@ const file_errnowatch_v1_alert_proto_rawDesc = "" +
 	"cgroupPath\x124\n" +
 	"\tprocesses\x18\x15 \x03(\v2\x16.errnowatch.v1.ProcessR\tprocesses\x123\n" +
 	"\x06counts\x18\x16 \x03(\v2\x1b.errnowatch.v1.SyscallCountR\x06counts\x12\x14\n" +
-	"\x05total\x18\x17 \x01(\x04R\x05total\"\x92\x01\n" +
+	"\x05total\x18\x17 \x01(\x04R\x05total\x125\n" +
+	"\atargets\x18\x18 \x03(\v2\x1b.errnowatch.v1.DeniedTargetR\atargets\"\x92\x01\n" +
 	"\vStoredAlert\x12\x1a\n" +
 	"\bsequence\x18\x01 \x01(\x04R\bsequence\x12;\n" +
 	"\vstored_time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
@@ -803,7 +952,12 @@ const file_errnowatch_v1_alert_proto_rawDesc = "" +
 	"\fGROUP_BY_POD\x10\x01\x12\x16\n" +
 	"\x12GROUP_BY_CONTAINER\x10\x02\x12\x14\n" +
 	"\x10GROUP_BY_PROCESS\x10\x03\x12\x11\n" +
-	"\rGROUP_BY_NODE\x10\x04BAZ?github.com/errnowatch/errnowatch/api/errnowatch/v1;errnowatchv1b\x06proto3"
+	"\rGROUP_BY_NODE\x10\x04*X\n" +
+	"\n" +
+	"TargetKind\x12\x1b\n" +
+	"\x17TARGET_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10TARGET_KIND_FILE\x10\x01\x12\x17\n" +
+	"\x13TARGET_KIND_NETWORK\x10\x02BAZ?github.com/errnowatch/errnowatch/api/errnowatch/v1;errnowatchv1b\x06proto3"
 
 var (
 	file_errnowatch_v1_alert_proto_rawDescOnce sync.Once
@@ -817,37 +971,41 @@ func file_errnowatch_v1_alert_proto_rawDescGZIP() []byte {
 	return file_errnowatch_v1_alert_proto_rawDescData
 }
 
-var file_errnowatch_v1_alert_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_errnowatch_v1_alert_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_errnowatch_v1_alert_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_errnowatch_v1_alert_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_errnowatch_v1_alert_proto_goTypes = []any{
 	(Severity)(0),                 // 0: errnowatch.v1.Severity
 	(GroupBy)(0),                  // 1: errnowatch.v1.GroupBy
-	(*Workload)(nil),              // 2: errnowatch.v1.Workload
-	(*Process)(nil),               // 3: errnowatch.v1.Process
-	(*SyscallCount)(nil),          // 4: errnowatch.v1.SyscallCount
-	(*Alert)(nil),                 // 5: errnowatch.v1.Alert
-	(*StoredAlert)(nil),           // 6: errnowatch.v1.StoredAlert
-	(*AlertFilter)(nil),           // 7: errnowatch.v1.AlertFilter
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(TargetKind)(0),               // 2: errnowatch.v1.TargetKind
+	(*Workload)(nil),              // 3: errnowatch.v1.Workload
+	(*Process)(nil),               // 4: errnowatch.v1.Process
+	(*SyscallCount)(nil),          // 5: errnowatch.v1.SyscallCount
+	(*DeniedTarget)(nil),          // 6: errnowatch.v1.DeniedTarget
+	(*Alert)(nil),                 // 7: errnowatch.v1.Alert
+	(*StoredAlert)(nil),           // 8: errnowatch.v1.StoredAlert
+	(*AlertFilter)(nil),           // 9: errnowatch.v1.AlertFilter
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_errnowatch_v1_alert_proto_depIdxs = []int32{
-	0,  // 0: errnowatch.v1.Alert.severity:type_name -> errnowatch.v1.Severity
-	1,  // 1: errnowatch.v1.Alert.group_by:type_name -> errnowatch.v1.GroupBy
-	8,  // 2: errnowatch.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
-	8,  // 3: errnowatch.v1.Alert.last_seen:type_name -> google.protobuf.Timestamp
-	2,  // 4: errnowatch.v1.Alert.workload:type_name -> errnowatch.v1.Workload
-	3,  // 5: errnowatch.v1.Alert.processes:type_name -> errnowatch.v1.Process
-	4,  // 6: errnowatch.v1.Alert.counts:type_name -> errnowatch.v1.SyscallCount
-	8,  // 7: errnowatch.v1.StoredAlert.stored_time:type_name -> google.protobuf.Timestamp
-	5,  // 8: errnowatch.v1.StoredAlert.alert:type_name -> errnowatch.v1.Alert
-	0,  // 9: errnowatch.v1.AlertFilter.min_severity:type_name -> errnowatch.v1.Severity
-	8,  // 10: errnowatch.v1.AlertFilter.since:type_name -> google.protobuf.Timestamp
-	8,  // 11: errnowatch.v1.AlertFilter.until:type_name -> google.protobuf.Timestamp
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 0: errnowatch.v1.DeniedTarget.kind:type_name -> errnowatch.v1.TargetKind
+	0,  // 1: errnowatch.v1.Alert.severity:type_name -> errnowatch.v1.Severity
+	1,  // 2: errnowatch.v1.Alert.group_by:type_name -> errnowatch.v1.GroupBy
+	10, // 3: errnowatch.v1.Alert.first_seen:type_name -> google.protobuf.Timestamp
+	10, // 4: errnowatch.v1.Alert.last_seen:type_name -> google.protobuf.Timestamp
+	3,  // 5: errnowatch.v1.Alert.workload:type_name -> errnowatch.v1.Workload
+	4,  // 6: errnowatch.v1.Alert.processes:type_name -> errnowatch.v1.Process
+	5,  // 7: errnowatch.v1.Alert.counts:type_name -> errnowatch.v1.SyscallCount
+	6,  // 8: errnowatch.v1.Alert.targets:type_name -> errnowatch.v1.DeniedTarget
+	10, // 9: errnowatch.v1.StoredAlert.stored_time:type_name -> google.protobuf.Timestamp
+	7,  // 10: errnowatch.v1.StoredAlert.alert:type_name -> errnowatch.v1.Alert
+	0,  // 11: errnowatch.v1.AlertFilter.min_severity:type_name -> errnowatch.v1.Severity
+	10, // 12: errnowatch.v1.AlertFilter.since:type_name -> google.protobuf.Timestamp
+	10, // 13: errnowatch.v1.AlertFilter.until:type_name -> google.protobuf.Timestamp
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_errnowatch_v1_alert_proto_init() }
@@ -860,8 +1018,8 @@ func file_errnowatch_v1_alert_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_errnowatch_v1_alert_proto_rawDesc), len(file_errnowatch_v1_alert_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   6,
+			NumEnums:      3,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

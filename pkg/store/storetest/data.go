@@ -56,7 +56,11 @@ func Alerts(shape Shape, base time.Time, start, n int) []alert.Alert {
 			CgroupPath:  fmt.Sprintf("/kubepods/pod%d/%d", pod, i),
 			Processes:   []alert.Process{{PID: uint32(1000 + i%50), Comm: "app", UID: 1000}},
 			Counts:      []alert.Count{{Syscall: "openat", Errno: "EACCES", Count: uint64(1 + i%9)}},
-			Total:       uint64(1 + i%9),
+			Targets: []alert.Target{
+				{Syscall: "openat", Errno: "EACCES", Kind: alert.TargetFile, Target: fmt.Sprintf("/etc/shadow-%d", i%5), Count: uint64(1 + i%9)},
+				{Syscall: "connect", Errno: "ECONNREFUSED", Kind: alert.TargetNetwork, Target: "[fd00::5]:2379", Count: 1},
+			},
+			Total: uint64(1 + i%9),
 		}
 		if i%17 == 0 {
 			a.Namespace, a.Pod, a.PodUID, a.Container, a.ContainerID = "", "", "", "", ""
