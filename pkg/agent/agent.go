@@ -328,9 +328,8 @@ func (a *Agent) interval(records []sensor.Record) {
 		a.cfg.OnBatch(&b)
 	}
 	alerts := a.engine.Process(&b)
-	if len(alerts) == 0 {
-		return
-	}
+	// Called with no alerts too: it retries alerts held in memory since
+	// the disk last refused an append. The spool counts what it drops.
 	if err := a.spool.Append(alerts...); err != nil {
 		a.log.Error("spool alerts", zap.Error(err), zap.Int("alerts", len(alerts)))
 	}
