@@ -192,8 +192,11 @@ func compileCondition(src string) (*condition, []condError) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	if ce := checkCost(env, checked); ce != nil {
+		return nil, []condError{*ce}
+	}
 	c.floor = floorOf(native.Expr())
-	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize))
+	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize), costLimit())
 	if err != nil {
 		return nil, []condError{{1, 0, fmt.Sprintf("program: %v", err)}}
 	}

@@ -49,8 +49,10 @@ type Stats struct {
 	// condition's count floor made unnecessary.
 	Evaluations uint64
 	Skipped     uint64
-	// EvalErrors are conditions that failed at run time (logged once per
-	// rule and rule set).
+	// EvalErrors are conditions that failed at run time (over the cost
+	// limit, or an error such as a missing map key); each is a no match,
+	// logged once per rule and rule set and reported by an alert
+	// (EvalErrorRuleID) per rule.
 	EvalErrors uint64
 	// KeysDropped counts failures not tracked because a rule had
 	// MaxKeysPerRule keys.
@@ -108,6 +110,7 @@ type Engine struct {
 	rulesN, keysN, openN              atomic.Int64
 	evals, skipped, evalErrs, dropped atomic.Uint64
 	raised, updated, swaps            atomic.Uint64
+	evalErrsByRule                    ruleCounter
 }
 
 // NewEngine returns an engine running rs.
@@ -163,6 +166,7 @@ type ruleState struct {
 	scopeBySlot []scopeVerdict
 	lastSweep   int64
 	loggedErr   bool
+	evalErr     evalErrReport
 }
 
 func (e *Engine) use(rs *RuleSet) {
@@ -308,6 +312,7 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 			out = e.evaluate(s, st, seq, now, out)
 		}
 		out = e.sweepOpen(s, seq, now, out)
+		out = e.emitEvalErr(s, now, out)
 		if seq-s.lastSweep >= max(s.buckets, 8) {
 			s.sweepIdle(seq)
 		}
@@ -331,6 +336,10 @@ func (e *Engine) Flush() []alert.Alert {
 			if st.dirty {
 				out = e.emit(s, st, e.curSeq, st.alert.LastSeen, out)
 			}
+		}
+		if s.evalErr.dirty {
+			s.evalErr.lastEmit = time.Time{} // due now, whatever the cooldown
+			out = e.emitEvalErr(s, s.evalErr.alert.LastSeen, out)
 		}
 	}
 	return out

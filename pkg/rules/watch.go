@@ -238,7 +238,7 @@ var (
 
 // Describe implements prometheus.Collector for the engine's Stats.
 func (e *Engine) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{evalsDesc, alertsDesc, keysDesc, openDesc, droppedDesc} {
+	for _, d := range []*prometheus.Desc{evalsDesc, alertsDesc, keysDesc, openDesc, droppedDesc, evalErrorsDesc} {
 		ch <- d
 	}
 }
@@ -254,4 +254,5 @@ func (e *Engine) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(keysDesc, prometheus.GaugeValue, float64(s.Keys))
 	ch <- prometheus.MustNewConstMetric(openDesc, prometheus.GaugeValue, float64(s.OpenAlerts))
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(s.KeysDropped))
+	e.collectEvalErrors(ch)
 }
