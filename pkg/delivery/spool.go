@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -177,9 +178,9 @@ type Spool struct {
 	held      []held
 	heldBytes int64
 	appendErr uint64
-	trash   []string // evicted segment files to delete once the state is saved
-	dirty   bool     // acked or pending changed since the state was saved
-	bad     map[uint64]bool
+	trash     []string // evicted segment files to delete once the state is saved
+	dirty     bool     // acked or pending changed since the state was saved
+	bad       map[uint64]bool
 }
 
 // OpenSpool opens (creating it if needed) the spool in dir. A torn or
@@ -222,6 +223,13 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 		s.log.Warn("spool state unreadable; re-sending everything spooled", zap.Error(err))
 		st = spoolState{}
 	}
+	if st.Acked > math.MaxUint64/2 {
+		// No spool reaches 2^63 records; a state that says so is damaged,
+		// and sequence numbers past it would wrap to 0.
+		s.log.Warn("spool state holds an impossible acknowledged sequence; re-sending everything spooled",
+			zap.Uint64("acked", st.Acked))
+		st = spoolState{Pending: st.Pending}
+	}
 	s.acked = st.Acked
 	s.pending = st.Pending
 	if s.pending != nil {
@@ -229,6 +237,7 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 		// from recording that; sending it again at a higher revision
 		// updates the same alert instead of raising a second one.
 		s.pending.Revision++
+		s.pending.repair(time.Now())
 	}
 	if err := s.load(); err != nil {
 		return nil, err

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/errnowatch/errnowatch/pkg/alert"
 )
 
 const stateFile = "state.json"
@@ -38,6 +41,26 @@ type DropReport struct {
 	// were spooled.
 	First time.Time `json:"first"`
 	Last  time.Time `json:"last"`
+}
+
+// repair makes a report read from a damaged state file one that becomes a
+// valid alert: an ID, a revision that did not wrap, and a time span. A new
+// ID starts a new alert, which beats losing the count.
+func (r *DropReport) repair(now time.Time) {
+	if r.First.IsZero() {
+		r.First = now
+	}
+	if r.Last.Before(r.First) {
+		r.Last = r.First
+	}
+	if r.ID == "" || len(r.ID) > 64 || r.Revision == 0 || r.Revision == math.MaxUint32 {
+		r.ID, r.Revision = alert.NewID(r.First), 1
+	}
+	if r.Reasons.total() > r.Count {
+		// The split is only a help to the reader (a state from before it
+		// has none); the count is what was lost.
+		r.Reasons = DropCounts{}
+	}
 }
 
 // DropCounts splits dropped alerts by why they were dropped.

@@ -108,7 +108,9 @@ func compileCondition(src string) (*condition, []condError) {
 		for _, e := range iss.Errors() {
 			// The checker names its (unused) container; that only confuses.
 			msg := strings.TrimSuffix(e.Message, " (in container '')")
-			out = append(out, condError{e.Location.Line(), e.Location.Column(), msg})
+			// Some errors (recursion limit, empty input) have no location
+			// (-1): they are the whole condition's.
+			out = append(out, condError{max(e.Location.Line(), 1), max(e.Location.Column(), 0), msg})
 		}
 		return nil, out
 	}
