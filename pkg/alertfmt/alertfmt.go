@@ -2,7 +2,9 @@
 // machines: alert lists as a table, a wide table or JSON lines; per-pod
 // summaries as a table; the SIEM stream as JSON lines or OCSF Detection
 // Findings. The CLI picks a format from a flag and hands the collector's
-// messages to these writers.
+// messages to these writers. Text meant for a terminal goes through
+// Sanitize, which escapes the control characters a watched process can put
+// in its comm or paths; the console views use it too.
 package alertfmt
 
 import (

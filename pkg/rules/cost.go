@@ -45,12 +45,14 @@ var varSizes = map[string]uint64{
 	varNode:                253,
 }
 
-// Sizes assumed for variables without an entry in varSizes, so that a
-// variable added to the environment without one is bounded rather than
-// taken as unbounded (which would reject every condition that reads it).
+// Sizes assumed for variables (and their fields) without an entry in
+// varSizes, so that a variable added to the environment without one is
+// bounded rather than taken as unbounded, which would reject every
+// condition that reads it. They allow one loop with string work in it;
+// give a new variable its own entries when it can be larger.
 const (
-	defaultCollectionSize = 1024
-	defaultStringSize     = 4096
+	defaultCollectionSize = 64
+	defaultStringSize     = 256
 )
 
 // sizeEstimator tells the CEL cost estimator how large variables get.

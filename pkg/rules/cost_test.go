@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/cel-go/cel"
+
 	"github.com/errnowatch/errnowatch/pkg/alert"
 )
 
@@ -121,9 +123,12 @@ rules:
     severity: low
     condition: count >= 1 && labels.exists(k, labels[k].contains("zzz"))
 `)
+	// contains costs a tenth of the string's length: 200 labels of 10 000
+	// characters cost about 200 000.
 	labels := map[string]string{}
-	for i := range 50_000 {
-		labels[fmt.Sprint("k", i)] = "v"
+	long := strings.Repeat("v", 10_000)
+	for i := range 200 {
+		labels[fmt.Sprint("k", i)] = long
 	}
 	s := src{pod("default", "many-labels", "c", 1, labels), 1}
 	out := e.Process(newBatch(t, 1).count(s, "openat", "EACCES", 1).get())
@@ -132,5 +137,30 @@ rules:
 	}
 	if got := e.EvalErrorsByRule()["label-scan"]; got != 1 {
 		t.Fatalf("label-scan errors: %d", got)
+	}
+}
+
+// A variable without an entry in varSizes (one added to the environment
+// later) gets the default sizes: one loop over it is allowed.
+func TestDefaultSizesAllowOneLoop(t *testing.T) {
+	env, err := celEnv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err = env.Extend(cel.Variable("things", cel.ListType(cel.MapType(cel.StringType, cel.StringType))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for cond, ok := range map[string]bool{
+		`things.exists(t, t["name"].contains("x"))`:                                   true,
+		`things.exists(t, things.exists(u, t["name"].matches(u["name"] + t["arg"])))`: false,
+	} {
+		checked, iss := env.Compile(cond)
+		if iss.Err() != nil {
+			t.Fatal(iss.Err())
+		}
+		if got := checkCost(env, checked) == nil; got != ok {
+			t.Errorf("%s: accepted %v, want %v", cond, got, ok)
+		}
 	}
 }
