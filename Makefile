@@ -88,6 +88,22 @@ e2e: deps ## Whole-system tests: cluster-up, helm install, attacks, faults, load
 		$(E2E_GOTESTFLAGS) ./test/e2e/ || status=$$?; \
 	$(MAKE) cluster-down; exit $$status
 
+# How long `make fuzz` runs each fuzz target; FUZZPKGS narrows the packages.
+FUZZTIME ?= 30s
+FUZZPKGS ?= ./...
+
+.PHONY: fuzz
+fuzz: ## Run every Fuzz target in the repo for FUZZTIME each (default 30s); a failing input is saved under testdata/fuzz.
+	@pkgs=$$($(GO) list $(FUZZPKGS)); found=0; \
+	for pkg in $$pkgs; do \
+		for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			found=$$((found+1)); echo "== $$pkg $$t ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done; \
+	test $$found -gt 0 || { echo "no fuzz targets found in $(FUZZPKGS)"; exit 1; }; \
+	echo "ran $$found fuzz targets for $(FUZZTIME) each"
+
 .PHONY: bench
 bench: deps kube-bins ## Run the report's benchmarks, each against its baseline, and write docs/bench/report.md and charts.
 	@hack/deps.sh $(DEPS_BENCH)

@@ -104,12 +104,32 @@ func addCollectorFlags(fl *pflag.FlagSet, c *agent.Config) {
 	fl.StringVar(&c.Collector.TokenFile, "token-file", "", "bearer token file (a projected ServiceAccount token with audience errnowatch)")
 }
 
+// maxConfigFileBytes bounds --config: a file of flag values is a few KiB.
+const maxConfigFileBytes = 1 << 20
+
+// readBounded reads a file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("file is larger than %d bytes", max)
+	}
+	return data, nil
+}
+
 // applyConfigFile sets every flag the file names that the command line did
 // not. An unknown key is an error that names the closest flag.
 func applyConfigFile(fl *pflag.FlagSet, path string) error {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path, maxConfigFileBytes)
 	if err != nil {
-		return fmt.Errorf("--config: %w", err)
+		return fmt.Errorf("--config %s: %w", path, err)
 	}
 	var values map[string]any
 	if err := yaml.Unmarshal(data, &values); err != nil {

@@ -24,6 +24,10 @@ var binary string
 
 func TestMain(m *testing.M) {
 	attacks.Main() // when this process is an attack child, it runs and exits here
+	if isFuzzWorker() {
+		// Fuzz workers run only fuzz targets, which need no binary.
+		os.Exit(m.Run())
+	}
 	dir, err := os.MkdirTemp("", "errnowatch-cmd")
 	if err != nil {
 		panic(err)
@@ -271,4 +275,13 @@ func TestDebugCgroupJSON(t *testing.T) {
 	if got != want {
 		t.Errorf("debug cgroup said %+v, want %+v", got, want)
 	}
+}
+
+func isFuzzWorker() bool {
+	for _, a := range os.Args[1:] {
+		if strings.HasPrefix(a, "-test.fuzzworker") {
+			return true
+		}
+	}
+	return false
 }

@@ -329,7 +329,7 @@ func (a *Agent) fast(r *sensor.Record) {
 	if !ok {
 		return
 	}
-	a.deliver(a.engine.Fast(&enrich.Record{Record: *r, Meta: m}, time.Now()))
+	a.deliver(a.engine.Fast(&enrich.Record{Record: *r, Meta: m}, time.Now()), false)
 }
 
 // interval drains the kernel, enriches, evaluates and spools the alerts.
@@ -344,12 +344,16 @@ func (a *Agent) interval(records []sensor.Record) {
 	if a.cfg.OnBatch != nil {
 		a.cfg.OnBatch(&b)
 	}
-	a.deliver(a.engine.Process(&b))
+	// Every interval appends, with no alerts too: that retries the alerts
+	// held in memory since the disk last refused an append. The spool
+	// counts what it drops.
+	a.deliver(a.engine.Process(&b), true)
 }
 
-// deliver spools and logs alerts.
-func (a *Agent) deliver(alerts []alert.Alert) {
-	if len(alerts) == 0 {
+// deliver spools and logs alerts. retryHeld asks the spool to append even
+// when there are none, so that alerts it holds are retried.
+func (a *Agent) deliver(alerts []alert.Alert, retryHeld bool) {
+	if len(alerts) == 0 && !retryHeld {
 		return
 	}
 	if err := a.spool.Append(alerts...); err != nil {

@@ -61,7 +61,7 @@ func newMetrics(a *Agent) (*metrics, error) {
 	}
 	reg := a.registry
 	for _, c := range []prometheus.Collector{
-		m.exits, m.failures, m, a.engine, a.watcher, a.enricher.Collector(),
+		m.exits, m.failures, m, a.engine, a.watcher, a.enricher.Collector(), a.spool,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {
@@ -98,18 +98,16 @@ func newMetrics(a *Agent) (*metrics, error) {
 		if a.sender != nil {
 			st := a.sender.Stats()
 			return deliveryView{records: st.SpoolRecords, bytes: st.SpoolBytes, oldest: st.OldestUnackedAge.Seconds(),
-				dropped: st.Dropped, connected: st.Connected}
+				connected: st.Connected}
 		}
 		st := a.spool.Stats()
-		return deliveryView{records: st.Records, bytes: st.Bytes, dropped: st.Dropped}
+		return deliveryView{records: st.Records, bytes: st.Bytes}
 	}
 	gauge("errnowatch_spool_records", "Alerts spooled and not yet acknowledged by the collector.",
 		func() float64 { return float64(spool().records) })
 	gauge("errnowatch_spool_bytes", "Bytes of spool segments on disk.", func() float64 { return float64(spool().bytes) })
 	gauge("errnowatch_spool_oldest_unacked_seconds", "Age of the oldest alert waiting for the collector.",
 		func() float64 { return spool().oldest })
-	counter("errnowatch_spool_dropped_total", "Alerts dropped because the spool bound was hit.",
-		func() float64 { return float64(spool().dropped) })
 	gauge("errnowatch_collector_connected", "1 while a stream to the collector is up.", func() float64 {
 		if spool().connected {
 			return 1
@@ -123,7 +121,6 @@ type deliveryView struct {
 	records   int
 	bytes     int64
 	oldest    float64
-	dropped   uint64
 	connected bool
 }
 

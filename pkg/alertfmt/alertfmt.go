@@ -2,7 +2,9 @@
 // machines: alert lists as a table, a wide table or JSON lines; per-pod
 // summaries as a table; the SIEM stream as JSON lines or OCSF Detection
 // Findings. The CLI picks a format from a flag and hands the collector's
-// messages to these writers.
+// messages to these writers. Text meant for a terminal goes through
+// Sanitize, which escapes the control characters a watched process can put
+// in its comm or paths; the console views use it too.
 package alertfmt
 
 import (
@@ -106,22 +108,26 @@ func WriteList(w io.Writer, f ListFormat, alerts []*errnowatchv1.StoredAlert, no
 			return err
 		}
 		a := &r.Alert
-		ns, pod := orDash(a.Namespace), orDash(a.Pod)
+		// Every string cell goes through Sanitize: messages carry comms
+		// and paths a watched process chose, and the rest come over the
+		// wire from whoever could publish.
+		ns, pod := orDash(Sanitize(a.Namespace)), orDash(Sanitize(a.Pod))
 		if a.Host {
 			pod = "(host)"
 		}
 		if f == ListWide {
 			wl := "-"
 			if a.Workload.Name != "" {
-				wl = a.Workload.Kind + "/" + a.Workload.Name
+				wl = Sanitize(a.Workload.Kind + "/" + a.Workload.Name)
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%d\t%s\n",
-				age(a.LastSeen, now), a.Severity, ns, pod, orDash(a.Container), orDash(a.Node), wl, a.RuleID,
-				a.Total, topFailure(a), orDash(oneLine(alert.TargetSummary(a.Targets))), a.FirstSeen.UTC().Format(time.RFC3339), a.ID, a.Revision, oneLine(a.Message))
+				age(a.LastSeen, now), a.Severity, ns, pod, orDash(Sanitize(a.Container)), orDash(Sanitize(a.Node)), wl,
+				Sanitize(a.RuleID), a.Total, Sanitize(topFailure(a)), orDash(oneLine(alert.TargetSummary(a.Targets))),
+				a.FirstSeen.UTC().Format(time.RFC3339), Sanitize(a.ID), a.Revision, oneLine(a.Message))
 			continue
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n",
-			age(a.LastSeen, now), a.Severity, ns, pod, a.RuleID, a.Total, oneLine(a.Message))
+			age(a.LastSeen, now), a.Severity, ns, pod, Sanitize(a.RuleID), a.Total, oneLine(a.Message))
 	}
 	return tw.Flush()
 }
@@ -140,15 +146,15 @@ func WriteSummary(w io.Writer, pods []*errnowatchv1.PodSummary, now time.Time) e
 		}
 		var rules []string
 		for _, r := range p.GetRules() {
-			rules = append(rules, fmt.Sprintf("%s(%d)", r.GetRuleId(), r.GetAlerts()))
+			rules = append(rules, fmt.Sprintf("%s(%d)", Sanitize(r.GetRuleId()), r.GetAlerts()))
 		}
-		pod := orDash(p.GetPod())
+		pod := orDash(Sanitize(p.GetPod()))
 		if p.GetPod() == "" && p.GetNode() != "" {
-			pod = "(host " + p.GetNode() + ")"
+			pod = "(host " + Sanitize(p.GetNode()) + ")"
 		}
 		last, _ := alertpb.TimeFromProto(p.GetLastSeen())
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n",
-			orDash(p.GetNamespace()), pod, p.GetAlerts(), p.GetFailures(), alert.Severity(p.GetMaxSeverity()),
+			orDash(Sanitize(p.GetNamespace())), pod, p.GetAlerts(), p.GetFailures(), alert.Severity(p.GetMaxSeverity()),
 			bySev[alert.SeverityCritical], bySev[alert.SeverityHigh], bySev[alert.SeverityMedium],
 			bySev[alert.SeverityLow], bySev[alert.SeverityInfo], strings.Join(rules, ","), age(last, now))
 	}
@@ -190,7 +196,9 @@ func orDash(s string) string {
 	return s
 }
 
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+// oneLine folds a message's whitespace runs into single spaces, then
+// escapes what is left that a terminal would act on.
+func oneLine(s string) string { return Sanitize(strings.Join(strings.Fields(s), " ")) }
 
 func age(t, now time.Time) string {
 	if t.IsZero() {

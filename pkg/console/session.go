@@ -10,6 +10,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertfmt"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/kube"
@@ -222,5 +223,7 @@ func alertLine(a *alert.Alert) string {
 	if a.Pod != "" {
 		where = a.Namespace + "/" + a.Pod + " " + a.Container
 	}
-	return fmt.Sprintf("ALERT %s %s [%s] %s: %s", a.LastSeen.Local().Format("15:04:05"), a.Severity, a.RuleID, where, a.Message)
+	// Messages name comms and paths a watched process chose.
+	return alertfmt.Sanitize(fmt.Sprintf("ALERT %s %s [%s] %s: %s",
+		a.LastSeen.Local().Format("15:04:05"), a.Severity, a.RuleID, where, a.Message))
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertfmt"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
@@ -152,7 +153,7 @@ func printTop(opts TopOptions, iv IntervalJSON) error {
 		if r.Pod.Pod != "" {
 			where = r.Namespace + "/" + r.Pod.Pod + " " + r.Container
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t %s\t\n", r.Count, r.Errno, name, where)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t %s\t\n", r.Count, r.Errno, name, alertfmt.Sanitize(where))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

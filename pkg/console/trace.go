@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/errnowatch/errnowatch/pkg/alertfmt"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
@@ -100,19 +101,20 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 		if j.Compat {
 			name += " (32-bit)"
 		}
-		where := j.CgroupPath
+		where := alertfmt.Sanitize(j.CgroupPath)
 		if pods {
 			where = "-\t-"
 			if j.Pod != "" {
-				where = j.Namespace + "/" + j.Pod + "\t" + j.Container
+				where = alertfmt.Sanitize(j.Namespace+"/"+j.Pod) + "\t" + alertfmt.Sanitize(j.Container)
 			}
 		}
-		line := fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t%s", j.Time.Local().Format("15:04:05.000000"), j.PID, j.TID, j.Comm,
-			where, name, errnoName(r.Errno()))
+		// The comm and the paths are the watched process's to choose.
+		line := fmt.Sprintf("%s\t%d\t%d\t%s\t%s\t%s\t%s", j.Time.Local().Format("15:04:05.000000"), j.PID, j.TID,
+			alertfmt.Sanitize(j.Comm), where, name, errnoName(r.Errno()))
 		if opts.Durations {
 			line += "\t" + time.Duration(r.DurationNS).String()
 		}
-		line += "\t" + argSummary(&r)
+		line += "\t" + alertfmt.Sanitize(argSummary(&r))
 		fmt.Fprintln(tw, line)
 		return tw.Flush()
 	}, func(iv sensor.Interval) error {

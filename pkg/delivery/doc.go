@@ -16,9 +16,18 @@
 // When the spool is full the oldest records are dropped, not the new ones:
 // an alert's later revisions supersede its earlier ones, and in a security
 // agent the newest alerts describe what is happening now, so that keeping
-// them while losing the oldest revisions loses the least. Drops are counted
-// and reported to the collector as an alert of their own
-// (RuleID DroppedRuleID) once it is reachable again.
+// them while losing the oldest revisions loses the least.
+//
+// When the disk refuses an append (full, failing), the alerts not written
+// are held in memory, bounded by MaxHeldBytes, and written ahead of newer
+// ones at the next Append (the agent appends every interval, with or
+// without alerts) or Flush. An alert that fails validation is dropped
+// alone; the rest of its batch is spooled.
+//
+// Every drop is counted by reason (full, unwritable, invalid, damaged:
+// errnowatch_spool_dropped_total{reason}, the Spool being a Prometheus
+// collector) and reported to the collector as an alert of its own (RuleID
+// DroppedRuleID) once it is reachable again and the disk takes the report.
 //
 // The sender (Sender) reconnects with exponential backoff and jitter, keeps a
 // bounded window of unacknowledged batches in flight, and after a reconnect

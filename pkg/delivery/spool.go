@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,6 +25,9 @@ import (
 const (
 	DefaultMaxBytes   = 256 << 20
 	DefaultMaxRecords = 1 << 20
+	// DefaultMaxHeldBytes bounds the encoded alerts kept in memory while
+	// the disk refuses appends: about 4000 alerts of a few KiB.
+	DefaultMaxHeldBytes = 16 << 20
 	// maxSegmentBytes caps the default segment size: the bytes bound is
 	// enforced by deleting whole segments, so smaller segments drop less at
 	// a time.
@@ -46,6 +50,12 @@ type SpoolOptions struct {
 	// SegmentBytes is the size at which a new segment file is started
 	// (default MaxBytes/16, at most 16 MiB).
 	SegmentBytes int64
+	// MaxHeldBytes bounds the encoded alerts kept in memory while appends
+	// to disk fail (disk full, I/O errors), default 16 MiB. They are
+	// written, in order and ahead of newer alerts, at the next Append or
+	// Flush that succeeds; past the bound the oldest held alert is dropped
+	// and counted.
+	MaxHeldBytes int64
 	// Logger receives warnings about torn or damaged segments. Nil logs nothing.
 	Logger *zap.Logger
 }
@@ -60,10 +70,15 @@ func (o *SpoolOptions) setDefaults() error {
 	if o.SegmentBytes == 0 {
 		o.SegmentBytes = min(max(o.MaxBytes/16, 4<<10), maxSegmentBytes, o.MaxBytes)
 	}
+	if o.MaxHeldBytes == 0 {
+		o.MaxHeldBytes = DefaultMaxHeldBytes
+	}
 	if o.Logger == nil {
 		o.Logger = zap.NewNop()
 	}
 	switch {
+	case o.MaxHeldBytes < 0:
+		return fmt.Errorf("spool held-bytes bound must not be negative (%d)", o.MaxHeldBytes)
 	case o.MaxBytes < 0 || o.MaxRecords < 0 || o.SegmentBytes < 0:
 		return fmt.Errorf("spool bounds must not be negative (max bytes %d, max records %d, segment bytes %d)",
 			o.MaxBytes, o.MaxRecords, o.SegmentBytes)
@@ -95,11 +110,23 @@ type SpoolStats struct {
 	Segments int
 	// Oldest is when the oldest waiting record was spooled; zero when none waits.
 	Oldest time.Time
-	// Dropped counts records dropped since Open because the spool was full
-	// (or, rarely, damaged on disk).
+	// Dropped counts alerts dropped since Open, for every reason; Drops
+	// splits it by reason.
 	Dropped uint64
+	Drops   DropCounts
 	// PendingDrops counts dropped records not yet reported to the collector.
 	PendingDrops uint64
+	// Held and HeldBytes are the alerts kept in memory because the last
+	// append to disk failed; AppendErrors counts the appends that failed.
+	Held         int
+	HeldBytes    int64
+	AppendErrors uint64
+}
+
+// held is an encoded alert waiting in memory for the disk to take it.
+type held struct {
+	payload []byte
+	at      int64 // when Append took it, Unix nanoseconds
 }
 
 // segment is the in-memory index of one segment file.
@@ -145,10 +172,15 @@ type Spool struct {
 	live    int        // records with seq > acked
 	bytes   int64      // bytes of the segment files
 	pending *DropReport
-	dropped uint64
-	trash   []string // evicted segment files to delete once the state is saved
-	dirty   bool     // acked or pending changed since the state was saved
-	bad     map[uint64]bool
+	drops   DropCounts
+	// held are encoded alerts, oldest first, that an append could not
+	// write; heldBytes is the sum of their sizes.
+	held      []held
+	heldBytes int64
+	appendErr uint64
+	trash     []string // evicted segment files to delete once the state is saved
+	dirty     bool     // acked or pending changed since the state was saved
+	bad       map[uint64]bool
 }
 
 // OpenSpool opens (creating it if needed) the spool in dir. A torn or
@@ -191,6 +223,13 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 		s.log.Warn("spool state unreadable; re-sending everything spooled", zap.Error(err))
 		st = spoolState{}
 	}
+	if st.Acked > math.MaxUint64/2 {
+		// No spool reaches 2^63 records; a state that says so is damaged,
+		// and sequence numbers past it would wrap to 0.
+		s.log.Warn("spool state holds an impossible acknowledged sequence; re-sending everything spooled",
+			zap.Uint64("acked", st.Acked))
+		st = spoolState{Pending: st.Pending}
+	}
 	s.acked = st.Acked
 	s.pending = st.Pending
 	if s.pending != nil {
@@ -198,6 +237,7 @@ func OpenSpool(dir string, opts SpoolOptions) (*Spool, error) {
 		// from recording that; sending it again at a higher revision
 		// updates the same alert instead of raising a second one.
 		s.pending.Revision++
+		s.pending.repair(time.Now())
 	}
 	if err := s.load(); err != nil {
 		return nil, err
@@ -251,7 +291,7 @@ func (s *Spool) load() error {
 				}
 				if from := max(prev.last()+1, s.acked+1); g.base > from {
 					lost := g.base - from
-					s.noteDrop(lost, time.Unix(0, prev.times[prev.count()-1]), g.firstTime())
+					s.noteDrop(dropDamaged, lost, time.Unix(0, prev.times[prev.count()-1]), g.firstTime())
 					s.log.Warn("spool records lost to damage", zap.Uint64("count", lost))
 				}
 			}
@@ -403,40 +443,139 @@ func (s *Spool) roll() error {
 
 // Append spools alerts as one batch: they are written and fsynced together,
 // and Append returns once they are on disk. An alert that fails Validate or
-// encodes to more than 1 MiB rejects the whole batch, so that nothing the
-// collector would refuse gets stuck at the head of the spool. When the
+// encodes to more than 1 MiB is dropped alone (counted, and reported to the
+// collector), so that nothing the collector would refuse gets stuck at the
+// head of the spool and the valid alerts of the batch are kept. When the
 // spool is full, the oldest records are dropped to make room.
+//
+// When the disk refuses the write (full, or failing), the alerts not
+// written are held in memory, up to MaxHeldBytes, and written ahead of newer
+// ones by the next Append or Flush; Append with no alerts just retries them.
+// The error then says how many are held: they are not lost yet.
 func (s *Spool) Append(alerts ...alert.Alert) error {
-	payloads := make([][]byte, 0, len(alerts))
+	now := time.Now()
+	recs := make([]held, 0, len(alerts))
+	var invalid []error
 	for i := range alerts {
-		if err := alerts[i].Validate(); err != nil {
-			return fmt.Errorf("spool alert: %w", err)
-		}
-		b, err := json.Marshal(&alerts[i])
+		b, err := encodeAlert(&alerts[i])
 		if err != nil {
-			return fmt.Errorf("encode alert %s: %w", alerts[i].ID, err)
+			invalid = append(invalid, err)
+			continue
 		}
-		if len(b) > maxPayload {
-			return fmt.Errorf("alert %s encodes to %d bytes, more than the spool's %d per alert", alerts[i].ID, len(b), maxPayload)
-		}
-		payloads = append(payloads, b)
+		recs = append(recs, held{payload: b, at: now.UnixNano()})
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.appendLocked(payloads, time.Now())
-}
-
-func (s *Spool) appendLocked(payloads [][]byte, now time.Time) error {
 	if s.closed {
 		return errors.New("spool is closed")
 	}
-	if len(payloads) == 0 {
+	if len(invalid) > 0 {
+		s.noteDrop(dropInvalid, uint64(len(invalid)), now, now)
+		s.log.Error("dropping alerts that cannot be spooled", zap.Int("dropped", len(invalid)),
+			zap.Error(errors.Join(invalid...)))
+	}
+	for _, r := range recs {
+		s.hold(r)
+	}
+	err := s.flushLocked()
+	if len(invalid) > 0 {
+		err = errors.Join(fmt.Errorf("dropped %d invalid alerts: %w", len(invalid), errors.Join(invalid...)), err)
+	}
+	return err
+}
+
+// encodeAlert checks an alert and encodes it as a spool record payload.
+func encodeAlert(a *alert.Alert) ([]byte, error) {
+	if err := a.Validate(); err != nil {
+		return nil, fmt.Errorf("spool alert %s: %w", a.ID, err)
+	}
+	b, err := json.Marshal(a)
+	if err != nil {
+		return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
+	}
+	if len(b) > maxPayload {
+		return nil, fmt.Errorf("alert %s encodes to %d bytes, more than the spool's %d per alert", a.ID, len(b), maxPayload)
+	}
+	return b, nil
+}
+
+// Flush writes the alerts held in memory since an append failed. The agent
+// calls it (through Append) every interval, so that held alerts reach the
+// disk soon after it takes writes again.
+func (s *Spool) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return errors.New("spool is closed")
+	}
+	return s.flushLocked()
+}
+
+// hold queues r behind the alerts already held, dropping the oldest held
+// ones to stay within MaxHeldBytes. One alert larger than the bound is
+// still held alone.
+func (s *Spool) hold(r held) {
+	for len(s.held) > 0 && s.heldBytes+int64(len(r.payload)) > s.opts.MaxHeldBytes {
+		old := s.held[0]
+		s.held[0] = held{}
+		s.held = s.held[1:]
+		s.heldBytes -= int64(len(old.payload))
+		t := time.Unix(0, old.at)
+		s.noteDrop(dropUnwritable, 1, t, t)
+	}
+	s.held = append(s.held, r)
+	s.heldBytes += int64(len(r.payload))
+}
+
+// flushLocked writes the held alerts, keeping those the disk refused.
+func (s *Spool) flushLocked() error {
+	if len(s.held) == 0 {
+		// Nothing to write, but a state the last append could not save
+		// (drop counts) is saved now.
+		if s.dirty {
+			return s.commit()
+		}
 		return nil
+	}
+	n := len(s.held)
+	wrote, err := s.appendLocked(s.held)
+	clear(s.held[:wrote])
+	s.held = s.held[wrote:]
+	s.heldBytes = 0
+	for _, r := range s.held {
+		s.heldBytes += int64(len(r.payload))
+	}
+	if len(s.held) == 0 {
+		s.held = nil // let the backing array go
+	}
+	if err != nil {
+		s.appendErr++
+		if len(s.held) > 0 {
+			return fmt.Errorf("spool %d of %d alerts, %d held in memory to retry (%d bytes, bound %d): %w",
+				wrote, n, len(s.held), s.heldBytes, s.opts.MaxHeldBytes, err)
+		}
+		return fmt.Errorf("spool %d alerts: %w", n, err)
+	}
+	return nil
+}
+
+// appendLocked writes recs in order and returns how many it wrote; a write
+// error stops it there.
+func (s *Spool) appendLocked(recs []held) (int, error) {
+	if len(recs) == 0 {
+		return 0, nil
 	}
 	var werr error
 	wrote := 0
-	for _, p := range payloads {
-		frame := encodeRecord(s.next, now.UnixNano(), p)
+	for _, r := range recs {
+		if s.active == nil {
+			// A roll whose new segment could not be created (disk full)
+			// left none open; try again.
+			if werr = s.newSegment(); werr != nil {
+				break
+			}
+		}
+		frame := encodeRecord(s.next, r.at, r.payload)
 		g := s.segs[len(s.segs)-1]
 		if g.size+int64(len(frame)) > s.opts.SegmentBytes && g.count() > 0 {
 			if werr = s.roll(); werr != nil {
@@ -466,7 +605,7 @@ func (s *Spool) appendLocked(payloads [][]byte, now time.Time) error {
 			break
 		}
 		g.offsets = append(g.offsets, uint32(g.size))
-		g.times = append(g.times, now.UnixNano())
+		g.times = append(g.times, r.at)
 		g.size += int64(len(frame))
 		s.bytes += int64(len(frame))
 		s.next++
@@ -476,7 +615,9 @@ func (s *Spool) appendLocked(payloads [][]byte, now time.Time) error {
 			s.dropOldest()
 		}
 	}
-	if wrote > 0 {
+	if wrote > 0 && s.active != nil {
+		// The records are in the page cache and indexed either way: a
+		// failed fsync risks them only in a crash, so they are not held.
 		if err := s.active.Sync(); err != nil {
 			werr = errors.Join(werr, fmt.Errorf("sync spool segment: %w", err))
 		}
@@ -490,10 +631,7 @@ func (s *Spool) appendLocked(payloads [][]byte, now time.Time) error {
 		default:
 		}
 	}
-	if werr != nil {
-		return fmt.Errorf("spool %d of %d alerts: %w", wrote, len(payloads), werr)
-	}
-	return nil
+	return wrote, werr
 }
 
 // evictOldest deletes the oldest segment to make room, counting its
@@ -515,7 +653,7 @@ func (s *Spool) evictOldest() (bool, error) {
 			first = int(s.acked - g.base + 1)
 		}
 		n := g.count() - first
-		s.noteDrop(uint64(n), time.Unix(0, g.times[first]), time.Unix(0, g.times[g.count()-1]))
+		s.noteDrop(dropFull, uint64(n), time.Unix(0, g.times[first]), time.Unix(0, g.times[g.count()-1]))
 		s.live -= n
 		s.acked = g.last()
 		s.dirty = true
@@ -534,23 +672,24 @@ func (s *Spool) dropOldest() {
 	}
 	g := s.segs[gi]
 	t := time.Unix(0, g.times[ri])
-	s.noteDrop(1, t, t)
+	s.noteDrop(dropFull, 1, t, t)
 	s.acked = g.base + uint64(ri)
 	s.live--
 }
 
 // noteDrop adds to the report of drops not yet sent.
-func (s *Spool) noteDrop(n uint64, first, last time.Time) {
+func (s *Spool) noteDrop(why dropReason, n uint64, first, last time.Time) {
 	if n == 0 {
 		return
 	}
-	s.dropped += n
+	s.drops.add(why, n)
 	s.dirty = true
 	if s.pending == nil {
 		s.pending = &DropReport{ID: alert.NewID(first), Revision: 1, First: first, Last: last}
 	}
 	p := s.pending
 	p.Count += n
+	p.Reasons.add(why, n)
 	if first.Before(p.First) {
 		p.First = first
 	}
@@ -716,7 +855,7 @@ func (s *Spool) readSpan(g *segment, from, to int) ([]Record, error) {
 			if !s.bad[rec.seq] {
 				s.bad[rec.seq] = true
 				t := time.Unix(0, rec.time)
-				s.noteDrop(1, t, t)
+				s.noteDrop(dropDamaged, 1, t, t)
 				s.log.Error("skipping spooled record that is not an alert", zap.Uint64("seq", rec.seq), zap.Error(err))
 			}
 			continue
@@ -750,11 +889,16 @@ func (s *Spool) ReportDrops(node string) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("encode drop alert: %w", err)
 	}
+	// Held alerts go first: they are older, and the report counts drops
+	// up to now.
+	if err := s.flushLocked(); err != nil {
+		return 0, err
+	}
 	// Cleared before the append so that drops the append itself causes
 	// start the next report; the state saved after the fsync records both.
 	s.pending = nil
 	s.dirty = true
-	if err := s.appendLocked([][]byte{b}, time.Now()); err != nil {
+	if _, err := s.appendLocked([]held{{payload: b, at: time.Now().UnixNano()}}); err != nil {
 		// The report may have reached the disk before the error; sending it
 		// again at a higher revision updates that alert rather than adding one.
 		p := rep
@@ -762,8 +906,10 @@ func (s *Spool) ReportDrops(node string) (uint64, error) {
 		if s.pending != nil {
 			p.Count += s.pending.Count
 			p.Last = s.pending.Last
+			p.Reasons.addAll(s.pending.Reasons)
 		}
 		s.pending = &p
+		s.dirty = true
 		return 0, err
 	}
 	return rep.Count, nil
@@ -776,10 +922,12 @@ func dropAlert(rep DropReport, node string) alert.Alert {
 		RuleID:   DroppedRuleID,
 		Severity: alert.SeverityHigh,
 		Tags:     []string{"errnowatch", "delivery"},
-		Description: "The agent's alert spool was full, so the oldest alerts waiting for the collector were dropped. " +
-			"Alerts raised in that time may be missing; raise the spool bound or restore the collector sooner.",
-		Message: fmt.Sprintf("agent dropped %d alerts spooled between %s and %s because its spool was full",
-			rep.Count, rep.First.UTC().Format(time.RFC3339), rep.Last.UTC().Format(time.RFC3339)),
+		Description: "The agent dropped alerts before the collector had them: the oldest when its spool was full, " +
+			"alerts the disk refused past the in-memory bound, and alerts that failed validation. " +
+			"Alerts raised in that time may be missing; raise the spool bound, free the spool's disk or " +
+			"restore the collector sooner, and check the agent's log for the invalid alerts.",
+		Message: fmt.Sprintf("agent dropped %d alerts spooled between %s and %s (%s)",
+			rep.Count, rep.First.UTC().Format(time.RFC3339), rep.Last.UTC().Format(time.RFC3339), rep.Reasons),
 		GroupBy:   alert.GroupByNode,
 		FirstSeen: rep.First,
 		LastSeen:  rep.Last,
@@ -792,7 +940,8 @@ func dropAlert(rep DropReport, node string) alert.Alert {
 func (s *Spool) Stats() SpoolStats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := SpoolStats{Records: s.live, Bytes: s.bytes, Segments: len(s.segs), Dropped: s.dropped}
+	st := SpoolStats{Records: s.live, Bytes: s.bytes, Segments: len(s.segs), Dropped: s.drops.total(), Drops: s.drops,
+		Held: len(s.held), HeldBytes: s.heldBytes, AppendErrors: s.appendErr}
 	if s.pending != nil {
 		st.PendingDrops = s.pending.Count
 	}
@@ -802,17 +951,29 @@ func (s *Spool) Stats() SpoolStats {
 	return st
 }
 
-// Close syncs the active segment, saves the state and releases the
-// directory for another process. Stop the sender (end its Run) first: a
-// sender reading a closed spool retries until its context ends.
+// Close writes what is held in memory if the disk takes it, syncs the
+// active segment, saves the state and releases the directory for another
+// process. Held alerts the disk still refuses are lost with the process:
+// they are counted as dropped, in the state saved if it can be. Stop the
+// sender (end its Run) first: a sender reading a closed spool retries until
+// its context ends.
 func (s *Spool) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
 		return nil
 	}
-	s.closed = true
 	var errs []error
+	if err := s.flushLocked(); err != nil {
+		errs = append(errs, err)
+		for _, r := range s.held {
+			t := time.Unix(0, r.at)
+			s.noteDrop(dropUnwritable, 1, t, t)
+		}
+		s.log.Error("closing the spool loses the alerts held in memory", zap.Int("dropped", len(s.held)))
+		s.held, s.heldBytes = nil, 0
+	}
+	s.closed = true
 	if s.active != nil {
 		if err := s.active.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("sync spool segment: %w", err))

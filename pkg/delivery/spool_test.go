@@ -1,6 +1,7 @@
 package delivery
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -8,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
 )
@@ -379,14 +382,194 @@ func TestSpoolIsExclusive(t *testing.T) {
 	}
 }
 
-func TestSpoolRejectsInvalidAlerts(t *testing.T) {
+func TestSpoolDropsAnInvalidAlertAlone(t *testing.T) {
 	s := openSpool(t, t.TempDir(), SpoolOptions{})
-	a := testAlert(t, 1)
-	a.Revision = 0
-	if err := s.Append(testAlert(t, 0), a); err == nil {
-		t.Fatal("append of an alert without revision succeeded")
+	bad := testAlert(t, 1)
+	bad.Revision = 0
+	good := []alert.Alert{testAlert(t, 0), testAlert(t, 2)}
+	err := s.Append(good[0], bad, good[1])
+	if err == nil || !strings.Contains(err.Error(), "dropped 1 invalid alerts") || !strings.Contains(err.Error(), bad.ID) {
+		t.Fatalf("append of a batch with an alert without revision returned %v", err)
 	}
-	if got := readAll(t, s); len(got) != 0 {
-		t.Fatalf("a rejected batch left %d records", len(got))
+	if got := readAll(t, s); !slices.Equal(ids(got), alertIDs(good)) {
+		t.Fatalf("spooled %v, want the valid alerts %v", ids(got), alertIDs(good))
 	}
+	if st := s.Stats(); st.Dropped != 1 || st.Drops != (DropCounts{Invalid: 1}) || st.PendingDrops != 1 {
+		t.Fatalf("stats after one invalid alert: %+v", st)
+	}
+	n, err := s.ReportDrops("node-a")
+	if err != nil || n != 1 {
+		t.Fatalf("report drops: %d, %v", n, err)
+	}
+	recs := readAll(t, s)
+	last := recs[len(recs)-1].Alert
+	if last.RuleID != DroppedRuleID || !strings.Contains(last.Message, "dropped 1 alerts") ||
+		!strings.Contains(last.Message, "(1 invalid)") {
+		t.Fatalf("drop report %s: %q", last.RuleID, last.Message)
+	}
+}
+
+// smallDisk mounts a tmpfs of 256 KiB on a temporary directory, so that
+// appends meet a real ENOSPC. fill takes every free byte with a file; free
+// deletes it.
+func smallDisk(t *testing.T) (dir string, fill, free func()) {
+	t.Helper()
+	dir = t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size=256k,mode=0700"); err != nil {
+		t.Fatalf("mount a tmpfs for the full-disk test (needs root): %v", err)
+	}
+	t.Cleanup(func() {
+		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
+			t.Errorf("unmount %s: %v", dir, err)
+		}
+	})
+	filler := filepath.Join(dir, "filler")
+	fill = func() {
+		f, err := os.Create(filler)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		buf := make([]byte, 4096)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				if !errors.Is(err, unix.ENOSPC) {
+					t.Fatalf("fill the tmpfs: %v", err)
+				}
+				return
+			}
+		}
+	}
+	free = func() {
+		if err := os.Remove(filler); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir, fill, free
+}
+
+// oneRecordSegments makes every append after the first start a segment,
+// which takes a new page even when the disk has a few bytes left in the
+// last one: appends to a full disk then always fail.
+var oneRecordSegments = SpoolOptions{MaxBytes: 1 << 20, SegmentBytes: 512}
+
+func TestSpoolHoldsAlertsWhileTheDiskIsFull(t *testing.T) {
+	dir, fill, free := smallDisk(t)
+	s := openSpool(t, filepath.Join(dir, "spool"), oneRecordSegments)
+	want := appendN(t, s, 1)
+	fill()
+	var later []alert.Alert
+	for i := range 3 {
+		a := testAlert(t, 10+i)
+		later = append(later, a)
+		err := s.Append(a)
+		if !errors.Is(err, unix.ENOSPC) || !strings.Contains(err.Error(), fmt.Sprintf("%d held in memory", i+1)) {
+			t.Fatalf("append %d to a full disk returned %v", i, err)
+		}
+	}
+	st := s.Stats()
+	if st.Held != 3 || st.AppendErrors != 3 || st.Dropped != 0 || st.Records != 1 {
+		t.Fatalf("stats while the disk is full: %+v", st)
+	}
+	if got := readAll(t, s); !slices.Equal(ids(got), alertIDs(want)) {
+		t.Fatalf("readable while the disk is full: %v, want %v", ids(got), alertIDs(want))
+	}
+	if err := s.Flush(); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("flush to a full disk returned %v", err)
+	}
+
+	free()
+	next := testAlert(t, 20)
+	if err := s.Append(next); err != nil {
+		t.Fatalf("append once the disk has room: %v", err)
+	}
+	want = append(append(want, later...), next)
+	if got := readAll(t, s); !slices.Equal(ids(got), alertIDs(want)) {
+		t.Fatalf("spooled %v, want the held alerts in order before the new one: %v", ids(got), alertIDs(want))
+	}
+	if st := s.Stats(); st.Held != 0 || st.HeldBytes != 0 || st.Dropped != 0 || st.Records != 5 {
+		t.Fatalf("stats after the retry: %+v", st)
+	}
+	// They are on disk, not only indexed: a reopened spool has them.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openSpool(t, filepath.Join(dir, "spool"), oneRecordSegments)
+	if got := readAll(t, s); !slices.Equal(ids(got), alertIDs(want)) {
+		t.Fatalf("reopened spool holds %v, want %v", ids(got), alertIDs(want))
+	}
+}
+
+func TestSpoolHeldBoundDropsTheOldestAndReportsThem(t *testing.T) {
+	dir, fill, free := smallDisk(t)
+	size := int64(len(mustEncode(t, testAlert(t, 10))))
+	opts := oneRecordSegments
+	opts.MaxHeldBytes = 2 * size
+	s := openSpool(t, filepath.Join(dir, "spool"), opts)
+	appendN(t, s, 1)
+	fill()
+	var all []alert.Alert
+	for i := range 5 {
+		a := testAlert(t, 10+i)
+		all = append(all, a)
+		if err := s.Append(a); !errors.Is(err, unix.ENOSPC) {
+			t.Fatalf("append %d to a full disk returned %v", i, err)
+		}
+	}
+	st := s.Stats()
+	if st.Held != 2 || st.Drops != (DropCounts{Unwritable: 3}) || st.PendingDrops != 3 {
+		t.Fatalf("stats after 5 appends held within 2 alerts: %+v", st)
+	}
+	// Reporting needs the disk: it fails and keeps the report.
+	if n, err := s.ReportDrops("node-a"); err == nil || n != 0 {
+		t.Fatalf("report drops to a full disk: %d, %v", n, err)
+	}
+	free()
+	n, err := s.ReportDrops("node-a")
+	if err != nil || n != 3 {
+		t.Fatalf("report drops once the disk has room: %d, %v", n, err)
+	}
+	recs := readAll(t, s)
+	if len(recs) != 4 {
+		t.Fatalf("spool holds %d records, want the first alert, the 2 newest held and the report: %v", len(recs), ids(recs))
+	}
+	if got, want := ids(recs[1:3]), alertIDs(all[3:]); !slices.Equal(got, want) {
+		t.Fatalf("held alerts written %v, want the newest %v", got, want)
+	}
+	rep := recs[3].Alert
+	if rep.RuleID != DroppedRuleID || !strings.Contains(rep.Message, "dropped 3 alerts") ||
+		!strings.Contains(rep.Message, "(3 because the disk refused writes)") {
+		t.Fatalf("drop report %s: %q", rep.RuleID, rep.Message)
+	}
+	if st := s.Stats(); st.PendingDrops != 0 || st.Held != 0 {
+		t.Fatalf("stats after the report: %+v", st)
+	}
+}
+
+func TestSpoolCloseCountsHeldAlertsAsDropped(t *testing.T) {
+	dir, fill, _ := smallDisk(t)
+	s, err := OpenSpool(filepath.Join(dir, "spool"), oneRecordSegments)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendN(t, s, 1)
+	fill()
+	if err := s.Append(testAlert(t, 1), testAlert(t, 2)); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("append to a full disk returned %v", err)
+	}
+	if err := s.Close(); !errors.Is(err, unix.ENOSPC) {
+		t.Fatalf("close with alerts the disk refuses returned %v", err)
+	}
+	if st := s.Stats(); st.Held != 0 || st.Drops != (DropCounts{Unwritable: 2}) {
+		t.Fatalf("stats after close: %+v", st)
+	}
+}
+
+func mustEncode(t testing.TB, a alert.Alert) []byte {
+	t.Helper()
+	b, err := encodeAlert(&a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -141,7 +141,9 @@ func compileCondition(src string) (*condition, []condError) {
 		for _, e := range iss.Errors() {
 			// The checker names its (unused) container; that only confuses.
 			msg := strings.TrimSuffix(e.Message, " (in container '')")
-			out = append(out, condError{e.Location.Line(), e.Location.Column(), msg})
+			// Some errors (recursion limit, empty input) have no location
+			// (-1): they are the whole condition's.
+			out = append(out, condError{max(e.Location.Line(), 1), max(e.Location.Column(), 0), msg})
 		}
 		return nil, out
 	}
@@ -238,8 +240,11 @@ func compileCondition(src string) (*condition, []condError) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	if ce := checkCost(env, checked); ce != nil {
+		return nil, []condError{*ce}
+	}
 	c.floor = floorOf(native.Expr())
-	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize))
+	prg, err := env.Program(checked, cel.EvalOptions(cel.OptOptimize), costLimit())
 	if err != nil {
 		return nil, []condError{{1, 0, fmt.Sprintf("program: %v", err)}}
 	}

@@ -86,6 +86,16 @@
 // record). So a rule that needs one decisive record sees it whenever its
 // key failed at most N times in the window before it.
 //
+// A condition's cost is bounded (MaxConditionCost, in CEL cost units): a
+// condition whose worst case, estimated at load from bounds on the
+// variables (64 comms, 64 labels, every syscall...), is over it is rejected
+// with its position, and an evaluation that passes it at run time stops.
+// One loop over comms or labels fits; loops nested in loops do not. An
+// evaluation that fails (cost limit, a missing labels key) matches
+// nothing; it is counted per rule (errnowatch_rules_evaluation_errors_total)
+// and raised as one alert per rule (RuleID EvalErrorRuleID), updated at most
+// once per the rule's cooldown, so that a broken rule is not silently blind.
+//
 // Counts are exact; records are sampled (the kernel keeps the first few per
 // counter and rate-limit window), so conditions should count with count,
 // syscalls and errnos, and use the record-based variables only for who. A

@@ -63,8 +63,10 @@ type Stats struct {
 	// condition's count floor made unnecessary.
 	Evaluations uint64
 	Skipped     uint64
-	// EvalErrors are conditions that failed at run time (logged once per
-	// rule and rule set).
+	// EvalErrors are conditions that failed at run time (over the cost
+	// limit, or an error such as a missing map key); each is a no match,
+	// logged once per rule and rule set and reported by an alert
+	// (EvalErrorRuleID) per rule.
 	EvalErrors uint64
 	// KeysDropped counts failures not tracked because a rule had
 	// MaxKeysPerRule keys.
@@ -140,6 +142,7 @@ type Engine struct {
 	raised, updated, swaps, resets    atomic.Uint64
 	recEvicted, targetsDropped        atomic.Uint64
 	fastRaised                        atomic.Uint64
+	evalErrsByRule                    ruleCounter
 }
 
 // NewEngine returns an engine running rs.
@@ -197,6 +200,7 @@ type ruleState struct {
 	scopeBySlot []scopeVerdict
 	lastSweep   int64
 	loggedErr   bool
+	evalErr     evalErrReport
 }
 
 func (e *Engine) use(rs *RuleSet) {
@@ -350,6 +354,7 @@ func (e *Engine) Process(b *enrich.Batch) []alert.Alert {
 			out = e.evaluate(s, st, seq, now, out)
 		}
 		out = e.sweepOpen(s, seq, now, out)
+		out = e.emitEvalErr(s, now, out)
 		if seq-s.lastSweep >= max(s.buckets, 8) {
 			s.sweepIdle(seq)
 		}
@@ -373,6 +378,10 @@ func (e *Engine) Flush() []alert.Alert {
 			if st.dirty {
 				out = e.emit(s, st, e.curSeq, st.alert.LastSeen, out)
 			}
+		}
+		if s.evalErr.dirty {
+			s.evalErr.lastEmit = time.Time{} // due now, whatever the cooldown
+			out = e.emitEvalErr(s, s.evalErr.alert.LastSeen, out)
 		}
 	}
 	return out

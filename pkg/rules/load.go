@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -63,9 +64,9 @@ func Load(paths ...string) (*RuleSet, error) {
 		files = append(files, found...)
 	}
 	for _, f := range files {
-		data, err := os.ReadFile(f)
+		data, err := readRuleFile(f)
 		if err != nil {
-			l.errs = append(l.errs, &Error{File: f, Msg: fmt.Sprintf("read: %v", err)})
+			l.errs = append(l.errs, &Error{File: f, Msg: err.Error()})
 			continue
 		}
 		fmt.Fprintf(h, "%s\x00%d\x00", f, len(data))
@@ -79,6 +80,26 @@ func Load(paths ...string) (*RuleSet, error) {
 	rs.Files = files
 	copy(rs.Digest[:], h.Sum(nil))
 	return rs, nil
+}
+
+// MaxRuleFileBytes bounds one rule file: a ConfigMap holds at most 1 MiB,
+// and a bigger file is a mistake (or a device) that must not be read whole.
+const MaxRuleFileBytes = 4 << 20
+
+func readRuleFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxRuleFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("read: %w", err)
+	}
+	if len(data) > MaxRuleFileBytes {
+		return nil, fmt.Errorf("file is larger than %d bytes: split the rules over several files", MaxRuleFileBytes)
+	}
+	return data, nil
 }
 
 // Parse validates and compiles the rules in one file's contents; name is used

@@ -5,8 +5,6 @@ import (
 	"slices"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
@@ -181,12 +179,7 @@ func (e *Engine) evaluate(s *ruleState, st *keyState, seq int64, now time.Time, 
 	e.act.reset(e, s, st, seq)
 	val, _, err := s.r.cond.prg.Eval(&e.act)
 	if err != nil {
-		e.evalErrs.Add(1)
-		if !s.loggedErr {
-			s.loggedErr = true
-			e.log.Warn("rule condition failed at run time; treating as no match",
-				zap.String("rule", s.r.ID), zap.String("file", s.r.File), zap.Int("line", s.r.Line), zap.Error(err))
-		}
+		e.noteEvalErr(s, err, now)
 		return out
 	}
 	if match, ok := val.Value().(bool); !ok || !match {

@@ -242,7 +242,7 @@ var (
 
 // Describe implements prometheus.Collector for the engine's Stats.
 func (e *Engine) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{evalsDesc, alertsDesc, keysDesc, openDesc, droppedDesc, dispatchDesc, dispatchResetsDesc} {
+	for _, d := range []*prometheus.Desc{evalsDesc, alertsDesc, keysDesc, openDesc, droppedDesc, dispatchDesc, dispatchResetsDesc, evalErrorsDesc} {
 		ch <- d
 	}
 }
@@ -260,4 +260,5 @@ func (e *Engine) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(droppedDesc, prometheus.CounterValue, float64(s.KeysDropped))
 	ch <- prometheus.MustNewConstMetric(dispatchDesc, prometheus.GaugeValue, float64(s.DispatchKeys))
 	ch <- prometheus.MustNewConstMetric(dispatchResetsDesc, prometheus.CounterValue, float64(s.DispatchResets))
+	e.collectEvalErrors(ch)
 }
