@@ -139,6 +139,9 @@ func New(ctx context.Context, cfg Config) (a *Agent, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	if _, err := setMemoryLimit(cfg.Log); err != nil {
+		return nil, err
+	}
 	a = &Agent{cfg: cfg, log: cfg.Log, registry: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
