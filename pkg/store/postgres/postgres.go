@@ -418,15 +418,20 @@ func (s *Store) Summarize(ctx context.Context, f store.Filter) ([]store.PodSumma
 		g.Since = time.Time{}
 		w, wargs := where(g, nil)
 		n := len(wargs)
-		args = append(wargs, first, lo, edge)
+		args = append(wargs, first)
 		ph := func(i int) string { return "$" + strconv.Itoa(n+i) }
+		// The alerts of the bucket a Since cuts through.
+		edgeRows := ""
+		if !f.Since.IsZero() {
+			args = append(args, lo, edge)
+			edgeRows = `UNION ALL
+			SELECT namespace, pod, node, rule_id, severity, 1, total, last_seen
+			FROM alerts WHERE ` + w + ` AND last_seen >= ` + ph(2) + ` AND last_seen < ` + ph(3)
+		}
 		query = `SELECT namespace, pod, CASE WHEN pod = '' THEN node ELSE '' END, rule_id, severity,
 			SUM(n)::bigint, SUM(f)::bigint, MAX(l) FROM (
 			SELECT namespace, pod, node, rule_id, severity, alerts AS n, failures AS f, max_last_seen AS l
-			FROM alert_rollups WHERE ` + w + ` AND bucket >= ` + ph(1) + `
-			UNION ALL
-			SELECT namespace, pod, node, rule_id, severity, 1, total, last_seen
-			FROM alerts WHERE ` + w + ` AND last_seen >= ` + ph(2) + ` AND last_seen < ` + ph(3) + `) AS g
+			FROM alert_rollups WHERE ` + w + ` AND bucket >= ` + ph(1) + ` ` + edgeRows + `) AS g
 			GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`
 	} else {
 		w, wargs := where(f, nil)

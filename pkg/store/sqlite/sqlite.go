@@ -617,14 +617,23 @@ func (s *Store) Summarize(ctx context.Context, f store.Filter) ([]store.PodSumma
 		g := f
 		g.Since = time.Time{}
 		w, wargs := where(g, false)
+		args = append(append(args, wargs...), first)
+		// The alerts of the bucket a Since cuts through. Their namespace and
+		// pod terms stay out of index selection (where's offIndex), so the
+		// read walks alerts_last_seen over at most one bucket rather than
+		// a whole namespace.
+		edgeRows := ""
+		if !f.Since.IsZero() {
+			ew, eargs := where(g, true)
+			edgeRows = `UNION ALL
+			SELECT namespace, pod, node, rule_id, severity, 1, total, last_seen
+			FROM alerts WHERE ` + ew + ` AND last_seen >= ? AND last_seen < ?`
+			args = append(append(args, eargs...), lo, edge)
+		}
 		query = `SELECT namespace, pod, CASE WHEN pod = '' THEN node ELSE '' END, rule_id, severity, SUM(n), SUM(f), MAX(l) FROM (
 			SELECT namespace, pod, node, rule_id, severity, alerts AS n, failures AS f, max_last_seen AS l
-			FROM alert_rollups WHERE ` + w + ` AND bucket >= ?
-			UNION ALL
-			SELECT namespace, pod, node, rule_id, severity, 1, total, last_seen
-			FROM alerts WHERE ` + w + ` AND last_seen >= ? AND last_seen < ?)
+			FROM alert_rollups WHERE ` + w + ` AND bucket >= ? ` + edgeRows + `)
 			GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`
-		args = append(append(append(args, wargs...), first), append(wargs, lo, edge)...)
 	} else {
 		// Grouping by namespace and pod follows alerts_pod's order.
 		w, wargs := where(f, false)
