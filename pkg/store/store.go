@@ -4,7 +4,7 @@
 // they exchange. Implementations live in sub-packages (sqlite,
 // postgres) and must pass the conformance suite in storetest.
 //
-// Both stores keep one body encoding (EncodeBody, protobuf) and keep exact
+// Both stores keep one body encoding (alertpb.Marshal, protobuf) and keep exact
 // rollups per namespace, pod, node, rule, severity and hour of LastSeen,
 // maintained by the database on every insert, update and delete (retention
 // included), so Summarize reads rollups instead of every alert.
@@ -147,7 +147,7 @@ type Health interface {
 	// error.
 	Ping(ctx context.Context) error
 	// UndecodableRows counts stored rows that List and ReadAfter skipped
-	// because their body no longer decodes (ErrUndecodable), since Open.
+	// because their body no longer decodes, since Open.
 	UndecodableRows() uint64
 }
 

@@ -57,8 +57,8 @@ var migrations = []string{
 	// holding it went; rows at zero alerts go. Summaries no longer read the
 	// alerts, so the covering index of migration 2 is one index write per
 	// row that buys nothing: it goes. New bodies are protobuf
-	// (store.EncodeBody) like SQLite's; JSON bodies written before still
-	// decode (store.DecodeBody).
+	// (alertpb.Marshal) like SQLite's; JSON bodies written before still
+	// decode.
 	`CREATE TABLE alert_rollups (
 		namespace     text    NOT NULL,
 		pod           text    NOT NULL,

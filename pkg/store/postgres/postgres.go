@@ -24,12 +24,18 @@
 // subscribers for alerts another replica stored. The notification is only a
 // wake-up: subscribers catch up by ReadAfter, which stays the truth.
 //
+// Summary rollups (migration 3) are kept by statement triggers in the
+// writing transaction; retention deletes take the same last_seq lock as
+// inserts, so their rollup updates never deadlock with a writer's. Bodies are
+// alertpb.Marshal's protobuf; JSON bodies of older versions still decode.
+//
 // The schema is versioned (schema_migrations) and migrated on Open under an
 // advisory lock, so replicas starting together migrate once.
 package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -43,6 +49,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
@@ -148,7 +155,7 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 		if err := batch[i].Validate(); err != nil {
 			return store.InsertResult{}, fmt.Errorf("alert %d: %w: %w", i, store.ErrInvalid, err)
 		}
-		b, err := store.EncodeBody(&batch[i])
+		b, err := alertpb.Marshal(&batch[i])
 		if err != nil {
 			return store.InsertResult{}, err
 		}
@@ -277,6 +284,21 @@ const upsertSQL = `INSERT INTO alerts (seq, id, revision, rule_id, severity, nam
 
 const selectCols = `seq, id, stored_at, body`
 
+// decodeBody reads alertpb.Marshal's protobuf, and the JSON of alert.Alert
+// that migration 1's rows hold: a protobuf Alert never starts with '{'
+// (0x7b would be field 15 with wire type 3, a group, and field 15 is a
+// string; Marshal writes field 1 first anyway).
+func decodeBody(b []byte) (alert.Alert, error) {
+	if len(b) > 0 && b[0] == '{' {
+		var a alert.Alert
+		if err := json.Unmarshal(b, &a); err != nil {
+			return alert.Alert{}, fmt.Errorf("decode alert: json: %w", err)
+		}
+		return a, nil
+	}
+	return alertpb.Unmarshal(b)
+}
+
 // scanned is what one read went through: the alerts that decoded, and the
 // row count and last row of all it read, so that paging and cursors move
 // past rows it skipped.
@@ -303,7 +325,7 @@ func (s *Store) scanStored(rows pgx.Rows) (scanned, error) {
 		}
 		sc.rows++
 		sc.lastSeq, sc.lastID = uint64(seq), id
-		a, err := store.DecodeBody(body)
+		a, err := decodeBody(body)
 		if err != nil {
 			s.undecodable.Add(1)
 			s.log.Error("skipped a stored alert that does not decode", zap.Int64("seq", seq), zap.String("alert_id", id), zap.Error(err))

@@ -7,6 +7,11 @@
 // moment into one transaction: every batch still gets its own answer only
 // after the commit (synchronous=FULL, so after the fsync), but many agents
 // share one fsync. A batch that fails validation never reaches the writer.
+//
+// Open runs PRAGMA quick_check and refuses a damaged file
+// (store.ErrCorrupt). Summary rollups (migration 2) are kept by triggers in
+// the writer's transactions; a stored row that no longer decodes is skipped
+// and counted, never returned as an error.
 package sqlite
 
 import (
@@ -25,6 +30,7 @@ import (
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
@@ -252,7 +258,7 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 		if err := batch[i].Validate(); err != nil {
 			return store.InsertResult{}, fmt.Errorf("alert %d: %w: %w", i, store.ErrInvalid, err)
 		}
-		b, err := store.EncodeBody(&batch[i])
+		b, err := alertpb.Marshal(&batch[i])
 		if err != nil {
 			return store.InsertResult{}, err
 		}
@@ -490,7 +496,7 @@ func (s *Store) scanStored(rows *sql.Rows) (scanned, error) {
 		}
 		sc.rows++
 		sc.lastSeq, sc.lastID = seq, id
-		a, err := store.DecodeBody(body)
+		a, err := alertpb.Unmarshal(body)
 		if err != nil {
 			s.undecodable.Add(1)
 			s.log.Error("skipped a stored alert that does not decode", zap.Uint64("seq", seq), zap.String("alert_id", id), zap.Error(err))
