@@ -111,6 +111,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	// Statement journals stay in memory instead of temp files; a bigger
 	// page cache keeps the indexes' hot pages.
 	q.Add("_pragma", "temp_store(MEMORY)")
+	// 16 KiB pages for a new file (an existing one keeps its size): the
+	// WAL writes a frame per page with a syscall each, which was a fifth
+	// of ingest CPU at 4 KiB (docs/bench/issue16-perf.md).
+	q.Add("_pragma", "page_size(16384)")
 	q.Add("_pragma", "cache_size(-16384)")
 	wdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
