@@ -45,9 +45,9 @@ type Options struct {
 	// process (e.g. a backup); default 10s.
 	BusyTimeout time.Duration
 	// SkipIntegrityCheck skips the PRAGMA quick_check that Open runs. The
-	// check reads every page once (about a second per million alerts), so
-	// a damaged file fails at start, with a way to fix it, rather than
-	// mid-stream.
+	// check reads every page once (1.05 s for 300 000 alerts on the loaded
+	// 2-core test machine, file in the page cache), so a damaged file fails
+	// at start, with a way to fix it, rather than mid-stream.
 	SkipIntegrityCheck bool
 }
 
