@@ -276,3 +276,29 @@ func TestPingAnswersUntilClose(t *testing.T) {
 		t.Fatalf("Ping after Close: %v; want store.ErrClosed", err)
 	}
 }
+
+// TestPingFailsWhenTheServerIsDown stops a private server under an open
+// store: Ping, which /readyz reports, must say so.
+func TestPingFailsWhenTheServerIsDown(t *testing.T) {
+	own, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := own.NewDB(context.Background())
+	if err != nil {
+		own.Stop()
+		t.Fatal(err)
+	}
+	s := open(t, dsn)
+	defer s.Close()
+	if err := s.Ping(context.Background()); err != nil {
+		own.Stop()
+		t.Fatalf("Ping with the server up: %v", err)
+	}
+	own.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatalf("Ping with the server stopped succeeded")
+	}
+}
