@@ -87,7 +87,7 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 			if err := srv.Start(ctx, f.listen); err != nil {
 				return err
 			}
-			stop, err := serveOps(f.metricsAddr, f.healthAdr)
+			stop, err := serveOps(f.metricsAddr, f.healthAdr, st, log)
 			if err != nil {
 				srv.Close()
 				return err
@@ -145,10 +145,18 @@ func normalizeSAs(in []string) []string {
 	return out
 }
 
-// serveOps serves /metrics (the Go and process collectors) and /healthz.
-func serveOps(metrics, health string) (func(), error) {
+// serveOps serves /metrics (the Go and process collectors, and the store's
+// health), /healthz and /readyz (ready while the store answers).
+func serveOps(metrics, health string, st store.Store, log *zap.Logger) (func(), error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h, _ := st.(store.Health)
+	if h != nil {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "errnowatch_store_undecodable_rows_total",
+			Help: "Stored alerts that lists and streams skipped because their body no longer decodes.",
+		}, func() float64 { return float64(h.UndecodableRows()) }))
+	}
 	var servers []*http.Server
 	start := func(addr string, h http.Handler) error {
 		if addr == "" {
@@ -168,7 +176,8 @@ func serveOps(metrics, health string) (func(), error) {
 	hm := http.NewServeMux()
 	ok := func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
 	hm.HandleFunc("/healthz", ok)
-	hm.HandleFunc("/readyz", ok)
+	ready := readyHandler(h, log)
+	hm.HandleFunc("/readyz", ready)
 	stop := func() {
 		for _, s := range servers {
 			s.Close()
@@ -176,11 +185,34 @@ func serveOps(metrics, health string) (func(), error) {
 	}
 	if metrics == health {
 		mux.HandleFunc("/healthz", ok)
-		mux.HandleFunc("/readyz", ok)
+		mux.HandleFunc("/readyz", ready)
 		return stop, start(metrics, mux)
 	}
 	if err := start(metrics, mux); err != nil {
 		return stop, err
 	}
 	return stop, start(health, hm)
+}
+
+// readyTimeout bounds the store check behind one /readyz.
+const readyTimeout = 2 * time.Second
+
+// readyHandler answers /readyz: 200 while the store answers a query, 503
+// with the store's error otherwise, so Kubernetes stops sending agents and
+// readers to a collector whose store is down.
+func readyHandler(h store.Health, log *zap.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if h != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+			defer cancel()
+			if err := h.Ping(ctx); err != nil {
+				// The reason goes to the log, not to an unauthenticated
+				// caller: store errors name hosts and users.
+				log.Warn("not ready: the store does not answer", zap.Error(err))
+				http.Error(w, "store is down; the collector's log says why", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	}
 }

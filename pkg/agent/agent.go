@@ -2,7 +2,8 @@
 // sensor (exact counts and sampled records) → enrich (cgroup → pod) → rules
 // (windowed patterns → alerts) → delivery (spool → collector) — every drain
 // interval, and serves the agent's metrics and health endpoints. It adds no
-// behaviour of its own beyond the loop and the shutdown order.
+// behaviour of its own beyond the loop, the shutdown order and the Go memory
+// limit it derives from the container's (ERRNOWATCH_MEMORY_LIMIT).
 package agent
 
 import (
@@ -137,6 +138,9 @@ func Run(ctx context.Context, cfg Config) error {
 // spool. Whatever it opened is closed again if a later step fails.
 func New(ctx context.Context, cfg Config) (a *Agent, err error) {
 	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if _, err := setMemoryLimit(cfg.Log); err != nil {
 		return nil, err
 	}
 	a = &Agent{cfg: cfg, log: cfg.Log, registry: prometheus.NewRegistry()}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
@@ -189,4 +190,24 @@ func timeFromProto(ts *timestamppb.Timestamp) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("invalid timestamp: %w", err)
 	}
 	return ts.AsTime(), nil
+}
+
+// Marshal is the one stored encoding of an alert, whatever the database:
+// errnowatch.v1.Alert in protobuf, the API's versioned schema, so rows
+// written by an older errnowatch stay readable.
+func Marshal(a *alert.Alert) ([]byte, error) {
+	b, err := proto.Marshal(ToProto(a))
+	if err != nil {
+		return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
+	}
+	return b, nil
+}
+
+// Unmarshal decodes what Marshal encoded.
+func Unmarshal(b []byte) (alert.Alert, error) {
+	var p errnowatchv1.Alert
+	if err := proto.Unmarshal(b, &p); err != nil {
+		return alert.Alert{}, fmt.Errorf("decode alert: %w", err)
+	}
+	return FromProto(&p)
 }

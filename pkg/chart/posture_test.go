@@ -207,9 +207,18 @@ func TestAgentLeastPrivilegeByDefault(t *testing.T) {
 	if !reflect.DeepEqual(c.Args, wantArgs) {
 		t.Errorf("agent args =\n  %s\nwant\n  %s", strings.Join(c.Args, "\n  "), strings.Join(wantArgs, "\n  "))
 	}
-	if len(c.Env) != 1 || c.Env[0].Name != "NODE_NAME" || c.Env[0].ValueFrom == nil ||
+	if len(c.Env) != 2 || c.Env[0].Name != "NODE_NAME" || c.Env[0].ValueFrom == nil ||
 		c.Env[0].ValueFrom.FieldRef == nil || c.Env[0].ValueFrom.FieldRef.FieldPath != "spec.nodeName" {
-		t.Errorf("env = %+v, want NODE_NAME from spec.nodeName", c.Env)
+		t.Errorf("env = %+v, want NODE_NAME from spec.nodeName, then the memory limit", c.Env)
+	}
+	// The agent sets its Go memory limit from the container's (pkg/agent).
+	if len(c.Env) == 2 {
+		e := c.Env[1]
+		if e.Name != "ERRNOWATCH_MEMORY_LIMIT" || e.ValueFrom == nil || e.ValueFrom.ResourceFieldRef == nil ||
+			e.ValueFrom.ResourceFieldRef.Resource != "limits.memory" || e.ValueFrom.ResourceFieldRef.ContainerName != "agent" ||
+			e.ValueFrom.ResourceFieldRef.Divisor.String() != "1" {
+			t.Errorf("env[1] = %+v, want ERRNOWATCH_MEMORY_LIMIT from the agent's limits.memory in bytes", e)
+		}
 	}
 	for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
 		if p == nil || p.HTTPGet == nil || p.HTTPGet.Port.StrVal != "health" {

@@ -1,8 +1,13 @@
 // Package store is where alerts come to rest in the collector. It defines the
 // Store interface the collector's services use (ingest writes batches, query
 // lists and summarizes, the SIEM stream reads after a cursor) and the types
-// they exchange. Implementations live in sub-packages (sqlite; PostgreSQL
-// later) and must pass the conformance suite in storetest.
+// they exchange. Implementations live in sub-packages (sqlite,
+// postgres) and must pass the conformance suite in storetest.
+//
+// Both stores keep one body encoding (alertpb.Marshal, protobuf) and keep exact
+// rollups per namespace, pod, node, rule, severity and hour of LastSeen,
+// maintained by the database on every insert, update and delete (retention
+// included), so Summarize reads rollups instead of every alert.
 package store
 
 import (
@@ -16,6 +21,9 @@ import (
 var (
 	// ErrClosed is returned by every method called after Close.
 	ErrClosed = errors.New("store is closed")
+	// ErrCorrupt wraps what an integrity check found wrong with a store's
+	// files; the store does not open.
+	ErrCorrupt = errors.New("store is corrupt")
 	// ErrInvalid wraps the reason Insert refused an alert; the batch is not
 	// stored and resending it cannot succeed.
 	ErrInvalid = errors.New("invalid alert")
@@ -130,6 +138,17 @@ type Retention struct {
 // ReadAfter); it returns ctx's error or the error that broke the watch.
 type Watcher interface {
 	Watch(ctx context.Context, fn func(seq uint64)) error
+}
+
+// Health is the operator's view of a store: whether it answers, and what it
+// had to skip. Every store implements it.
+type Health interface {
+	// Ping checks that the store answers a query now; /readyz reports its
+	// error.
+	Ping(ctx context.Context) error
+	// UndecodableRows counts stored rows that List and ReadAfter skipped
+	// because their body no longer decodes, since Open.
+	UndecodableRows() uint64
 }
 
 // Store keeps the latest revision of every alert. Every method is safe for

@@ -48,7 +48,86 @@ var migrations = []string{
 	// arrival order), so a per-pod summary read one heap page per alert;
 	// with the columns it aggregates in the index it is an index-only scan.
 	`CREATE INDEX alerts_pod_summary ON alerts (namespace, pod) INCLUDE (node, rule_id, severity, total, last_seen);`,
+	// 3: exact summary rollups per namespace, pod, node, rule, severity and
+	// hour of last_seen (store.RollupBucket), kept by statement-level
+	// triggers over transition tables: one grouped upsert per statement,
+	// not one per row. Every write — the insert and upsert of a batch,
+	// retention's deletes — updates them in its own transaction. A bucket's
+	// max_last_seen is read again from that pod's alerts only when the alert
+	// holding it went; rows at zero alerts go. Summaries no longer read the
+	// alerts, so the covering index of migration 2 is one index write per
+	// row that buys nothing: it goes. New bodies are protobuf
+	// (alertpb.Marshal) like SQLite's; JSON bodies written before still
+	// decode.
+	`CREATE TABLE alert_rollups (
+		namespace     text    NOT NULL,
+		pod           text    NOT NULL,
+		node          text    NOT NULL,
+		rule_id       text    NOT NULL,
+		severity      integer NOT NULL,
+		bucket        bigint  NOT NULL, -- last_seen / 3600e9
+		alerts        bigint  NOT NULL,
+		failures      bigint  NOT NULL,
+		max_last_seen bigint  NOT NULL,
+		PRIMARY KEY (namespace, pod, node, rule_id, severity, bucket)
+	);
+	INSERT INTO alert_rollups
+		SELECT namespace, pod, node, rule_id, severity, last_seen / 3600000000000, COUNT(*), SUM(total), MAX(last_seen)
+		FROM alerts GROUP BY 1, 2, 3, 4, 5, 6;
+	CREATE FUNCTION alert_rollups_add() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		` + rollupAdd + `
+		RETURN NULL;
+	END $$;
+	CREATE FUNCTION alert_rollups_remove() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		` + rollupRemove + `
+		RETURN NULL;
+	END $$;
+	CREATE FUNCTION alert_rollups_replace() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		` + rollupAdd + rollupRemove + `
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER alerts_rollup_insert AFTER INSERT ON alerts
+		REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION alert_rollups_add();
+	CREATE TRIGGER alerts_rollup_update AFTER UPDATE ON alerts
+		REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION alert_rollups_replace();
+	CREATE TRIGGER alerts_rollup_delete AFTER DELETE ON alerts
+		REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION alert_rollups_remove();
+	DROP INDEX alerts_pod_summary;`,
 }
+
+// rollupAdd counts the rows of new_rows in their rollups.
+const rollupAdd = `
+	INSERT INTO alert_rollups AS r
+		SELECT namespace, pod, node, rule_id, severity, last_seen / 3600000000000, COUNT(*), SUM(total), MAX(last_seen)
+		FROM new_rows GROUP BY 1, 2, 3, 4, 5, 6
+	ON CONFLICT (namespace, pod, node, rule_id, severity, bucket) DO UPDATE SET
+		alerts = r.alerts + excluded.alerts, failures = r.failures + excluded.failures,
+		max_last_seen = GREATEST(r.max_last_seen, excluded.max_last_seen);`
+
+// rollupRemove takes the rows of old_rows out of their rollups. An AFTER
+// trigger's queries see the statement's result, so a max_last_seen read
+// again sees the alerts as they now are; after rollupAdd, a new revision in
+// the same bucket already holds a max above the old one's.
+const rollupRemove = `
+	UPDATE alert_rollups AS r SET alerts = r.alerts - d.n, failures = r.failures - d.f,
+		max_last_seen = CASE WHEN r.alerts > d.n AND r.max_last_seen <= d.l THEN (
+			SELECT MAX(a.last_seen) FROM alerts AS a
+			WHERE a.namespace = r.namespace AND a.pod = r.pod AND a.node = r.node AND a.rule_id = r.rule_id
+				AND a.severity = r.severity AND a.last_seen >= r.bucket * 3600000000000
+				AND a.last_seen < (r.bucket + 1) * 3600000000000)
+			ELSE r.max_last_seen END
+	FROM (SELECT namespace, pod, node, rule_id, severity, last_seen / 3600000000000 AS bucket,
+			COUNT(*) AS n, SUM(total) AS f, MAX(last_seen) AS l
+		FROM old_rows GROUP BY 1, 2, 3, 4, 5, 6) AS d
+	WHERE r.namespace = d.namespace AND r.pod = d.pod AND r.node = d.node AND r.rule_id = d.rule_id
+		AND r.severity = d.severity AND r.bucket = d.bucket;
+	DELETE FROM alert_rollups AS r
+	USING (SELECT DISTINCT namespace, pod, node, rule_id, severity, last_seen / 3600000000000 AS bucket FROM old_rows) AS d
+	WHERE r.namespace = d.namespace AND r.pod = d.pod AND r.node = d.node AND r.rule_id = d.rule_id
+		AND r.severity = d.severity AND r.bucket = d.bucket AND r.alerts = 0;`
 
 // migrate brings the schema to the latest version under an advisory lock
 // and refuses a database written by a newer errnowatch.

@@ -24,6 +24,11 @@
 // subscribers for alerts another replica stored. The notification is only a
 // wake-up: subscribers catch up by ReadAfter, which stays the truth.
 //
+// Summary rollups (migration 3) are kept by statement triggers in the
+// writing transaction; retention deletes take the same last_seq lock as
+// inserts, so their rollup updates never deadlock with a writer's. Bodies are
+// alertpb.Marshal's protobuf; JSON bodies of older versions still decode.
+//
 // The schema is versioned (schema_migrations) and migrated on Open under an
 // advisory lock, so replicas starting together migrate once.
 package postgres
@@ -35,13 +40,16 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
@@ -62,9 +70,31 @@ type Store struct {
 
 	mu     sync.RWMutex // held for reading by every call, for writing by Close
 	closed bool
+
+	undecodable atomic.Uint64
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store  = (*Store)(nil)
+	_ store.Health = (*Store)(nil)
+)
+
+// Ping implements store.Health: the database answers a query now.
+func (s *Store) Ping(ctx context.Context) error {
+	leave, err := s.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	var one int
+	if err := s.pool.QueryRow(ctx, `SELECT 1 FROM store_meta WHERE key = 'last_seq'`).Scan(&one); err != nil {
+		return fmt.Errorf("query postgres: %w", err)
+	}
+	return nil
+}
+
+// UndecodableRows implements store.Health.
+func (s *Store) UndecodableRows() uint64 { return s.undecodable.Load() }
 
 // Open connects to dsn (a postgres:// URL), applies pending schema
 // migrations and returns the store.
@@ -125,9 +155,9 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 		if err := batch[i].Validate(); err != nil {
 			return store.InsertResult{}, fmt.Errorf("alert %d: %w: %w", i, store.ErrInvalid, err)
 		}
-		b, err := json.Marshal(&batch[i])
+		b, err := alertpb.Marshal(&batch[i])
 		if err != nil {
-			return store.InsertResult{}, fmt.Errorf("encode alert %s: %w", batch[i].ID, err)
+			return store.InsertResult{}, err
 		}
 		body[i], ids[i] = b, batch[i].ID
 	}
@@ -252,32 +282,61 @@ const upsertSQL = `INSERT INTO alerts (seq, id, revision, rule_id, severity, nam
 	workload_name = excluded.workload_name, first_seen = excluded.first_seen, last_seen = excluded.last_seen,
 	total = excluded.total, stored_at = excluded.stored_at, body = excluded.body`
 
-const selectCols = `seq, stored_at, body`
+const selectCols = `seq, id, stored_at, body`
 
-func scanStored(rows pgx.Rows) ([]store.Stored, error) {
+// decodeBody reads alertpb.Marshal's protobuf, and the JSON of alert.Alert
+// that migration 1's rows hold: a protobuf Alert never starts with '{'
+// (0x7b would be field 15 with wire type 3, a group, and field 15 is a
+// string; Marshal writes field 1 first anyway).
+func decodeBody(b []byte) (alert.Alert, error) {
+	if len(b) > 0 && b[0] == '{' {
+		var a alert.Alert
+		if err := json.Unmarshal(b, &a); err != nil {
+			return alert.Alert{}, fmt.Errorf("decode alert: json: %w", err)
+		}
+		return a, nil
+	}
+	return alertpb.Unmarshal(b)
+}
+
+// scanned is what one read went through: the alerts that decoded, and the
+// row count and last row of all it read, so that paging and cursors move
+// past rows it skipped.
+type scanned struct {
+	out     []store.Stored
+	rows    int
+	lastSeq uint64
+	lastID  string
+}
+
+// scanStored decodes rows, skipping (with a log line and a count) those
+// whose body no longer decodes.
+func (s *Store) scanStored(rows pgx.Rows) (scanned, error) {
 	defer rows.Close()
-	var out []store.Stored
+	var sc scanned
 	for rows.Next() {
 		var (
-			st     store.Stored
-			seq    int64
-			stored int64
-			body   []byte
+			seq, stored int64
+			id          string
+			body        []byte
 		)
-		if err := rows.Scan(&seq, &stored, &body); err != nil {
-			return nil, fmt.Errorf("scan alert: %w", err)
+		if err := rows.Scan(&seq, &id, &stored, &body); err != nil {
+			return sc, fmt.Errorf("scan alert: %w", err)
 		}
-		st.Seq = uint64(seq)
-		if err := json.Unmarshal(body, &st.Alert); err != nil {
-			return nil, fmt.Errorf("decode alert at sequence %d: %w", st.Seq, err)
+		sc.rows++
+		sc.lastSeq, sc.lastID = uint64(seq), id
+		a, err := decodeBody(body)
+		if err != nil {
+			s.undecodable.Add(1)
+			s.log.Error("skipped a stored alert that does not decode", zap.Int64("seq", seq), zap.String("alert_id", id), zap.Error(err))
+			continue
 		}
-		st.StoredAt = time.Unix(0, stored)
-		out = append(out, st)
+		sc.out = append(sc.out, store.Stored{Seq: uint64(seq), StoredAt: time.Unix(0, stored), Alert: a})
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read alerts: %w", err)
+		return sc, fmt.Errorf("read alerts: %w", err)
 	}
-	return out, nil
+	return sc, nil
 }
 
 // where renders f as SQL conditions (always at least "true"), numbering
@@ -322,22 +381,34 @@ func (s *Store) List(ctx context.Context, f store.Filter, opts store.ListOptions
 	if opts.Limit <= 0 {
 		return nil, false, fmt.Errorf("list limit must be positive, got %d", opts.Limit)
 	}
-	w, args := where(f, nil)
-	if opts.BeforeID != "" {
-		args = append(args, opts.BeforeID)
-		w += " AND id < $" + strconv.Itoa(len(args))
-	}
-	args = append(args, opts.Limit+1)
-	// id is COLLATE "C" (migration 1), so IDs compare bytewise as ULIDs
-	// must, whatever the database's collation.
-	rows, err := s.pool.Query(ctx, `SELECT `+selectCols+` FROM alerts WHERE `+w+
-		` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
-	if err != nil {
-		return nil, false, fmt.Errorf("list alerts: %w", err)
-	}
-	page, err := scanStored(rows)
-	if err != nil {
-		return nil, false, err
+	// Read until the page (and one more, to know whether more follow) is
+	// full or the rows end: skipped rows must not end a page early.
+	var page []store.Stored
+	before := opts.BeforeID
+	for len(page) <= opts.Limit {
+		w, args := where(f, nil)
+		if before != "" {
+			args = append(args, before)
+			w += " AND id < $" + strconv.Itoa(len(args))
+		}
+		want := opts.Limit + 1 - len(page)
+		args = append(args, want)
+		// id is COLLATE "C" (migration 1), so IDs compare bytewise as ULIDs
+		// must, whatever the database's collation.
+		rows, err := s.pool.Query(ctx, `SELECT `+selectCols+` FROM alerts WHERE `+w+
+			` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
+		if err != nil {
+			return nil, false, fmt.Errorf("list alerts: %w", err)
+		}
+		sc, err := s.scanStored(rows)
+		if err != nil {
+			return nil, false, err
+		}
+		page = append(page, sc.out...)
+		if sc.rows < want {
+			break
+		}
+		before = sc.lastID
 	}
 	more := len(page) > opts.Limit
 	if more {
@@ -346,17 +417,52 @@ func (s *Store) List(ctx context.Context, f store.Filter, opts store.ListOptions
 	return page, more, nil
 }
 
-// Summarize implements store.Store.
+// Summarize implements store.Store. Filters the rollups can answer
+// (store.RollupUsable) read them, plus the alerts of the one bucket a Since
+// cuts through; others group the alerts themselves.
 func (s *Store) Summarize(ctx context.Context, f store.Filter) ([]store.PodSummary, error) {
 	leave, err := s.enter()
 	if err != nil {
 		return nil, err
 	}
 	defer leave()
-	w, args := where(f, nil)
-	rows, err := s.pool.Query(ctx, `SELECT namespace, pod, CASE WHEN pod = '' THEN node ELSE '' END AS hnode,
-		rule_id, severity, COUNT(*), SUM(total)::bigint, MAX(last_seen)
-		FROM alerts WHERE `+w+` GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`, args...)
+	var (
+		query string
+		args  []any
+	)
+	if store.RollupUsable(f) {
+		first, edge := store.SinceBuckets(f.Since)
+		lo := edge
+		if !f.Since.IsZero() {
+			lo = f.Since.UnixNano()
+		}
+		g := f
+		g.Since = time.Time{}
+		w, wargs := where(g, nil)
+		n := len(wargs)
+		args = append(wargs, first)
+		ph := func(i int) string { return "$" + strconv.Itoa(n+i) }
+		// The alerts of the bucket a Since cuts through.
+		edgeRows := ""
+		if !f.Since.IsZero() {
+			args = append(args, lo, edge)
+			edgeRows = `UNION ALL
+			SELECT namespace, pod, node, rule_id, severity, 1, total, last_seen
+			FROM alerts WHERE ` + w + ` AND last_seen >= ` + ph(2) + ` AND last_seen < ` + ph(3)
+		}
+		query = `SELECT namespace, pod, CASE WHEN pod = '' THEN node ELSE '' END, rule_id, severity,
+			SUM(n)::bigint, SUM(f)::bigint, MAX(l) FROM (
+			SELECT namespace, pod, node, rule_id, severity, alerts AS n, failures AS f, max_last_seen AS l
+			FROM alert_rollups WHERE ` + w + ` AND bucket >= ` + ph(1) + ` ` + edgeRows + `) AS g
+			GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`
+	} else {
+		w, wargs := where(f, nil)
+		query = `SELECT namespace, pod, CASE WHEN pod = '' THEN node ELSE '' END AS hnode,
+			rule_id, severity, COUNT(*), SUM(total)::bigint, MAX(last_seen)
+			FROM alerts WHERE ` + w + ` GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5`
+		args = wargs
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("summarize alerts: %w", err)
 	}
@@ -364,34 +470,15 @@ func (s *Store) Summarize(ctx context.Context, f store.Filter) ([]store.PodSumma
 	var out []store.PodSummary
 	for rows.Next() {
 		var (
-			ns, pod, node, rule   string
+			r                     store.SummaryRow
 			sev                   int32
 			n, failures, lastSeen int64
 		)
-		if err := rows.Scan(&ns, &pod, &node, &rule, &sev, &n, &failures, &lastSeen); err != nil {
+		if err := rows.Scan(&r.Namespace, &r.Pod, &r.HostNode, &r.RuleID, &sev, &n, &failures, &lastSeen); err != nil {
 			return nil, fmt.Errorf("scan summary: %w", err)
 		}
-		if len(out) == 0 || out[len(out)-1].Namespace != ns || out[len(out)-1].Pod != pod || out[len(out)-1].Node != node {
-			out = append(out, store.PodSummary{Namespace: ns, Pod: pod, Node: node})
-		}
-		p := &out[len(out)-1]
-		severity := alert.Severity(sev)
-		p.Alerts += uint64(n)
-		p.Failures += uint64(failures)
-		p.MaxSeverity = max(p.MaxSeverity, severity)
-		if lt := time.Unix(0, lastSeen); lt.After(p.LastSeen) {
-			p.LastSeen = lt
-		}
-		if severity > alert.SeverityUnknown && severity <= alert.SeverityCritical {
-			p.BySeverity[severity] += uint64(n)
-		}
-		if len(p.Rules) == 0 || p.Rules[len(p.Rules)-1].RuleID != rule {
-			p.Rules = append(p.Rules, store.RuleSummary{RuleID: rule})
-		}
-		r := &p.Rules[len(p.Rules)-1]
-		r.Alerts += uint64(n)
-		r.Failures += uint64(failures)
-		r.MaxSeverity = max(r.MaxSeverity, severity)
+		r.Severity, r.Alerts, r.Failures, r.LastSeen = alert.Severity(sev), uint64(n), uint64(failures), lastSeen
+		out = store.AppendSummary(out, r)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read summary: %w", err)
@@ -430,11 +517,16 @@ func (s *Store) ReadAfter(ctx context.Context, after uint64, f store.Filter, lim
 		if err != nil {
 			return fmt.Errorf("read alerts after %d: %w", after, err)
 		}
-		if revs, err = scanStored(rows); err != nil {
+		sc, err := s.scanStored(rows)
+		if err != nil {
 			return err
 		}
-		if len(revs) == limit {
-			cursor = revs[len(revs)-1].Seq
+		revs = sc.out
+		// A full read may end in skipped rows: the cursor is the last row
+		// read, past them, so a row that never decodes never stalls the
+		// stream.
+		if sc.rows == limit {
+			cursor = sc.lastSeq
 		} else {
 			cursor = uint64(last)
 		}
@@ -476,7 +568,7 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 	if r.MaxAge > 0 {
 		cut := time.Now().Add(-r.MaxAge).UnixNano()
 		for {
-			tag, err := s.pool.Exec(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE last_seen < $1 LIMIT $2)`, cut, retainChunk)
+			tag, err := s.deleteLocked(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE last_seen < $1 LIMIT $2)`, cut, retainChunk)
 			if err != nil {
 				return total, fmt.Errorf("delete alerts older than %s: %w", r.MaxAge, err)
 			}
@@ -492,7 +584,7 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 			return total, fmt.Errorf("count alerts: %w", err)
 		}
 		for excess := n - r.MaxAlerts; excess > 0; {
-			tag, err := s.pool.Exec(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT $1)`, min(excess, retainChunk))
+			tag, err := s.deleteLocked(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT $1)`, min(excess, retainChunk))
 			if err != nil {
 				return total, fmt.Errorf("delete oldest alerts: %w", err)
 			}
@@ -505,6 +597,23 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// deleteLocked runs one bounded delete holding the writers' lock (the
+// last_seq row, see the package doc). The rollup triggers of a delete and of
+// an insert update the same rollup rows in different orders; taking turns
+// with the writers keeps them from deadlocking.
+func (s *Store) deleteLocked(ctx context.Context, query string, args ...any) (pgconn.CommandTag, error) {
+	var tag pgconn.CommandTag
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT value FROM store_meta WHERE key = 'last_seq' FOR UPDATE`); err != nil {
+			return fmt.Errorf("lock sequence: %w", err)
+		}
+		var err error
+		tag, err = tx.Exec(ctx, query, args...)
+		return err
+	})
+	return tag, err
 }
 
 // Watch calls fn with the store's last sequence whenever any replica stores

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"sync"
@@ -219,5 +220,85 @@ func TestWatchWakesOtherReplica(t *testing.T) {
 	cancel()
 	if err := <-watchErr; !errors.Is(err, context.Canceled) {
 		t.Fatalf("watch ended with %v, want context.Canceled", err)
+	}
+}
+
+func TestUndecodableRowIsSkippedAndCounted(t *testing.T) {
+	s := open(t, srv.DB(t))
+	defer s.Close()
+	storetest.RunUndecodable(t, s, func(t *testing.T, seq uint64) {
+		// Field 1 claims 16 bytes that are not there: truncated protobuf.
+		if _, err := s.pool.Exec(context.Background(), `UPDATE alerts SET body = '\x0a10'::bytea WHERE seq = $1`, int64(seq)); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestJSONBodiesOfOlderVersionsStillDecode stores a body as migration 1
+// wrote them (JSON of alert.Alert) and reads it back.
+func TestJSONBodiesOfOlderVersionsStillDecode(t *testing.T) {
+	s := open(t, srv.DB(t))
+	defer s.Close()
+	ctx := context.Background()
+	data := storetest.Alerts(storetest.DefaultShape, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 0, 3)
+	r, err := s.Insert(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := json.Marshal(&data[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, `UPDATE alerts SET body = $1 WHERE seq = $2`, old, int64(r.New[1].Seq)); err != nil {
+		t.Fatal(err)
+	}
+	revs, _, err := s.ReadAfter(ctx, 0, store.Filter{}, 10)
+	if err != nil || len(revs) != 3 {
+		t.Fatalf("ReadAfter = %d alerts, %v; want 3", len(revs), err)
+	}
+	if got := revs[1].Alert; got.ID != data[1].ID || got.Message != data[1].Message || got.Total != data[1].Total || !got.LastSeen.Equal(data[1].LastSeen) {
+		t.Fatalf("JSON body read back as %+v, want %+v", got, data[1])
+	}
+	if s.UndecodableRows() != 0 {
+		t.Fatalf("UndecodableRows = %d, want 0", s.UndecodableRows())
+	}
+}
+
+func TestPingAnswersUntilClose(t *testing.T) {
+	s := open(t, srv.DB(t))
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping of an open store: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Ping after Close: %v; want store.ErrClosed", err)
+	}
+}
+
+// TestPingFailsWhenTheServerIsDown stops a private server under an open
+// store: Ping, which /readyz reports, must say so.
+func TestPingFailsWhenTheServerIsDown(t *testing.T) {
+	own, err := pgtest.Start(pgtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dsn, err := own.NewDB(context.Background())
+	if err != nil {
+		own.Stop()
+		t.Fatal(err)
+	}
+	s := open(t, dsn)
+	defer s.Close()
+	if err := s.Ping(context.Background()); err != nil {
+		own.Stop()
+		t.Fatalf("Ping with the server up: %v", err)
+	}
+	own.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err == nil {
+		t.Fatalf("Ping with the server stopped succeeded")
 	}
 }

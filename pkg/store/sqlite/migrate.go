@@ -42,7 +42,57 @@ var migrations = []string{
 	-- are never reused and SIEM cursors stay valid.
 	CREATE TABLE store_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 	INSERT INTO store_meta (key, value) VALUES ('last_seq', 0);`,
+	// 2: exact summary rollups per namespace, pod, node, rule, severity and
+	// hour of last_seen (store.RollupBucket), kept by triggers so that every
+	// write — insert, the upsert of a new revision, retention's deletes —
+	// updates them in the same transaction. A row's max_last_seen can only
+	// be lowered by removing the alert that holds it; then it is read again
+	// from that pod's alerts (alerts_pod), which retention, deleting the
+	// oldest, rarely needs. Rows at zero alerts go.
+	`CREATE TABLE alert_rollups (
+		namespace     TEXT    NOT NULL,
+		pod           TEXT    NOT NULL,
+		node          TEXT    NOT NULL,
+		rule_id       TEXT    NOT NULL,
+		severity      INTEGER NOT NULL,
+		bucket        INTEGER NOT NULL, -- last_seen / 3600e9
+		alerts        INTEGER NOT NULL,
+		failures      INTEGER NOT NULL,
+		max_last_seen INTEGER NOT NULL,
+		PRIMARY KEY (namespace, pod, node, rule_id, severity, bucket)
+	) WITHOUT ROWID;
+	INSERT INTO alert_rollups
+		SELECT namespace, pod, node, rule_id, severity, last_seen / 3600000000000, COUNT(*), SUM(total), MAX(last_seen)
+		FROM alerts GROUP BY 1, 2, 3, 4, 5, 6;
+	CREATE TRIGGER alerts_rollup_insert AFTER INSERT ON alerts BEGIN ` + rollupAdd + ` END;
+	CREATE TRIGGER alerts_rollup_update AFTER UPDATE ON alerts BEGIN ` + rollupAdd + rollupRemove + ` END;
+	CREATE TRIGGER alerts_rollup_delete AFTER DELETE ON alerts BEGIN ` + rollupRemove + ` END;`,
 }
+
+// rollupAdd counts the row new in its rollup.
+const rollupAdd = `
+	INSERT INTO alert_rollups VALUES (new.namespace, new.pod, new.node, new.rule_id, new.severity,
+		new.last_seen / 3600000000000, 1, new.total, new.last_seen)
+	ON CONFLICT (namespace, pod, node, rule_id, severity, bucket) DO UPDATE SET
+		alerts = alerts + 1, failures = failures + excluded.failures,
+		max_last_seen = max(max_last_seen, excluded.max_last_seen);`
+
+// rollupRemove takes the row old out of its rollup. In an update it runs
+// after rollupAdd, so a new revision in the same bucket (the common case)
+// already holds a max_last_seen above old's and nothing is read again.
+const rollupRemove = `
+	UPDATE alert_rollups SET alerts = alerts - 1, failures = failures - old.total
+	WHERE namespace = old.namespace AND pod = old.pod AND node = old.node AND rule_id = old.rule_id
+		AND severity = old.severity AND bucket = old.last_seen / 3600000000000;
+	DELETE FROM alert_rollups
+	WHERE namespace = old.namespace AND pod = old.pod AND node = old.node AND rule_id = old.rule_id
+		AND severity = old.severity AND bucket = old.last_seen / 3600000000000 AND alerts = 0;
+	UPDATE alert_rollups SET max_last_seen = (
+		SELECT MAX(a.last_seen) FROM alerts AS a INDEXED BY alerts_pod
+		WHERE a.namespace = old.namespace AND a.pod = old.pod AND a.node = old.node AND a.rule_id = old.rule_id
+			AND a.severity = old.severity AND a.last_seen / 3600000000000 = old.last_seen / 3600000000000)
+	WHERE namespace = old.namespace AND pod = old.pod AND node = old.node AND rule_id = old.rule_id
+		AND severity = old.severity AND bucket = old.last_seen / 3600000000000 AND max_last_seen <= old.last_seen;`
 
 // migrate brings the schema to the latest version and refuses a database
 // written by a newer errnowatch.

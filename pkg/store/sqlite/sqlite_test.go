@@ -1,8 +1,11 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
+	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -138,5 +141,68 @@ func TestDurabilitySettingsAndQueryPlans(t *testing.T) {
 		if !strings.Contains(plan.String(), tc.want) || strings.Contains(plan.String(), "TEMP B-TREE") {
 			t.Errorf("%s: plan does not walk %s without sorting:\n%s", tc.name, tc.want, plan.String())
 		}
+	}
+}
+
+func TestUndecodableRowIsSkippedAndCounted(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "alerts.db"))
+	defer s.Close()
+	storetest.RunUndecodable(t, s, func(t *testing.T, seq uint64) {
+		// Field 1 claims 16 bytes that are not there: truncated protobuf.
+		if _, err := s.wdb.Exec(`UPDATE alerts SET body = x'0a10' WHERE seq = ?`, seq); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestOpenRefusesACorruptFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.db")
+	s := open(t, path)
+	if _, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 2000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Overwrite the middle of the file (table and index pages, after a
+	// checkpoint the WAL was folded into on close) with a pattern SQLite
+	// cannot take for a page.
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Size() < 64<<10 {
+		t.Fatalf("database is only %d bytes; want some pages to damage", fi.Size())
+	}
+	junk := bytes.Repeat([]byte{0xa5}, 16<<10)
+	if _, err := f.WriteAt(junk, fi.Size()/2); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Open(context.Background(), path, Options{})
+	if !errors.Is(err, store.ErrCorrupt) {
+		t.Fatalf("Open of a damaged file: %v; want store.ErrCorrupt", err)
+	}
+	if !strings.Contains(err.Error(), "restore it from a backup") {
+		t.Fatalf("error %q does not say how to fix it", err)
+	}
+}
+
+func TestPingAnswersUntilClose(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "alerts.db"))
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping of an open store: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("Ping after Close: %v; want store.ErrClosed", err)
 	}
 }

@@ -1,9 +1,11 @@
 package storetest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -32,6 +34,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"FiltersAgreeWithMatch", testFilters},
 		{"PagesAreStableAndComplete", testPaging},
 		{"SummarizeCountsPerPod", testSummarize},
+		{"RollupsStayExactUnderRevisionsAndRetention", testRollups},
 		{"ReadAfterIsGaplessAndMovesCursor", testReadAfter},
 		{"RetentionKeepsSequencesGrowing", testRetention},
 		{"ConcurrentInsertsGetUniqueSequences", testConcurrent},
@@ -283,66 +286,239 @@ func testSummarize(t *testing.T, s store.Store) {
 	data := Alerts(DefaultShape, base, 0, 300)
 	data = append(data, Update(data[5], time.Second)) // counted once, as revision 2
 	mustInsert(t, s, data)
-	for _, f := range []store.Filter{{}, {Namespace: "ns-3"}, {MinSeverity: alert.SeverityMedium}} {
-		type key struct{ ns, pod, node string }
-		want := map[key]*store.PodSummary{}
-		latest := map[string]alert.Alert{}
-		for _, a := range data {
-			latest[a.ID] = a
+	latest := map[string]alert.Alert{}
+	for _, a := range data {
+		latest[a.ID] = a
+	}
+	for _, f := range append(filters(), store.Filter{MinSeverity: alert.SeverityMedium}) {
+		checkSummary(t, s, slices.Collect(maps.Values(latest)), f)
+	}
+}
+
+// checkSummary compares s.Summarize(f) with the summary of the alerts
+// stored, field by field.
+func checkSummary(t *testing.T, s store.Store, stored []alert.Alert, f store.Filter) {
+	t.Helper()
+	type key struct{ ns, pod, node string }
+	want := map[key]*store.PodSummary{}
+	for _, a := range stored {
+		if !f.Match(&a) {
+			continue
 		}
-		for _, a := range latest {
-			if !f.Match(&a) {
-				continue
-			}
-			k := key{a.Namespace, a.Pod, ""}
-			if a.Pod == "" {
-				k.node = a.Node
-			}
-			p := want[k]
-			if p == nil {
-				p = &store.PodSummary{Namespace: k.ns, Pod: k.pod, Node: k.node}
-				want[k] = p
-			}
-			p.Alerts++
-			p.Failures += a.Total
-			p.MaxSeverity = max(p.MaxSeverity, a.Severity)
-			if a.LastSeen.After(p.LastSeen) {
-				p.LastSeen = a.LastSeen
-			}
-			p.BySeverity[a.Severity]++
-			i := slices.IndexFunc(p.Rules, func(r store.RuleSummary) bool { return r.RuleID == a.RuleID })
-			if i < 0 {
-				p.Rules = append(p.Rules, store.RuleSummary{RuleID: a.RuleID})
-				i = len(p.Rules) - 1
-			}
-			p.Rules[i].Alerts++
-			p.Rules[i].Failures += a.Total
-			p.Rules[i].MaxSeverity = max(p.Rules[i].MaxSeverity, a.Severity)
+		k := key{a.Namespace, a.Pod, ""}
+		if a.Pod == "" {
+			k.node = a.Node
 		}
-		got, err := s.Summarize(context.Background(), f)
-		if err != nil {
-			t.Fatal(err)
+		p := want[k]
+		if p == nil {
+			p = &store.PodSummary{Namespace: k.ns, Pod: k.pod, Node: k.node}
+			want[k] = p
 		}
-		if len(got) != len(want) {
-			t.Fatalf("filter %+v: %d pod summaries, want %d", f, len(got), len(want))
+		p.Alerts++
+		p.Failures += a.Total
+		p.MaxSeverity = max(p.MaxSeverity, a.Severity)
+		if a.LastSeen.After(p.LastSeen) {
+			p.LastSeen = a.LastSeen
 		}
-		for i, g := range got {
-			if i > 0 {
-				p := got[i-1]
-				if fmt.Sprint(p.Namespace, "\x00", p.Pod, "\x00", p.Node) >= fmt.Sprint(g.Namespace, "\x00", g.Pod, "\x00", g.Node) {
-					t.Fatalf("summaries not sorted by namespace, pod, node at %d", i)
-				}
-			}
-			w := want[key{g.Namespace, g.Pod, g.Node}]
-			if w == nil {
-				t.Fatalf("unexpected summary %+v", g)
-			}
-			slices.SortFunc(w.Rules, func(a, b store.RuleSummary) int { return strings.Compare(a.RuleID, b.RuleID) })
-			g.LastSeen, w.LastSeen = g.LastSeen.UTC(), w.LastSeen.UTC()
-			if !reflect.DeepEqual(g, *w) {
-				t.Fatalf("summary for %s/%s/%s:\n got %+v\nwant %+v", g.Namespace, g.Pod, g.Node, g, *w)
+		p.BySeverity[a.Severity]++
+		i := slices.IndexFunc(p.Rules, func(r store.RuleSummary) bool { return r.RuleID == a.RuleID })
+		if i < 0 {
+			p.Rules = append(p.Rules, store.RuleSummary{RuleID: a.RuleID})
+			i = len(p.Rules) - 1
+		}
+		p.Rules[i].Alerts++
+		p.Rules[i].Failures += a.Total
+		p.Rules[i].MaxSeverity = max(p.Rules[i].MaxSeverity, a.Severity)
+	}
+	got, err := s.Summarize(context.Background(), f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("filter %+v: %d pod summaries, want %d", f, len(got), len(want))
+	}
+	for i, g := range got {
+		if i > 0 {
+			p := got[i-1]
+			if fmt.Sprint(p.Namespace, "\x00", p.Pod, "\x00", p.Node) >= fmt.Sprint(g.Namespace, "\x00", g.Pod, "\x00", g.Node) {
+				t.Fatalf("summaries not sorted by namespace, pod, node at %d", i)
 			}
 		}
+		w := want[key{g.Namespace, g.Pod, g.Node}]
+		if w == nil {
+			t.Fatalf("filter %+v: unexpected summary %+v", f, g)
+		}
+		slices.SortFunc(w.Rules, func(a, b store.RuleSummary) int { return strings.Compare(a.RuleID, b.RuleID) })
+		g.LastSeen, w.LastSeen = g.LastSeen.UTC(), w.LastSeen.UTC()
+		if !reflect.DeepEqual(g, *w) {
+			t.Fatalf("filter %+v: summary for %s/%s/%s:\n got %+v\nwant %+v", f, g.Namespace, g.Pod, g.Node, g, *w)
+		}
+	}
+}
+
+// testRollups moves alerts between the summary rollups' hour buckets and
+// deletes them by retention, checking every summary against the alerts
+// still stored after each step. A small shape puts many alerts in each
+// rollup row, so removing the alert that holds a bucket's latest LastSeen
+// (a revision moving on, retention by sequence) happens often.
+func testRollups(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	shape := Shape{Namespaces: 2, PodsPerNamespace: 2, Nodes: 2, Rules: 2}
+	hour := store.RollupBucket
+	now := time.Now().UTC().Truncate(hour)
+	var data []alert.Alert
+	for k := range 5 {
+		// Two seconds before an hour starts, so each chunk's LastSeen
+		// (FirstSeen plus up to 6 s) straddles two buckets.
+		data = append(data, Alerts(shape, now.Add(-time.Duration(k)*hour-2*time.Second), k*1000, 120)...)
+	}
+	mustInsert(t, s, data)
+	latest := map[string]alert.Alert{}
+	for _, a := range data {
+		latest[a.ID] = a
+	}
+	check := func(step string) {
+		t.Helper()
+		page := all(t, s, store.Filter{}, 1000)
+		if len(page) != len(latest) {
+			t.Fatalf("%s: %d alerts stored, want %d", step, len(page), len(latest))
+		}
+		stored := make([]alert.Alert, 0, len(page))
+		for _, st := range page {
+			stored = append(stored, st.Alert)
+		}
+		for _, f := range []store.Filter{
+			{},
+			{Namespace: "ns-1"},
+			{Namespace: "ns-0", Pod: "pod-0-1"},
+			{Node: "node-1"},
+			{RuleID: "rule-0", MinSeverity: alert.SeverityMedium},
+			{Since: now.Add(-2 * hour)},                            // a bucket's start
+			{Since: now.Add(-2*hour - time.Second)},                // one second into the bucket before
+			{Since: now.Add(-90 * time.Minute), Namespace: "ns-0"}, // mid-bucket
+			{Since: now.Add(3 * time.Second), Node: "node-0"},
+			{Since: now.Add(time.Hour)},                     // after everything
+			{Container: "c1"},                               // not from the rollups
+			{Until: now.Add(-time.Hour), Namespace: "ns-1"}, // not from the rollups
+		} {
+			checkSummary(t, s, stored, f)
+		}
+	}
+	check("after insert")
+
+	// New revisions: some stay in their bucket, some move an hour and a
+	// half on, some twice; every 9th alert's revision is sent again.
+	var ups []alert.Alert
+	for i, a := range data {
+		var d time.Duration
+		switch i % 4 {
+		case 0:
+			d = time.Second
+		case 1:
+			d = 90 * time.Minute
+		default:
+			continue
+		}
+		up := Update(a, d)
+		ups = append(ups, up)
+		latest[up.ID] = up
+		if i%8 == 1 {
+			up2 := Update(up, 70*time.Minute)
+			ups = append(ups, up2)
+			latest[up2.ID] = up2
+		}
+		if i%9 == 0 {
+			ups = append(ups, up)
+		}
+	}
+	mustInsert(t, s, ups)
+	check("after revisions")
+
+	// Retention by age cuts through a bucket.
+	cut := now.Add(-150*time.Minute - time.Second)
+	want := 0
+	for id, a := range latest {
+		if a.LastSeen.Before(cut) {
+			delete(latest, id)
+			want++
+		}
+	}
+	n, err := s.Retain(ctx, store.Retention{MaxAge: time.Since(cut)})
+	if err != nil || n != int64(want) {
+		t.Fatalf("Retain(MaxAge) deleted %d, %v; want %d", n, err, want)
+	}
+	check("after age retention")
+
+	// Retention by count deletes the oldest sequences, which are not the
+	// oldest LastSeen: bucket maxima go too.
+	keep := int64(len(latest) / 2)
+	bySeq := all(t, s, store.Filter{}, 1000)
+	slices.SortFunc(bySeq, func(a, b store.Stored) int { return cmp.Compare(a.Seq, b.Seq) })
+	for _, st := range bySeq[:len(bySeq)-int(keep)] {
+		delete(latest, st.Alert.ID)
+	}
+	if _, err := s.Retain(ctx, store.Retention{MaxAlerts: keep}); err != nil {
+		t.Fatal(err)
+	}
+	check("after count retention")
+
+	if _, err := s.Retain(ctx, store.Retention{MaxAlerts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	clear(latest)
+	for _, st := range all(t, s, store.Filter{}, 10) {
+		latest[st.Alert.ID] = st.Alert
+	}
+	check("with one alert left")
+}
+
+// RunUndecodable checks that a row whose body no longer decodes is skipped
+// and counted, never stalls a stream or a page. corrupt must overwrite the
+// stored body of the alert with sequence seq with bytes no decoder takes.
+func RunUndecodable(t *testing.T, s store.Store, corrupt func(t *testing.T, seq uint64)) {
+	ctx := context.Background()
+	h, ok := s.(store.Health)
+	if !ok {
+		t.Fatalf("%T does not implement store.Health", s)
+	}
+	r := mustInsert(t, s, Alerts(DefaultShape, base, 0, 10))
+	bad := r.New[4]
+	corrupt(t, bad.Seq)
+
+	revs, cursor, err := s.ReadAfter(ctx, 0, store.Filter{}, 5)
+	if err != nil {
+		t.Fatalf("ReadAfter over an undecodable row: %v", err)
+	}
+	if len(revs) != 4 || cursor != bad.Seq {
+		t.Fatalf("ReadAfter(0, 5) = %d alerts, cursor %d; want 4 and a cursor past the bad row (%d)", len(revs), cursor, bad.Seq)
+	}
+	if got := h.UndecodableRows(); got != 1 {
+		t.Fatalf("UndecodableRows = %d after one read of the bad row, want 1", got)
+	}
+	revs, cursor, err = s.ReadAfter(ctx, cursor, store.Filter{}, 100)
+	if err != nil || len(revs) != 5 || cursor != r.New[9].Seq || revs[0].Seq != bad.Seq+1 {
+		t.Fatalf("ReadAfter past the bad row = %d alerts, cursor %d, %v; want 5 from %d, cursor %d", len(revs), cursor, err, bad.Seq+1, r.New[9].Seq)
+	}
+
+	page, more, err := s.List(ctx, store.Filter{}, store.ListOptions{Limit: 100})
+	if err != nil || more || len(page) != 9 {
+		t.Fatalf("List = %d alerts, more %v, %v; want the 9 that decode", len(page), more, err)
+	}
+	if got := h.UndecodableRows(); got != 2 {
+		t.Fatalf("UndecodableRows = %d after a second read, want 2", got)
+	}
+	// Pages of 4 around the bad row still hold 4 alerts each until the end.
+	var ids []string
+	for _, st := range all(t, s, store.Filter{}, 4) {
+		ids = append(ids, st.Alert.ID)
+	}
+	for _, st := range r.New {
+		if st.Alert.ID != bad.Alert.ID && !slices.Contains(ids, st.Alert.ID) {
+			t.Fatalf("paging by 4 missed %s", st.Alert.ID)
+		}
+	}
+	if len(ids) != 9 {
+		t.Fatalf("paging by 4 listed %d alerts, want 9", len(ids))
 	}
 }
 
