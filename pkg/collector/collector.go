@@ -145,9 +145,9 @@ type TLSFiles struct {
 
 // Server is a running collector.
 type Server struct {
-	cfg    Config
-	log    *zap.Logger
-	store  store.Store
+	cfg     Config
+	log     *zap.Logger
+	store   store.Store
 	signal  *signal
 	limits  *limiters
 	metrics *metrics
