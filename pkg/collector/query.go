@@ -128,21 +128,9 @@ func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.S
 func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stream grpc.ServerStreamingServer[errnowatchv1.StreamAlertsResponse]) error {
 	s := qs.s
 	ctx := stream.Context()
-	f, err := filterFromProto(req.GetFilter())
+	f, hb, err := streamOptions(req, s.cfg.Heartbeat)
 	if err != nil {
 		return err
-	}
-	hb := s.cfg.Heartbeat
-	if d := req.GetHeartbeatInterval(); d != nil {
-		if err := d.CheckValid(); err != nil {
-			return badRequest("heartbeat_interval", err.Error())
-		}
-		if v := d.AsDuration(); v != 0 {
-			if v < minHeartbeat {
-				return badRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
-			}
-			hb = v
-		}
 	}
 	if err := s.authorize(ctx, auth.VerbWatch, f.Namespace); err != nil {
 		return err
@@ -188,6 +176,45 @@ func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stre
 	}
 }
 
+// streamOptions validates a stream request's filter and heartbeat
+// interval (def when unset).
+func streamOptions(req *errnowatchv1.StreamAlertsRequest, def time.Duration) (store.Filter, time.Duration, error) {
+	f, err := filterFromProto(req.GetFilter())
+	if err != nil {
+		return store.Filter{}, 0, err
+	}
+	hb := def
+	if d := req.GetHeartbeatInterval(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return store.Filter{}, 0, badRequest("heartbeat_interval", err.Error())
+		}
+		if v := d.AsDuration(); v != 0 {
+			if v < minHeartbeat {
+				return store.Filter{}, 0, badRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
+			}
+			hb = v
+		}
+	}
+	return f, hb, nil
+}
+
+// startCursor is where a stream starts: after start_after, or at last
+// with from_end. A cursor beyond last is OUT_OF_RANGE: it comes from
+// another (or a wiped) database, and following it would silently skip
+// every alert up to it.
+func startCursor(req *errnowatchv1.StreamAlertsRequest, last uint64) (uint64, error) {
+	cursor := req.GetStartAfter()
+	switch {
+	case req.GetFromEnd():
+		return last, nil
+	case cursor > last:
+		return 0, status.Errorf(codes.OutOfRange,
+			"start_after %d is beyond the last stored sequence %d (the collector's database was replaced?): restart with start_after 0 or from_end",
+			cursor, last)
+	}
+	return cursor, nil
+}
+
 // subscriber follows the store for one StreamAlerts call.
 type subscriber struct {
 	s      *Server
@@ -208,22 +235,15 @@ func (sub *subscriber) send(m *errnowatchv1.StreamAlertsResponse) error {
 
 func (sub *subscriber) run(ctx context.Context) error {
 	s, f := sub.s, sub.f
-	cursor := sub.req.GetStartAfter()
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	last, err := s.store.LastSeq(qctx)
 	cancel()
 	if err != nil {
 		return s.queryError(ctx, "read store position", err)
 	}
-	switch {
-	case sub.req.GetFromEnd():
-		cursor = last
-	case cursor > last:
-		// A cursor from another (or a wiped) database: following it would
-		// silently skip every alert up to it.
-		return status.Errorf(codes.OutOfRange,
-			"start_after %d is beyond the last stored sequence %d (the collector's database was replaced?): restart with start_after 0 or from_end",
-			cursor, last)
+	cursor, err := startCursor(sub.req, last)
+	if err != nil {
+		return err
 	}
 	ticker := time.NewTicker(sub.hb)
 	defer ticker.Stop()
