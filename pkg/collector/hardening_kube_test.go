@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	authnv1 "k8s.io/api/authentication/v1"
+	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -136,6 +137,7 @@ func TestPublishersAreTheAgentsEachForItsNode(t *testing.T) {
 	col := startTokenCollectorWith(t, collector.Config{
 		Authenticator: kauth, Authorizer: kauth, Nodes: kauth, Registerer: reg,
 		AgentServiceAccounts: []string{"ew-sec/errnowatch-agent"},
+		Reauthorize:          200 * time.Millisecond,
 	}, pki)
 	as := func(tok string) *client.Client {
 		return dial(t, client.Options{Address: col.Addr, CAFile: pki.CAFile, Token: tok})
@@ -231,6 +233,46 @@ func TestPublishersAreTheAgentsEachForItsNode(t *testing.T) {
 	})
 }
 
+// TestPublishStreamEndsWithItsPod: a publish stream is checked again while
+// it lasts; once the agent's pod is deleted, its token no longer passes and
+// the stream ends.
+func TestPublishStreamEndsWithItsPod(t *testing.T) {
+	_, k := startKube(t)
+	ctx := context.Background()
+	makeNamespace(t, k, "ew-reauth", "errnowatch-agent")
+	reg := prometheus.NewRegistry()
+	kauth := auth.NewKubernetes(k, auth.Options{AllowTTL: 100 * time.Millisecond})
+	pki := collectortest.NewPKI(t, "unused")
+	col := startTokenCollectorWith(t, collector.Config{
+		Authenticator: kauth, Authorizer: kauth, Nodes: kauth, Registerer: reg,
+		AgentServiceAccounts: []string{"ew-reauth/errnowatch-agent"}, Reauthorize: 200 * time.Millisecond,
+	}, pki)
+	tok := agentPod(t, k, "ew-reauth", "errnowatch-agent", "node-reauth")
+	c := dial(t, client.Options{Address: col.Addr, CAFile: pki.CAFile, Token: tok})
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	st, err := c.Ingest.PublishAlerts(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Send(&errnowatchv1.PublishAlertsRequest{BatchSequence: 1, Alerts: toProto(alertsFor("node-reauth", 0, 1))}); err != nil {
+		t.Fatal(err)
+	}
+	if ack, err := st.Recv(); err != nil || ack.Stored != 1 {
+		t.Fatalf("first batch: %v, %v", ack, err)
+	}
+	if err := k.CoreV1().Pods("ew-reauth").Delete(ctx, "agent-node-reauth", metav1.DeleteOptions{GracePeriodSeconds: new(int64)}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = st.Recv()
+	if status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("publish stream after its pod was deleted: %v, want UNAUTHENTICATED", err)
+	}
+	if got := refused(t, reg, "reauthorization"); got != 1 {
+		t.Fatalf("refused{reauthorization} = %v, want 1", got)
+	}
+}
+
 // TestUnauthenticatedFloodCostsNoReviews: calls over a remote address's
 // budget are refused before their token is reviewed, so a flood of random
 // tokens costs the API server at most the budget.
@@ -240,7 +282,9 @@ func TestUnauthenticatedFloodCostsNoReviews(t *testing.T) {
 	kauth := auth.NewKubernetes(k, auth.Options{Registerer: reg})
 	pki := collectortest.NewPKI(t, "unused")
 	col := startTokenCollectorWith(t, collector.Config{
-		Authenticator: kauth, Authorizer: kauth, Nodes: kauth, Registerer: reg, PeerCallsPerSecond: 2,
+		// One call in five seconds (a burst of one): however slow this
+		// machine, most of the 40 calls come before the next token.
+		Authenticator: kauth, Authorizer: kauth, Nodes: kauth, Registerer: reg, PeerCallsPerSecond: 0.2,
 	}, pki)
 	var unauth, exhausted int
 	for i := range 40 {
@@ -326,6 +370,27 @@ func grantRead(t *testing.T, k kubernetes.Interface, ns, sa string) {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// The API server's RBAC authorizer learns of new bindings from its
+	// informers; wait until it does, so the tests' counts start from a
+	// settled state.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := k.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authzv1.SubjectAccessReview{Spec: authzv1.SubjectAccessReviewSpec{
+			User:               "system:serviceaccount:" + ns + ":" + sa,
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"},
+			ResourceAttributes: &authzv1.ResourceAttributes{Namespace: ns, Verb: "watch", Group: auth.Group, Resource: auth.Resource},
+		}}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Status.Allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RBAC does not allow %s/%s to read alerts 30s after the binding", ns, sa)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // TestStreamsAreCappedPerIdentityAndRechecked: one caller may hold only its
@@ -366,6 +431,17 @@ func TestStreamsAreCappedPerIdentityAndRechecked(t *testing.T) {
 	}
 	if got := refused(t, reg, "streams"); got != 1 {
 		t.Fatalf("refused{streams} = %v, want 1", got)
+	}
+	// A pod-bound token of the same ServiceAccount has its own share: each
+	// agent of a DaemonSet is one ServiceAccount, and must not be refused
+	// because the others stream.
+	for _, node := range []string{"node-s1", "node-s2"} {
+		tok := agentPod(t, k, "ew-streams", "reader", node)
+		for i := range 2 {
+			if _, err := open(tok); err != nil {
+				t.Fatalf("stream %d of reader's pod on %s: %v", i+1, node, err)
+			}
+		}
 	}
 	s, err := open(token(t, k, "ew-streams", "other", auth.DefaultAudience))
 	if err != nil {

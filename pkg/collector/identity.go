@@ -31,6 +31,17 @@ type caller struct {
 	local bool
 }
 
+// callerKey is what per-caller budgets (rates, streams) are kept by: the
+// user, and for a pod-bound token the pod too, so that every agent of a
+// DaemonSet (one ServiceAccount) has its own budget, and one pod cannot
+// spend another's.
+func callerKey(id auth.Identity) string {
+	if pod, uid := id.Pod(); pod != "" {
+		return id.Username + "/" + pod + "/" + uid
+	}
+	return id.Username
+}
+
 func identityFrom(ctx context.Context) auth.Identity {
 	c, _ := ctx.Value(identityKey{}).(caller)
 	return c.id
@@ -226,26 +237,45 @@ func (s *Server) mayPublish(ctx context.Context, id auth.Identity) (node string,
 
 func (s *Server) allowQuery(ctx context.Context) error {
 	id := identityFrom(ctx)
-	if s.limits.forQuery(id.Username).Allow() {
+	if s.limits.forQuery(callerKey(id)).Allow() {
 		return nil
 	}
 	s.metrics.refuse(refusedQueryRate, 1)
 	return exhausted(fmt.Sprintf("%s exceeds %g queries per second; slow down", id.Username, s.cfg.QueriesPerSecond), time.Second)
 }
 
+// reauthenticate checks a stream's token again (not expired, its pod not
+// deleted) and returns the identity it stands for now. Callers without a
+// token (local, client certificates) keep theirs.
+func (s *Server) reauthenticate(ctx context.Context) (auth.Identity, error) {
+	c := callerFrom(ctx)
+	if c.local || c.token == "" || s.cfg.Authenticator == nil {
+		return c.id, nil
+	}
+	return s.authenticate(ctx, c.token)
+}
+
 // reauthorize checks a stream's caller again: the token still
-// authenticates (not expired, pod not deleted) and still may use verb in
-// namespace.
+// authenticates and still may use verb in namespace.
 func (s *Server) reauthorize(ctx context.Context, verb, namespace string) error {
 	c := callerFrom(ctx)
 	if c.local || c.token == "" || s.cfg.Authenticator == nil {
 		return nil
 	}
-	id, err := s.authenticate(ctx, c.token)
+	id, err := s.reauthenticate(ctx)
 	if err != nil {
 		return err
 	}
 	return s.authorize(context.WithValue(ctx, identityKey{}, caller{id: id, token: c.token}), verb, namespace)
+}
+
+// recheckIn is how long until a stream's caller must be checked again:
+// every interval, and no later than its token's expiry.
+func recheckIn(interval time.Duration, id auth.Identity) time.Duration {
+	if !id.Expires.IsZero() {
+		interval = min(interval, max(time.Until(id.Expires), 0))
+	}
+	return interval
 }
 
 func exhausted(msg string, retry time.Duration) error {

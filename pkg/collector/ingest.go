@@ -43,13 +43,13 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		return err
 	}
 	if !id.Local {
-		if !s.streams.acquire(id.Username) {
+		if !s.streams.acquire(callerKey(id)) {
 			s.metrics.refuse(refusedStreams, 1)
-			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", id.Username, s.cfg.MaxStreamsPerIdentity), 10*time.Second)
+			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
 		}
-		defer s.streams.release(id.Username)
+		defer s.streams.release(callerKey(id))
 	}
-	lim := s.limits.forIngest(id.Username)
+	lim := s.limits.forIngest(callerKey(id))
 	log := s.log.With(zap.String("identity", id.Username))
 
 	// Receive in a goroutine so that shutdown ends the stream even while
@@ -70,10 +70,30 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		}
 	}()
 
+	// The publisher is checked again every Reauthorize and at its token's
+	// expiry: a deleted agent pod or an expired token ends the stream (the
+	// agent reconnects with its renewed token).
+	recheck := time.NewTimer(recheckIn(s.cfg.Reauthorize, id))
+	defer recheck.Stop()
 	for {
 		var r received
 		select {
 		case r = <-in:
+		case <-recheck.C:
+			id2, err := s.reauthenticate(ctx)
+			if err == nil {
+				var n2 string
+				n2, err = s.mayPublish(ctx, id2)
+				if err == nil && n2 != node {
+					err = status.Errorf(codes.PermissionDenied, "the agent's node changed from %q to %q", node, n2)
+				}
+			}
+			if err != nil {
+				s.metrics.refuse(refusedReauth, 1)
+				return err
+			}
+			recheck.Reset(recheckIn(s.cfg.Reauthorize, id2))
+			continue
 		case <-s.stopped.Done():
 			return status.Error(codes.Unavailable, "collector is shutting down; resend unacknowledged batches to another replica or later")
 		}

@@ -147,11 +147,11 @@ func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stre
 		return exhausted(fmt.Sprintf("collector already serves %d alert streams; retry later", s.cfg.MaxStreams), 10*time.Second)
 	}
 	if !id.Local {
-		if !s.streams.acquire(id.Username) {
+		if !s.streams.acquire(callerKey(id)) {
 			s.metrics.refuse(refusedStreams, 1)
-			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", id.Username, s.cfg.MaxStreamsPerIdentity), 10*time.Second)
+			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
 		}
-		defer s.streams.release(id.Username)
+		defer s.streams.release(callerKey(id))
 	}
 
 	// The subscriber runs in its own goroutine so that a send blocked on a
@@ -249,7 +249,7 @@ func (sub *subscriber) run(ctx context.Context) error {
 	defer ticker.Stop()
 	// The caller is checked again every Reauthorize and when its token
 	// expires, so a revoked binding or an expired token ends the stream.
-	recheck := time.NewTimer(sub.recheckIn(identityFrom(ctx)))
+	recheck := time.NewTimer(recheckIn(s.cfg.Reauthorize, identityFrom(ctx)))
 	defer recheck.Stop()
 	heartbeat := func() error {
 		return sub.send(&errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Heartbeat{
@@ -261,7 +261,7 @@ func (sub *subscriber) run(ctx context.Context) error {
 			s.metrics.refuse(refusedReauth, 1)
 			return err
 		}
-		recheck.Reset(sub.recheckIn(identityFrom(ctx)))
+		recheck.Reset(recheckIn(s.cfg.Reauthorize, identityFrom(ctx)))
 		return nil
 	}
 	limit := s.cfg.StreamPage
@@ -333,15 +333,6 @@ func (sub *subscriber) run(ctx context.Context) error {
 			return status.Error(codes.Unavailable, "collector is shutting down; reconnect with start_after = the last cursor")
 		}
 	}
-}
-
-// recheckIn is how long until the stream's caller must be checked again.
-func (sub *subscriber) recheckIn(id auth.Identity) time.Duration {
-	d := sub.s.cfg.Reauthorize
-	if !id.Expires.IsZero() {
-		d = min(d, max(time.Until(id.Expires), 0))
-	}
-	return d
 }
 
 // queryError maps a store error of a call whose own context is ctx: the
