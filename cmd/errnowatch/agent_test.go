@@ -58,15 +58,28 @@ func writeKubeconfig(t *testing.T, env *testenv.Env) string {
 
 // saToken makes a ServiceAccount and returns a token for it with the
 // errnowatch audience, as the chart's projected volume does.
-func saToken(t *testing.T, cs kubernetes.Interface, ns, name string) string {
+// saToken makes a ServiceAccount and a token for it. With a node, the
+// token is bound to a pod of the account on that node, as the kubelet
+// mounts an agent's: the collector lets an agent publish only for the node
+// its token's pod runs on.
+func saToken(t *testing.T, cs kubernetes.Interface, ns, name string, node ...string) string {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{Audiences: []string{"errnowatch"}},
-	}, metav1.CreateOptions{})
+	spec := authenticationv1.TokenRequestSpec{Audiences: []string{"errnowatch"}}
+	if len(node) == 1 {
+		pod, err := cs.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name + "-" + node[0]},
+			Spec:       corev1.PodSpec{ServiceAccountName: name, NodeName: node[0], Containers: []corev1.Container{{Name: "agent", Image: "errnowatch"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		spec.BoundObjectRef = &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID}
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{Spec: spec}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +153,7 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	agentToken := saToken(t, cs, "errnowatch", "errnowatch-agent")
+	agentToken := saToken(t, cs, "errnowatch", "errnowatch-agent", node)
 	siemToken := saToken(t, cs, "errnowatch", "siem")
 	if _, err := cs.RbacV1().ClusterRoles().Create(ctx, &rbacv1.ClusterRole{
 		ObjectMeta: metav1.ObjectMeta{Name: "errnowatch-siem"},

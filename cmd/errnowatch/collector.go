@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,16 +28,21 @@ import (
 )
 
 type collectorFlags struct {
-	listen                 collector.Listen
-	dataDir, storeURL      string
-	retention              time.Duration
-	retentionMaxAlerts     int64
-	authMode, audience     string
-	kubeconfig             string
-	agentNamespace         string
-	agentServiceAccounts   []string
-	metricsAddr, healthAdr string
+	listen                    collector.Listen
+	dataDir, store, storeFile string
+	retention                 time.Duration
+	retentionMaxAlerts        int64
+	retentionMaxAlertsPerNode int64
+	authMode, audience        string
+	kubeconfig                string
+	agentServiceAccounts      []string
+	metricsAddr, healthAdr    string
 }
+
+// storeEnv names the environment variable that may hold the store address
+// (a postgres:// URL carries a password: never in argv, where every user of
+// the node can read it in /proc).
+const storeEnv = "ERRNOWATCH_STORE"
 
 func newCollectorCmd(g *globalFlags) *cobra.Command {
 	var f collectorFlags
@@ -50,16 +56,21 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			st, err := openStore(ctx, f.storeURL, f.dataDir, log)
+			url, err := storeAddress(f.store, f.storeFile, os.Getenv(storeEnv))
+			if err != nil {
+				return err
+			}
+			st, err := openStore(ctx, url, f.dataDir, log)
 			if err != nil {
 				return err
 			}
 			defer st.Close()
+			reg := prometheus.NewRegistry()
 			cfg := collector.Config{
-				Store: st, Logger: log,
-				AgentNamespace:       f.agentNamespace,
+				Store: st, Logger: log, Registerer: reg,
 				AgentServiceAccounts: normalizeSAs(f.agentServiceAccounts),
-				Retention:            store.Retention{MaxAge: f.retention, MaxAlerts: f.retentionMaxAlerts},
+				Retention: store.Retention{MaxAge: f.retention, MaxAlerts: f.retentionMaxAlerts,
+					MaxAlertsPerNode: f.retentionMaxAlertsPerNode},
 			}
 			switch f.authMode {
 			case "kubernetes":
@@ -71,8 +82,8 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				k := auth.NewKubernetes(cs, auth.Options{Audience: f.audience})
-				cfg.Authenticator, cfg.Authorizer = k, k
+				k := auth.NewKubernetes(cs, auth.Options{Audience: f.audience, Registerer: reg})
+				cfg.Authenticator, cfg.Authorizer, cfg.Nodes = k, k, k
 			case "none":
 				if f.listen.Address != "" && f.listen.TLS.ClientCAFile == "" {
 					return errors.New("--auth none on a TCP listener needs --client-ca: callers are then trusted on their client certificate")
@@ -87,7 +98,7 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 			if err := srv.Start(ctx, f.listen); err != nil {
 				return err
 			}
-			stop, err := serveOps(f.metricsAddr, f.healthAdr, st, log)
+			stop, err := serveOps(reg, f.metricsAddr, f.healthAdr, st, log)
 			if err != nil {
 				srv.Close()
 				return err
@@ -103,22 +114,43 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.listen.TLS.CertFile, "tls-cert", "", "server certificate (PEM); re-read when it changes")
 	fl.StringVar(&f.listen.TLS.KeyFile, "tls-key", "", "server key (PEM)")
 	fl.StringVar(&f.listen.TLS.ClientCAFile, "client-ca", "", "require client certificates signed by this CA (mutual TLS)")
-	fl.StringVar(&f.listen.UnixSocket, "unix-socket", "", "also serve on this unix socket, for local administrators (mode 0600)")
+	fl.StringVar(&f.listen.UnixSocket, "unix-socket", "", "also serve on this unix socket, for local administrators (in a directory of mode 0700; peers must be root or this user)")
 	fl.StringVar(&f.dataDir, "data-dir", "/var/lib/errnowatch", "directory of the embedded store")
-	fl.StringVar(&f.storeURL, "store", "", "sqlite:PATH (default sqlite:DATA-DIR/alerts.db) or postgres://USER:PASSWORD@HOST/DB?sslmode=... (shared by collector replicas)")
+	fl.StringVar(&f.store, "store", "", "sqlite:PATH of the embedded store (default sqlite:DATA-DIR/alerts.db); a postgres address goes in --store-file or "+storeEnv+", never on the command line")
+	fl.StringVar(&f.storeFile, "store-file", "", "file holding the store address: sqlite:PATH or postgres://USER:PASSWORD@HOST/DB (shared by collector replicas; TLS sslmode=verify-full unless the address says otherwise); or set "+storeEnv+"; default sqlite:DATA-DIR/alerts.db")
 	fl.DurationVar(&f.retention, "retention", 30*24*time.Hour, "delete alerts not updated for this long (0: keep)")
 	fl.Int64Var(&f.retentionMaxAlerts, "retention-max-alerts", 0, "keep at most this many alerts, dropping the least recently updated (0: no bound)")
+	fl.Int64Var(&f.retentionMaxAlertsPerNode, "retention-max-alerts-per-node", 0, "keep at most this many alerts of each node, dropping its least recently updated, before --retention-max-alerts applies: one node's flood cannot evict other nodes' alerts (0: no bound)")
 	fl.StringVar(&f.authMode, "auth", "kubernetes", "how TCP callers are authenticated: kubernetes (TokenReview + SubjectAccessReview) or none (client certificates only)")
 	fl.StringVar(&f.audience, "token-audience", auth.DefaultAudience, "audience agent and client tokens must carry")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the reviews (default: in-cluster)")
-	fl.StringVar(&f.agentNamespace, "agent-namespace", "errnowatch", "ServiceAccounts in this namespace may publish alerts")
-	fl.StringSliceVar(&f.agentServiceAccounts, "agent-service-accounts", nil, "more ServiceAccounts that may publish (namespace:name)")
+	fl.StringSliceVar(&f.agentServiceAccounts, "agent-service-accounts", nil, "the agents' ServiceAccounts (namespace:name): they alone may publish alerts, each for its own node")
 	fl.StringVar(&f.metricsAddr, "metrics-address", ":9090", "serve /metrics here (empty: off)")
 	fl.StringVar(&f.healthAdr, "health-address", ":9091", "serve /healthz here (empty: off)")
 	return cmd
 }
 
-// openStore opens the store a --store URL names.
+// storeAddress picks the store address: --store (SQLite only), else
+// --store-file, else the environment; empty means the default SQLite store.
+func storeAddress(flag, file, env string) (string, error) {
+	switch {
+	case flag != "" && !strings.HasPrefix(flag, "sqlite:"):
+		// Not echoed: it may be a postgres URL with its password.
+		return "", fmt.Errorf("--store takes only sqlite:PATH: a postgres address holds a password that every user of the node could read in the process list; put it in a file named by --store-file or in $%s", storeEnv)
+	case flag != "":
+		return flag, nil
+	case file == "":
+		return strings.TrimSpace(env), nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("--store-file: %w", err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// openStore opens the store an address names. Errors never repeat the
+// address: a postgres one holds a password.
 func openStore(ctx context.Context, url, dataDir string, log *zap.Logger) (store.Store, error) {
 	if url == "" {
 		url = "sqlite:" + filepath.Join(dataDir, "alerts.db")
@@ -127,14 +159,52 @@ func openStore(ctx context.Context, url, dataDir string, log *zap.Logger) (store
 	switch scheme {
 	case "sqlite":
 		if err := os.MkdirAll(filepath.Dir(rest), 0o700); err != nil {
-			return nil, fmt.Errorf("--store: %w", err)
+			return nil, fmt.Errorf("store directory: %w", err)
 		}
 		return sqlite.Open(ctx, rest, sqlite.Options{Logger: log})
 	case "postgres", "postgresql":
-		return postgres.Open(ctx, url, postgres.Options{Logger: log})
+		dsn, err := verifyFull(url)
+		if err != nil {
+			return nil, err
+		}
+		st, err := postgres.Open(ctx, dsn, postgres.Options{Logger: log})
+		if err != nil {
+			return nil, redactPassword(err, dsn)
+		}
+		return st, nil
 	default:
-		return nil, fmt.Errorf("--store %q: use sqlite:PATH or postgres://USER@HOST/DB", url)
+		return nil, fmt.Errorf("store address with scheme %q: use sqlite:PATH or postgres://USER@HOST/DB", scheme)
 	}
+}
+
+// verifyFull defaults a postgres URL to TLS that checks the server's
+// certificate and name (libpq's default, "prefer", falls back to clear
+// text and accepts any certificate). An explicit sslmode is kept.
+func verifyFull(raw string) (string, error) {
+	u, err := neturl.Parse(raw)
+	if err != nil {
+		// url.Parse errors quote the URL; say where it is wrong instead.
+		return "", errors.New("store address is not a valid postgres:// URL (check the scheme, the host and that special characters in the password are %-encoded)")
+	}
+	q := u.Query()
+	if q.Get("sslmode") == "" {
+		q.Set("sslmode", "verify-full")
+		u.RawQuery = q.Encode()
+	}
+	return u.String(), nil
+}
+
+// redactPassword replaces the address's password in err's text.
+func redactPassword(err error, dsn string) error {
+	u, perr := neturl.Parse(dsn)
+	if perr != nil || u.User == nil {
+		return err
+	}
+	pw, ok := u.User.Password()
+	if !ok || pw == "" || !strings.Contains(err.Error(), pw) {
+		return err
+	}
+	return errors.New(strings.ReplaceAll(err.Error(), pw, "xxxxx"))
 }
 
 func normalizeSAs(in []string) []string {
@@ -145,10 +215,10 @@ func normalizeSAs(in []string) []string {
 	return out
 }
 
-// serveOps serves /metrics (the Go and process collectors, and the store's
-// health), /healthz and /readyz (ready while the store answers).
-func serveOps(metrics, health string, st store.Store, log *zap.Logger) (func(), error) {
-	reg := prometheus.NewRegistry()
+// serveOps serves /metrics (reg, with the Go and process collectors and
+// the store's health added), /healthz and /readyz (ready while the store
+// answers).
+func serveOps(reg *prometheus.Registry, metrics, health string, st store.Store, log *zap.Logger) (func(), error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h, _ := st.(store.Health)
 	if h != nil {

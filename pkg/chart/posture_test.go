@@ -177,17 +177,17 @@ func TestAgentLeastPrivilegeByDefault(t *testing.T) {
 		t.Errorf("serviceAccountName = %s", pod.ServiceAccountName)
 	}
 
-	// The TLS volume exposes only the CA of the collector's Secret.
+	// The TLS volume exposes only the CA, from its ConfigMap.
 	for _, v := range pod.Volumes {
 		if v.Name != "tls" {
 			continue
 		}
-		if v.Projected == nil || len(v.Projected.Sources) != 1 || v.Projected.Sources[0].Secret == nil {
-			t.Fatalf("tls volume = %+v, want one projected secret", v)
+		if v.Projected == nil || len(v.Projected.Sources) != 1 || v.Projected.Sources[0].ConfigMap == nil {
+			t.Fatalf("tls volume = %+v, want one projected ConfigMap", v)
 		}
-		s := v.Projected.Sources[0].Secret
-		if s.Name != "errnowatch-collector-tls" || len(s.Items) != 1 || s.Items[0].Key != "ca.crt" {
-			t.Errorf("agent tls volume = %+v, want only ca.crt of errnowatch-collector-tls", s)
+		s := v.Projected.Sources[0].ConfigMap
+		if s.Name != "errnowatch-collector-ca" || len(s.Items) != 1 || s.Items[0].Key != "ca.crt" {
+			t.Errorf("agent tls volume = %+v, want only ca.crt of ConfigMap errnowatch-collector-ca", s)
 		}
 	}
 
@@ -361,6 +361,7 @@ func TestCollectorRunsNonRootConfined(t *testing.T) {
 		"--store=sqlite:/var/lib/errnowatch/alerts.db",
 		"--retention=720h",
 		"--retention-max-alerts=5000000",
+		"--retention-max-alerts-per-node=100000",
 		"--auth=kubernetes",
 		"--token-audience=errnowatch",
 		"--agent-service-accounts=errnowatch:errnowatch-agent",
@@ -437,12 +438,13 @@ func TestRBACIsExactlyWhatEachRoleNeeds(t *testing.T) {
 			t.Errorf("binding %s = %+v %+v", name, b.RoleRef, b.Subjects)
 		}
 	}
+	// The collector's Role (get pods: TestCollectorMayGetAgentPodsOnly).
 	// Nothing else grants anything by default.
 	if n := len(r.all("ClusterRole")); n != 2 {
 		t.Errorf("%d ClusterRoles by default, want 2", n)
 	}
-	if n := len(r.all("Role")) + len(r.all("RoleBinding")); n != 0 {
-		t.Errorf("%d Roles/RoleBindings by default, want none", n)
+	if n := len(r.all("Role")) + len(r.all("RoleBinding")); n != 2 {
+		t.Errorf("%d Roles/RoleBindings by default, want only the collector's 2", n)
 	}
 }
 
@@ -450,7 +452,12 @@ func TestAlertReaderExamples(t *testing.T) {
 	r := render(t, valuesFile(t, "monitoring"))
 	readAlerts := []string{"errnowatch.io/alerts:get", "errnowatch.io/alerts:list", "errnowatch.io/alerts:watch"}
 
-	roles := r.all("Role")
+	var roles []object
+	for _, o := range r.all("Role") {
+		if o.Namespace != releaseNamespace {
+			roles = append(roles, o)
+		}
+	}
 	if len(roles) != 1 || roles[0].Namespace != "shop" {
 		t.Fatalf("team Roles = %v, want one in shop", roles)
 	}
@@ -459,6 +466,11 @@ func TestAlertReaderExamples(t *testing.T) {
 		t.Errorf("team role grants %v, want %v", got, readAlerts)
 	}
 	rb := decode[rbacv1.RoleBinding](t, r.all("RoleBinding")[0])
+	for _, o := range r.all("RoleBinding") {
+		if o.Namespace == "shop" {
+			rb = decode[rbacv1.RoleBinding](t, o)
+		}
+	}
 	if rb.Namespace != "shop" || rb.RoleRef.Name != role.Name || len(rb.Subjects) != 1 || rb.Subjects[0].Name != "shop-developers" {
 		t.Errorf("team binding = %+v", rb)
 	}

@@ -113,7 +113,7 @@ func TestNotesShowHowToReadAlerts(t *testing.T) {
 	notes := render(t, nil).Notes
 	for _, want := range []string{
 		"kubectl -n errnowatch port-forward svc/errnowatch-collector 9443:9443",
-		"get secret errnowatch-collector-tls -o jsonpath='{.data.ca\\.crt}'",
+		"get configmap errnowatch-collector-ca -o jsonpath='{.data.ca\\.crt}' > errnowatch-ca.crt",
 		"--audience errnowatch",
 		"errnowatch alerts list    --server localhost:9443 --ca errnowatch-ca.crt --token-file errnowatch.token",
 		"errnowatch alerts stream --server errnowatch-collector.errnowatch.svc:9443",

@@ -4,12 +4,21 @@
 // alerts; SIEMs follow a resumable stream fed from the store.
 //
 // Every TCP listener speaks TLS (mutual TLS with a client CA); a unix socket
-// serves local administrators without credentials. Over TCP, callers present
-// a Kubernetes ServiceAccount token that auth checks (TokenReview, with the
-// errnowatch audience) and reads are authorized per namespace
-// (SubjectAccessReview). Batches, messages and request rates are bounded per
-// caller, and stream subscribers read from the store rather than from
-// per-subscriber queues, so no client can make the collector grow.
+// in a directory only its owner may enter serves local administrators
+// without credentials. Over TCP, callers present a Kubernetes
+// ServiceAccount token that auth checks (TokenReview, with the errnowatch
+// audience) and reads are authorized per namespace (SubjectAccessReview).
+// Only the listed agent ServiceAccounts publish, each for its own node
+// only, and only the node that raised an alert updates it.
+//
+// Every input is bounded: calls per remote address before authentication,
+// alerts per second and queries per second per caller, an alert's encoded
+// size and each field's length, a batch's alerts, a page's bytes, a query's
+// time, a stream send's time and each caller's streams. Stream subscribers
+// read from the store rather than from per-subscriber queues, and are
+// checked again at their token's expiry and every few minutes, so no client
+// can make the collector grow or keep reading after losing its access.
+// What is refused is counted in errnowatch_collector_refused_total.
 package collector
 
 import (
@@ -18,9 +27,11 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -28,6 +39,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
@@ -45,16 +57,44 @@ type Config struct {
 	// Authorizer decides per-namespace reads; nil allows every
 	// authenticated caller to read everything.
 	Authorizer auth.Authorizer
-	// AgentNamespace: ServiceAccounts in it may publish; default
-	// "errnowatch".
-	AgentNamespace string
-	// AgentServiceAccounts ("namespace/name") may publish too.
+	// AgentServiceAccounts ("namespace/name") may publish, and nobody else
+	// with a token: not other ServiceAccounts of the agents' namespace (the
+	// chart's SIEM reader lives there too).
 	AgentServiceAccounts []string
+	// Nodes binds each publishing agent to its node: alerts naming another
+	// node are refused. With token authentication it should always be set;
+	// nil trusts agents to name their node.
+	Nodes auth.NodeResolver
+	// Registerer gets the collector's metrics; nil keeps them unexported.
+	Registerer prometheus.Registerer
 
 	// MaxBatchAlerts bounds one PublishAlerts batch; default 1000.
 	MaxBatchAlerts int
 	// MaxRecvMsgBytes bounds any request message; default 4 MiB.
 	MaxRecvMsgBytes int
+	// MaxAlertBytes bounds one encoded alert; default
+	// alertpb.DefaultMaxAlertBytes (64 KiB). Fields are bounded too
+	// (alertpb.CheckLimits).
+	MaxAlertBytes int
+	// PageBytes bounds the encoded alerts of one ListAlerts page and of one
+	// stream read; default 1 MiB (clients accept 4 MiB messages).
+	PageBytes int
+	// QueryTimeout bounds each store query a caller causes; default 30s.
+	QueryTimeout time.Duration
+	// SendTimeout bounds each message sent on a stream: a subscriber that
+	// stops reading is cut off instead of holding a stream; default 30s.
+	SendTimeout time.Duration
+	// PeerCallsPerSecond is each remote address's rate of calls, counted
+	// before authentication, so unauthenticated floods cost no API server
+	// review; default 100 with bursts of twice that.
+	PeerCallsPerSecond float64
+	// MaxStreamsPerIdentity bounds one caller's concurrent streams (alert
+	// streams and publish streams); default 16.
+	MaxStreamsPerIdentity int
+	// Reauthorize is how often a long-lived stream's caller is checked
+	// again (and at its token's expiry, whichever is first); the stream
+	// ends when the check fails. Default 5m.
+	Reauthorize time.Duration
 	// IngestAlertsPerSecond is each caller's sustained publish rate;
 	// default 50000. A batch over the budget waits up to IngestMaxWait
 	// (default 2s), then fails with RESOURCE_EXHAUSTED.
@@ -86,8 +126,11 @@ type Listen struct {
 	// Address is a TCP host:port; empty serves no TCP.
 	Address string
 	TLS     TLSFiles
-	// UnixSocket is a path; empty serves no socket. The socket is created
-	// mode 0600: whoever can open it is a trusted local administrator.
+	// UnixSocket is a path; empty serves no socket. Its directory is made
+	// (or must already be) owned by the collector's user and mode 0700, the
+	// socket mode 0600, and each connecting peer's credentials
+	// (SO_PEERCRED) must be root's or the collector's own user: whoever can
+	// connect is a trusted local administrator.
 	UnixSocket string
 }
 
@@ -102,13 +145,15 @@ type TLSFiles struct {
 
 // Server is a running collector.
 type Server struct {
-	cfg    Config
-	log    *zap.Logger
-	store  store.Store
-	signal *signal
-	limits *limiters
-	agents map[string]bool
-	subs   chan struct{} // semaphore of StreamAlerts subscribers
+	cfg     Config
+	log     *zap.Logger
+	store   store.Store
+	signal  *signal
+	limits  *limiters
+	metrics *metrics
+	agents  map[string]bool
+	subs    chan struct{} // semaphore of StreamAlerts subscribers
+	streams *streamCount  // each identity's open streams
 
 	tcp, unix   *grpc.Server
 	tcpAddr     net.Addr
@@ -137,8 +182,20 @@ func New(cfg Config) (*Server, error) {
 	def(&cfg.MaxRecvMsgBytes, 4<<20)
 	def(&cfg.MaxStreams, 256)
 	def(&cfg.StreamPage, 256)
-	if cfg.AgentNamespace == "" {
-		cfg.AgentNamespace = "errnowatch"
+	def(&cfg.MaxAlertBytes, alertpb.DefaultMaxAlertBytes)
+	def(&cfg.PageBytes, 1<<20)
+	def(&cfg.MaxStreamsPerIdentity, 16)
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 30 * time.Second
+	}
+	if cfg.SendTimeout <= 0 {
+		cfg.SendTimeout = 30 * time.Second
+	}
+	if cfg.PeerCallsPerSecond <= 0 {
+		cfg.PeerCallsPerSecond = 100
+	}
+	if cfg.Reauthorize <= 0 {
+		cfg.Reauthorize = 5 * time.Minute
 	}
 	if cfg.IngestAlertsPerSecond <= 0 {
 		cfg.IngestAlertsPerSecond = 50000
@@ -163,13 +220,15 @@ func New(cfg Config) (*Server, error) {
 		agents[sa] = true
 	}
 	return &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		store:  cfg.Store,
-		signal: newSignal(),
-		limits: newLimiters(cfg),
-		agents: agents,
-		subs:   make(chan struct{}, cfg.MaxStreams),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		store:   cfg.Store,
+		signal:  newSignal(),
+		limits:  newLimiters(cfg),
+		metrics: newMetrics(cfg.Registerer),
+		agents:  agents,
+		subs:    make(chan struct{}, cfg.MaxStreams),
+		streams: &streamCount{max: cfg.MaxStreamsPerIdentity, n: map[string]int{}},
 	}, nil
 }
 
@@ -218,7 +277,7 @@ func (s *Server) Start(ctx context.Context, l Listen) error {
 			stop()
 			return err
 		}
-		s.unix = s.newGRPC(true, insecure.NewCredentials())
+		s.unix = s.newGRPC(true, peerCredentials{TransportCredentials: insecure.NewCredentials(), refused: func() { s.metrics.refuse(refusedUnauth, 1) }})
 		s.unixPath = l.UnixSocket
 		s.serve(s.unix, lis)
 		s.log.Info("serving alerts on unix socket", zap.String("path", l.UnixSocket))
@@ -315,6 +374,9 @@ func (s *Server) newGRPC(local bool, creds credentials.TransportCredentials) *gr
 }
 
 func listenUnix(path string) (net.Listener, error) {
+	if err := privateDir(filepath.Dir(path)); err != nil {
+		return nil, err
+	}
 	// A socket left by a crashed collector would make Listen fail; only a
 	// socket is removed, never another kind of file.
 	if fi, err := os.Lstat(path); err == nil {

@@ -217,6 +217,9 @@ func TestStartRefusesUnsafeListeners(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	notSocket := filepath.Join(dir, "file")
 	if err := os.WriteFile(notSocket, nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -38,10 +38,18 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 	s := is.s
 	ctx := stream.Context()
 	id := identityFrom(ctx)
-	if err := s.mayPublish(id); err != nil {
+	node, err := s.mayPublish(ctx, id)
+	if err != nil {
 		return err
 	}
-	lim := s.limits.forIngest(id.Username)
+	if !id.Local {
+		if !s.streams.acquire(callerKey(id)) {
+			s.metrics.refuse(refusedStreams, 1)
+			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
+		}
+		defer s.streams.release(callerKey(id))
+	}
+	lim := s.limits.forIngest(callerKey(id))
 	log := s.log.With(zap.String("identity", id.Username))
 
 	// Receive in a goroutine so that shutdown ends the stream even while
@@ -62,10 +70,30 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		}
 	}()
 
+	// The publisher is checked again every Reauthorize and at its token's
+	// expiry: a deleted agent pod or an expired token ends the stream (the
+	// agent reconnects with its renewed token).
+	recheck := time.NewTimer(recheckIn(s.cfg.Reauthorize, id))
+	defer recheck.Stop()
 	for {
 		var r received
 		select {
 		case r = <-in:
+		case <-recheck.C:
+			id2, err := s.reauthenticate(ctx)
+			if err == nil {
+				var n2 string
+				n2, err = s.mayPublish(ctx, id2)
+				if err == nil && n2 != node {
+					err = status.Errorf(codes.PermissionDenied, "the agent's node changed from %q to %q", node, n2)
+				}
+			}
+			if err != nil {
+				s.metrics.refuse(refusedReauth, 1)
+				return err
+			}
+			recheck.Reset(recheckIn(s.cfg.Reauthorize, id2))
+			continue
 		case <-s.stopped.Done():
 			return status.Error(codes.Unavailable, "collector is shutting down; resend unacknowledged batches to another replica or later")
 		}
@@ -75,7 +103,7 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		if r.err != nil {
 			return r.err
 		}
-		resp, err := s.ingest(ctx, lim, r.req)
+		resp, err := s.ingest(ctx, lim, node, r.req)
 		if err != nil {
 			if status.Code(err) == codes.InvalidArgument {
 				log.Warn("refused a batch", zap.Uint64("batch_sequence", r.req.GetBatchSequence()), zap.Error(err))
@@ -88,24 +116,43 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 	}
 }
 
-func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, req *errnowatchv1.PublishAlertsRequest) (*errnowatchv1.PublishAlertsResponse, error) {
+// ingest stores one batch. node, when set, is the only node the publisher
+// may name: an alert for another node fails the batch with
+// PERMISSION_DENIED (the agent keeps it; its node name is misconfigured, or
+// it is not an agent).
+func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req *errnowatchv1.PublishAlertsRequest) (*errnowatchv1.PublishAlertsResponse, error) {
 	seq := req.GetBatchSequence()
 	n := len(req.GetAlerts())
 	if n > s.cfg.MaxBatchAlerts {
+		s.metrics.refuse(refusedBatch, 1)
 		return nil, invalidBatch(seq, fmt.Sprintf("batch has %d alerts, at most %d are allowed: send smaller batches", n, s.cfg.MaxBatchAlerts))
 	}
 	batch := make([]alert.Alert, n)
 	for i, p := range req.GetAlerts() {
+		if err := alertpb.CheckLimits(p, s.cfg.MaxAlertBytes); err != nil {
+			s.metrics.refuse(refusedTooLarge, 1)
+			return nil, invalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
+		}
 		a, err := alertpb.FromProto(p)
 		if err == nil {
 			err = a.Validate()
 		}
 		if err != nil {
+			s.metrics.refuse(refusedInvalid, 1)
 			return nil, invalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
+		}
+		if node != "" && a.Node != node {
+			s.metrics.refuse(refusedWrongNode, 1)
+			return nil, status.Errorf(codes.PermissionDenied,
+				"batch %d, alert %d is for node %q but this agent runs on node %q: an agent publishes its own node's alerts only (check its NODE_NAME)",
+				seq, i, a.Node, node)
 		}
 		batch[i] = a
 	}
 	if err := waitBudget(ctx, lim, n, s.cfg.IngestMaxWait); err != nil {
+		if status.Code(err) == codes.ResourceExhausted {
+			s.metrics.refuse(refusedPublishRate, 1)
+		}
 		return nil, err
 	}
 	res, err := s.store.Insert(ctx, batch)
@@ -120,6 +167,15 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, req *errnowatchv
 	}
 	if k := len(res.New); k > 0 {
 		s.signal.publish(res.New[k-1].Seq)
+	}
+	if k := len(res.Foreign); k > 0 {
+		// The rest of the batch is stored; the refusal tells the publisher
+		// (a forger, since a real agent's IDs are its own) what was not.
+		s.metrics.refuse(refusedForeign, k)
+		s.log.Warn("refused updates of alerts another node raised", zap.Uint64("batch_sequence", seq), zap.Strings("alerts", res.Foreign))
+		return nil, status.Errorf(codes.PermissionDenied,
+			"batch %d: %d alerts (first %s) were raised by another node, and only that node may update them; the batch's other alerts are stored",
+			seq, k, res.Foreign[0])
 	}
 	return &errnowatchv1.PublishAlertsResponse{
 		BatchSequence: seq,

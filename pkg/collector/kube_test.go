@@ -50,6 +50,9 @@ func startKube(t *testing.T) (*envtest.Environment, kubernetes.Interface) {
 			kube.err = err
 			return
 		}
+		if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
+			bin = d
+		}
 		for _, name := range []string{"kube-apiserver", "etcd"} {
 			if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
 				kube.err = err
@@ -306,10 +309,18 @@ func TestKubernetesTokenReviewAndSubjectAccessReview(t *testing.T) {
 
 func startTokenCollector(t *testing.T, a *auth.Kubernetes, pki *collectortest.PKI, agents ...string) *collectortest.Collector {
 	t.Helper()
+	return startTokenCollectorWith(t, collector.Config{Authenticator: a, Authorizer: a, AgentServiceAccounts: append([]string{"errnowatch/agent"}, agents...)}, pki)
+}
+
+// startTokenCollectorWith starts a collector with cfg (its store added) on
+// TLS without client certificates: the token is the identity.
+func startTokenCollectorWith(t *testing.T, cfg collector.Config, pki *collectortest.PKI) *collectortest.Collector {
+	t.Helper()
 	files := pki.ServerTLS()
 	files.ClientCAFile = ""
 	st := collectortest.OpenStore(t, t.TempDir())
-	srv, err := collector.New(collector.Config{Store: st, Authenticator: a, Authorizer: a, AgentNamespace: "errnowatch", AgentServiceAccounts: agents})
+	cfg.Store = st
+	srv, err := collector.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -66,16 +67,27 @@ func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAl
 	if err != nil {
 		return nil, err
 	}
-	page, more, err := s.store.List(ctx, f, store.ListOptions{Limit: size, BeforeID: before})
+	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	page, more, err := s.store.List(qctx, f, store.ListOptions{Limit: size, BeforeID: before})
 	if err != nil {
-		return nil, s.storeError("list alerts", err)
+		return nil, s.queryError(ctx, "list alerts", err)
 	}
-	resp := &errnowatchv1.ListAlertsResponse{Alerts: make([]*errnowatchv1.StoredAlert, len(page))}
+	resp := &errnowatchv1.ListAlertsResponse{Alerts: make([]*errnowatchv1.StoredAlert, 0, len(page))}
+	bytes := 0
 	for i := range page {
-		resp.Alerts[i] = storedToProto(&page[i])
+		p := storedToProto(&page[i])
+		// The page ends at its byte budget (always after one alert, so a
+		// page is never empty); the token resumes after the last alert
+		// sent.
+		if bytes += proto.Size(p); bytes > s.cfg.PageBytes && i > 0 {
+			more = true
+			break
+		}
+		resp.Alerts = append(resp.Alerts, p)
 	}
 	if more {
-		resp.NextPageToken = encodePageToken(page[len(page)-1].Alert.ID, hash)
+		resp.NextPageToken = encodePageToken(resp.Alerts[len(resp.Alerts)-1].GetAlert().GetId(), hash)
 	}
 	return resp, nil
 }
@@ -93,9 +105,11 @@ func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.S
 	if err := s.allowQuery(ctx); err != nil {
 		return nil, err
 	}
-	sums, err := s.store.Summarize(ctx, f)
+	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	defer cancel()
+	sums, err := s.store.Summarize(qctx, f)
 	if err != nil {
-		return nil, s.storeError("summarize alerts", err)
+		return nil, s.queryError(ctx, "summarize alerts", err)
 	}
 	resp := &errnowatchv1.SummarizeAlertsResponse{Pods: make([]*errnowatchv1.PodSummary, len(sums))}
 	for i := range sums {
@@ -114,21 +128,9 @@ func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.S
 func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stream grpc.ServerStreamingServer[errnowatchv1.StreamAlertsResponse]) error {
 	s := qs.s
 	ctx := stream.Context()
-	f, err := filterFromProto(req.GetFilter())
+	f, hb, err := streamOptions(req, s.cfg.Heartbeat)
 	if err != nil {
 		return err
-	}
-	hb := s.cfg.Heartbeat
-	if d := req.GetHeartbeatInterval(); d != nil {
-		if err := d.CheckValid(); err != nil {
-			return badRequest("heartbeat_interval", err.Error())
-		}
-		if v := d.AsDuration(); v != 0 {
-			if v < minHeartbeat {
-				return badRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
-			}
-			hb = v
-		}
 	}
 	if err := s.authorize(ctx, auth.VerbWatch, f.Namespace); err != nil {
 		return err
@@ -136,58 +138,173 @@ func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stre
 	if err := s.allowQuery(ctx); err != nil {
 		return err
 	}
+	id := identityFrom(ctx)
 	select {
 	case s.subs <- struct{}{}:
 		defer func() { <-s.subs }()
 	default:
+		s.metrics.refuse(refusedStreams, 1)
 		return exhausted(fmt.Sprintf("collector already serves %d alert streams; retry later", s.cfg.MaxStreams), 10*time.Second)
 	}
-
-	cursor := req.GetStartAfter()
-	last, err := s.store.LastSeq(ctx)
-	if err != nil {
-		return s.storeError("read store position", err)
+	if !id.Local {
+		if !s.streams.acquire(callerKey(id)) {
+			s.metrics.refuse(refusedStreams, 1)
+			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
+		}
+		defer s.streams.release(callerKey(id))
 	}
+
+	// The subscriber runs in its own goroutine so that a send blocked on a
+	// client that stopped reading can be abandoned: returning here ends the
+	// stream, which unblocks the send.
+	sub := &subscriber{s: s, req: req, f: f, hb: hb, stream: stream}
+	done := make(chan error, 1)
+	go func() { done <- sub.run(ctx) }()
+	watch := time.NewTicker(max(s.cfg.SendTimeout/4, 10*time.Millisecond))
+	defer watch.Stop()
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-watch.C:
+			if start := sub.sending.Load(); start != 0 && time.Since(time.Unix(0, start)) > s.cfg.SendTimeout {
+				s.metrics.refuse(refusedSendTimeout, 1)
+				return status.Errorf(codes.ResourceExhausted,
+					"the stream was not read for %s: read faster, or reconnect with start_after = the last cursor", s.cfg.SendTimeout)
+			}
+		}
+	}
+}
+
+// streamOptions validates a stream request's filter and heartbeat
+// interval (def when unset).
+func streamOptions(req *errnowatchv1.StreamAlertsRequest, def time.Duration) (store.Filter, time.Duration, error) {
+	f, err := filterFromProto(req.GetFilter())
+	if err != nil {
+		return store.Filter{}, 0, err
+	}
+	hb := def
+	if d := req.GetHeartbeatInterval(); d != nil {
+		if err := d.CheckValid(); err != nil {
+			return store.Filter{}, 0, badRequest("heartbeat_interval", err.Error())
+		}
+		if v := d.AsDuration(); v != 0 {
+			if v < minHeartbeat {
+				return store.Filter{}, 0, badRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
+			}
+			hb = v
+		}
+	}
+	return f, hb, nil
+}
+
+// startCursor is where a stream starts: after start_after, or at last
+// with from_end. A cursor beyond last is OUT_OF_RANGE: it comes from
+// another (or a wiped) database, and following it would silently skip
+// every alert up to it.
+func startCursor(req *errnowatchv1.StreamAlertsRequest, last uint64) (uint64, error) {
+	cursor := req.GetStartAfter()
 	switch {
 	case req.GetFromEnd():
-		cursor = last
+		return last, nil
 	case cursor > last:
-		// A cursor from another (or a wiped) database: following it would
-		// silently skip every alert up to it.
-		return status.Errorf(codes.OutOfRange,
+		return 0, status.Errorf(codes.OutOfRange,
 			"start_after %d is beyond the last stored sequence %d (the collector's database was replaced?): restart with start_after 0 or from_end",
 			cursor, last)
 	}
-	ticker := time.NewTicker(hb)
+	return cursor, nil
+}
+
+// subscriber follows the store for one StreamAlerts call.
+type subscriber struct {
+	s      *Server
+	req    *errnowatchv1.StreamAlertsRequest
+	f      store.Filter
+	hb     time.Duration
+	stream grpc.ServerStreamingServer[errnowatchv1.StreamAlertsResponse]
+	// sending is when the send in progress began (unix ns), 0 between
+	// sends; the handler's watchdog reads it.
+	sending atomic.Int64
+}
+
+func (sub *subscriber) send(m *errnowatchv1.StreamAlertsResponse) error {
+	sub.sending.Store(time.Now().UnixNano())
+	defer sub.sending.Store(0)
+	return sub.stream.Send(m)
+}
+
+func (sub *subscriber) run(ctx context.Context) error {
+	s, f := sub.s, sub.f
+	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	last, err := s.store.LastSeq(qctx)
+	cancel()
+	if err != nil {
+		return s.queryError(ctx, "read store position", err)
+	}
+	cursor, err := startCursor(sub.req, last)
+	if err != nil {
+		return err
+	}
+	ticker := time.NewTicker(sub.hb)
 	defer ticker.Stop()
+	// The caller is checked again every Reauthorize and when its token
+	// expires, so a revoked binding or an expired token ends the stream.
+	recheck := time.NewTimer(recheckIn(s.cfg.Reauthorize, identityFrom(ctx)))
+	defer recheck.Stop()
 	heartbeat := func() error {
-		return stream.Send(&errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Heartbeat{
+		return sub.send(&errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Heartbeat{
 			Heartbeat: &errnowatchv1.Heartbeat{Cursor: cursor, Time: timestamppb.Now()},
 		}})
 	}
+	reauth := func() error {
+		if err := s.reauthorize(ctx, auth.VerbWatch, f.Namespace); err != nil {
+			s.metrics.refuse(refusedReauth, 1)
+			return err
+		}
+		recheck.Reset(recheckIn(s.cfg.Reauthorize, identityFrom(ctx)))
+		return nil
+	}
+	limit := s.cfg.StreamPage
 	for {
 		_, moved := s.signal.wait()
-		revs, next, err := s.store.ReadAfter(ctx, cursor, f, s.cfg.StreamPage)
+		var revs []store.Stored
+		var next uint64
+		qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+		revs, next, err = s.store.ReadAfter(qctx, cursor, f, limit)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return status.FromContextError(ctx.Err()).Err()
 			}
-			return s.storeError("read alerts", err)
+			return s.queryError(ctx, "read alerts", err)
 		}
+		full := len(revs) == limit
+		bytes := 0
 		for i := range revs {
-			if err := stream.Send(&errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Alert{
+			m := &errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Alert{
 				Alert: storedToProto(&revs[i]),
-			}}); err != nil {
+			}}
+			if err := sub.send(m); err != nil {
 				return err
 			}
+			bytes += proto.Size(m)
 		}
 		cursor = next
-		if len(revs) == s.cfg.StreamPage {
-			// Catching up: read on, but keep heartbeats on time and stop
-			// promptly.
+		// The next read is sized so that a page of alerts like these fits
+		// the byte budget: large alerts are read a few at a time.
+		if len(revs) > 0 {
+			limit = max(1, min(s.cfg.StreamPage, s.cfg.PageBytes/max(1, bytes/len(revs))))
+		}
+		if full {
+			// Catching up: read on, but keep heartbeats and re-checks on
+			// time and stop promptly.
 			select {
 			case <-ticker.C:
 				if err := heartbeat(); err != nil {
+					return err
+				}
+			case <-recheck.C:
+				if err := reauth(); err != nil {
 					return err
 				}
 			case <-ctx.Done():
@@ -206,12 +323,27 @@ func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stre
 			if err := heartbeat(); err != nil {
 				return err
 			}
+		case <-recheck.C:
+			if err := reauth(); err != nil {
+				return err
+			}
 		case <-ctx.Done():
 			return status.FromContextError(ctx.Err()).Err()
 		case <-s.stopped.Done():
 			return status.Error(codes.Unavailable, "collector is shutting down; reconnect with start_after = the last cursor")
 		}
 	}
+}
+
+// queryError maps a store error of a call whose own context is ctx: the
+// query deadline is RESOURCE_EXHAUSTED (ask for less), the caller leaving
+// is its own code, anything else UNAVAILABLE.
+func (s *Server) queryError(ctx context.Context, what string, err error) error {
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		s.metrics.refuse(refusedQueryDeadline, 1)
+		return status.Errorf(codes.ResourceExhausted, "%s took longer than %s: narrow the filter (namespace, pod, since) or ask for smaller pages", what, s.cfg.QueryTimeout)
+	}
+	return s.storeError(what, err)
 }
 
 func (s *Server) storeError(what string, err error) error {

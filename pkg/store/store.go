@@ -84,6 +84,11 @@ type InsertResult struct {
 	// Duplicates counts alerts whose revision (or a later one) was already
 	// stored; they changed nothing.
 	Duplicates int
+	// Foreign lists the alerts not stored because their ID is stored for
+	// another node: only the node that raised an alert may update it, so a
+	// forged revision from elsewhere can neither overwrite it nor make the
+	// real agent's next update look like a duplicate.
+	Foreign []string
 }
 
 // ListOptions pages a List by alert ID, descending. IDs are ULIDs, so this
@@ -129,6 +134,11 @@ type Retention struct {
 	// (last updated) longest ago. Count is the portable measure of size:
 	// database files do not shrink when rows go.
 	MaxAlerts int64
+	// MaxAlertsPerNode keeps at most this many alerts of each node,
+	// deleting that node's alerts stored longest ago. It applies before
+	// MaxAlerts, so one node's flood is cut back to its own quota instead
+	// of evicting other nodes' alerts.
+	MaxAlertsPerNode int64
 }
 
 // Watcher is implemented by stores that several collectors share
@@ -157,7 +167,8 @@ type Store interface {
 	// Insert stores a batch atomically and durably: when it returns nil, the
 	// whole batch survives a crash; on error nothing of it is stored. An
 	// alert whose (ID, Revision) is new and higher than the stored revision
-	// replaces it under a new sequence; otherwise it is a duplicate. Alerts
+	// replaces it under a new sequence, if it names the stored alert's node
+	// (else it is Foreign); otherwise it is a duplicate. Alerts
 	// must be valid (alert.Validate); an invalid one fails the batch.
 	Insert(ctx context.Context, batch []alert.Alert) (InsertResult, error)
 	// List returns one page of alerts matching f, by ID descending, and

@@ -100,3 +100,9 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "errnowatch.agentCapabilities" -}}
 {{- concat .Values.agent.capabilities .Values.agent.extraCapabilities | uniq | toJson }}
 {{- end }}
+
+{{- /* The ConfigMap that publishes the collector's CA (auto TLS mode): readers
+and agents get the CA without access to a Secret that also holds the key. */}}
+{{- define "errnowatch.caConfigMap" -}}
+{{- printf "%s-collector-ca" (include "errnowatch.fullname" .) }}
+{{- end }}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -125,5 +127,53 @@ func TestErrorHelpers(t *testing.T) {
 	}
 	if client.Retryable(status.Error(codes.PermissionDenied, "x")) || !client.Retryable(status.Error(codes.Unavailable, "x")) {
 		t.Errorf("Retryable misclassifies PERMISSION_DENIED or UNAVAILABLE")
+	}
+}
+
+// TestCAFileIsReReadWhenRotated: a client whose CA file does not (yet) hold
+// the collector's CA fails; once the file is updated (a rotated CA in a
+// ConfigMap), the same client connects, without being made anew.
+func TestCAFileIsReReadWhenRotated(t *testing.T) {
+	pki := collectortest.NewPKI(t, "client")
+	other := collectortest.NewPKI(t, "client")
+	col := collectortest.Start(t, collector.Config{}, pki, false, "")
+	caFile := filepath.Join(t.TempDir(), "ca.crt")
+	copyFile := func(from string) {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Write and rename, as the kubelet updates a ConfigMap volume.
+		tmp := caFile + ".new"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, caFile); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFile(other.CAFile)
+	opts := pki.ClientOptions(col.Addr)
+	opts.CAFile = caFile
+	opts.DialOptions = []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{BaseDelay: 10 * time.Millisecond, Multiplier: 1, MaxDelay: 10 * time.Millisecond}})}
+	c, err := client.Dial(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := c.Query.ListAlerts(ctx, &errnowatchv1.ListAlertsRequest{}); status.Code(err) != codes.Unavailable {
+		t.Fatalf("list with another CA: %v, want UNAVAILABLE", err)
+	}
+	copyFile(pki.CAFile)
+	for {
+		_, err := c.Query.ListAlerts(ctx, &errnowatchv1.ListAlertsRequest{})
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("list after the CA file was updated: %v", err)
+		}
 	}
 }

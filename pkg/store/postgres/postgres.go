@@ -174,19 +174,23 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 		if err := tx.QueryRow(ctx, `SELECT value FROM store_meta WHERE key = 'last_seq' FOR UPDATE`).Scan(&seq); err != nil {
 			return fmt.Errorf("lock sequence: %w", err)
 		}
-		revs := make(map[string]int64, len(batch))
-		rows, err := tx.Query(ctx, `SELECT id, revision FROM alerts WHERE id = ANY($1)`, ids)
+		type storedRev struct {
+			rev  int64
+			node string
+		}
+		revs := make(map[string]storedRev, len(batch))
+		rows, err := tx.Query(ctx, `SELECT id, revision, node FROM alerts WHERE id = ANY($1)`, ids)
 		if err != nil {
 			return fmt.Errorf("look up stored revisions: %w", err)
 		}
 		for rows.Next() {
 			var id string
-			var rev int64
-			if err := rows.Scan(&id, &rev); err != nil {
+			var r storedRev
+			if err := rows.Scan(&id, &r.rev, &r.node); err != nil {
 				rows.Close()
 				return fmt.Errorf("look up stored revisions: %w", err)
 			}
-			revs[id] = rev
+			revs[id] = r
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -197,11 +201,16 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 		at := make(map[string]int, len(batch)) // row of an ID in c
 		for i := range batch {
 			a := &batch[i]
-			if stored, ok := revs[a.ID]; ok && stored >= int64(a.Revision) {
+			stored, ok := revs[a.ID]
+			if ok && stored.node != a.Node {
+				res.Foreign = append(res.Foreign, a.ID)
+				continue
+			}
+			if ok && stored.rev >= int64(a.Revision) {
 				res.Duplicates++
 				continue
 			}
-			revs[a.ID] = int64(a.Revision)
+			revs[a.ID] = storedRev{int64(a.Revision), a.Node}
 			seq++
 			// One statement cannot upsert a row twice: a later revision in
 			// the same batch takes the earlier one's place.
@@ -578,6 +587,13 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 			}
 		}
 	}
+	if r.MaxAlertsPerNode > 0 {
+		n, err := s.retainPerNode(ctx, r.MaxAlertsPerNode)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
 	if r.MaxAlerts > 0 {
 		var n int64
 		if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM alerts`).Scan(&n); err != nil {
@@ -659,4 +675,43 @@ func (s *Store) watch(ctx context.Context, listening func(), fn func(seq uint64)
 		}
 		fn(seq)
 	}
+}
+
+// retainPerNode deletes, for each node over quota, its alerts stored
+// longest ago.
+func (s *Store) retainPerNode(ctx context.Context, quota int64) (int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT node, COUNT(*) FROM alerts GROUP BY node HAVING COUNT(*) > $1`, quota)
+	if err != nil {
+		return 0, fmt.Errorf("count alerts per node: %w", err)
+	}
+	over := map[string]int64{}
+	for rows.Next() {
+		var node string
+		var n int64
+		if err := rows.Scan(&node, &n); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("count alerts per node: %w", err)
+		}
+		over[node] = n - quota
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("count alerts per node: %w", err)
+	}
+	var total int64
+	for node, excess := range over {
+		for excess > 0 {
+			tag, err := s.pool.Exec(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE node = $1 ORDER BY seq LIMIT $2)`, node, min(excess, retainChunk))
+			if err != nil {
+				return total, fmt.Errorf("delete oldest alerts of node %q: %w", node, err)
+			}
+			got := tag.RowsAffected()
+			total += got
+			excess -= got
+			if got == 0 {
+				break
+			}
+		}
+	}
+	return total, nil
 }

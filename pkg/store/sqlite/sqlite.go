@@ -352,27 +352,34 @@ func upsertSQL(n int) string {
 const lookupChunk = 500
 
 // storedRevisions returns the stored revision of each of ids that exists.
-func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]uint32, error) {
-	revs := make(map[string]uint32, len(ids))
+// storedRev is what commit needs of a stored alert: its revision and the
+// node that owns its ID.
+type storedRev struct {
+	rev  uint32
+	node string
+}
+
+func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]storedRev, error) {
+	revs := make(map[string]storedRev, len(ids))
 	for start := 0; start < len(ids); start += lookupChunk {
 		chunk := ids[start:min(start+lookupChunk, len(ids))]
 		args := make([]any, len(chunk))
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, revision FROM alerts WHERE id IN (`+
+		rows, err := tx.QueryContext(ctx, `SELECT id, revision, node FROM alerts WHERE id IN (`+
 			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, args...)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			var id string
-			var rev uint32
-			if err := rows.Scan(&id, &rev); err != nil {
+			var r storedRev
+			if err := rows.Scan(&id, &r.rev, &r.node); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			revs[id] = rev
+			revs[id] = r
 		}
 		if err := rows.Close(); err != nil {
 			return nil, err
@@ -437,13 +444,18 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 		res := &results[gi]
 		for i := range req.batch {
 			a := &req.batch[i]
-			if stored, ok := revs[a.ID]; ok && stored >= a.Revision {
+			stored, ok := revs[a.ID]
+			if ok && stored.node != a.Node {
+				res.Foreign = append(res.Foreign, a.ID)
+				continue
+			}
+			if ok && stored.rev >= a.Revision {
 				res.Duplicates++
 				continue
 			}
 			// Later revisions of the same alert in this group compare
 			// against this one.
-			revs[a.ID] = a.Revision
+			revs[a.ID] = storedRev{a.Revision, a.Node}
 			seq++
 			args = append(args, seq, a.ID, a.Revision, a.RuleID, int(a.Severity),
 				a.Namespace, a.Pod, a.Container, a.Node, a.Workload.Kind, a.Workload.Name,
@@ -755,6 +767,13 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 			return total, fmt.Errorf("delete alerts older than %s: %w", r.MaxAge, err)
 		}
 	}
+	if r.MaxAlertsPerNode > 0 {
+		n, err := s.retainPerNode(ctx, r.MaxAlertsPerNode)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
 	if r.MaxAlerts > 0 {
 		var n int64
 		if err := s.wdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM alerts`).Scan(&n); err != nil {
@@ -776,6 +795,48 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 				if got == 0 {
 					break
 				}
+			}
+		}
+	}
+	return total, nil
+}
+
+// retainPerNode deletes, for each node over quota, its alerts stored
+// longest ago.
+func (s *Store) retainPerNode(ctx context.Context, quota int64) (int64, error) {
+	rows, err := s.wdb.QueryContext(ctx, `SELECT node, COUNT(*) FROM alerts GROUP BY node HAVING COUNT(*) > ?`, quota)
+	if err != nil {
+		return 0, fmt.Errorf("count alerts per node: %w", err)
+	}
+	over := map[string]int64{}
+	for rows.Next() {
+		var node string
+		var n int64
+		if err := rows.Scan(&node, &n); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("count alerts per node: %w", err)
+		}
+		over[node] = n - quota
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("count alerts per node: %w", err)
+	}
+	var total int64
+	for node, excess := range over {
+		for excess > 0 {
+			res, err := s.wdb.ExecContext(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE node = ? ORDER BY seq LIMIT ?)`, node, min(excess, retainChunk))
+			if err != nil {
+				return total, fmt.Errorf("delete oldest alerts of node %q: %w", node, err)
+			}
+			got, err := res.RowsAffected()
+			if err != nil {
+				return total, fmt.Errorf("delete oldest alerts of node %q: %w", node, err)
+			}
+			total += got
+			excess -= got
+			if got == 0 {
+				break
 			}
 		}
 	}

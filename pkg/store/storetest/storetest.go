@@ -37,6 +37,8 @@ func Run(t *testing.T, newStore Factory) {
 		{"RollupsStayExactUnderRevisionsAndRetention", testRollups},
 		{"ReadAfterIsGaplessAndMovesCursor", testReadAfter},
 		{"RetentionKeepsSequencesGrowing", testRetention},
+		{"OnlyTheOwningNodeUpdatesAnAlert", testForeign},
+		{"PerNodeQuotaSparesOtherNodes", testNodeQuota},
 		{"ConcurrentInsertsGetUniqueSequences", testConcurrent},
 		{"ClosedStoreSaysSo", testClosed},
 	}
@@ -678,5 +680,78 @@ func testClosed(t *testing.T, s store.Store) {
 	}
 	if _, _, err := s.ReadAfter(ctx, 0, store.Filter{}, 1); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("ReadAfter after Close = %v, want ErrClosed", err)
+	}
+}
+
+// testForeign: an alert's ID belongs to the node that stored it first. A
+// revision naming another node is not stored (however high), and the owner's
+// next revision is still new.
+func testForeign(t *testing.T, s store.Store) {
+	a := Alerts(DefaultShape, base, 0, 1)[0]
+	a.Node = "node-a"
+	mustInsert(t, s, []alert.Alert{a})
+	forged := a
+	forged.Node, forged.Revision, forged.Message = "node-b", 1<<31, "forged"
+	r := mustInsert(t, s, []alert.Alert{forged})
+	if len(r.New) != 0 || r.Duplicates != 0 || !slices.Equal(r.Foreign, []string{a.ID}) {
+		t.Fatalf("update of node-a's alert from node-b: %d new, %d duplicates, foreign %v; want only foreign [%s]",
+			len(r.New), r.Duplicates, r.Foreign, a.ID)
+	}
+	next := a
+	next.Revision = 2
+	r = mustInsert(t, s, []alert.Alert{next})
+	if len(r.New) != 1 || r.Duplicates != 0 || len(r.Foreign) != 0 {
+		t.Fatalf("owner's revision 2 after a forged one: %d new, %d duplicates, foreign %v; want 1 new", len(r.New), r.Duplicates, r.Foreign)
+	}
+	got := all(t, s, store.Filter{}, 10)
+	if len(got) != 1 || got[0].Alert.Revision != 2 || got[0].Alert.Node != "node-a" || got[0].Alert.Message != a.Message {
+		t.Fatalf("stored %+v, want node-a's revision 2", got)
+	}
+	// Within one batch too: the second node's copy of a new ID is foreign.
+	b := Alerts(DefaultShape, base, 1, 1)[0]
+	b.Node = "node-a"
+	bb := b
+	bb.Node, bb.Revision = "node-b", 2
+	r = mustInsert(t, s, []alert.Alert{b, bb})
+	if len(r.New) != 1 || !slices.Equal(r.Foreign, []string{b.ID}) {
+		t.Fatalf("one batch with %s from node-a then node-b: %d new, foreign %v; want 1 new, foreign [%s]", b.ID, len(r.New), r.Foreign, b.ID)
+	}
+}
+
+// testNodeQuota: a node over its quota loses its own oldest alerts; the
+// other nodes keep all of theirs, even when the total is bounded too.
+func testNodeQuota(t *testing.T, s store.Store) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	quiet := Alerts(DefaultShape, now, 0, 10)
+	for i := range quiet {
+		quiet[i].Node = "quiet"
+	}
+	mustInsert(t, s, quiet)
+	flood := Alerts(DefaultShape, now, 100, 50)
+	for i := range flood {
+		flood[i].Node = "flood"
+	}
+	mustInsert(t, s, flood)
+	n, err := s.Retain(ctx, store.Retention{MaxAlertsPerNode: 20, MaxAlerts: 30})
+	if err != nil || n != 30 {
+		t.Fatalf("Retain(20 per node, 30 in all) deleted %d, %v; want 30", n, err)
+	}
+	got := all(t, s, store.Filter{Node: "quiet"}, 100)
+	if len(got) != 10 {
+		t.Fatalf("quiet node kept %d alerts, want all 10", len(got))
+	}
+	got = all(t, s, store.Filter{Node: "flood"}, 100)
+	if len(got) != 20 {
+		t.Fatalf("flooding node kept %d alerts, want its quota of 20", len(got))
+	}
+	keep := map[string]bool{}
+	for _, a := range flood[30:] {
+		keep[a.ID] = true
+	}
+	for _, st := range got {
+		if !keep[st.Alert.ID] {
+			t.Fatalf("flooding node kept %s, want only its 20 newest", st.Alert.ID)
+		}
 	}
 }
