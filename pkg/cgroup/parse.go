@@ -98,7 +98,7 @@ func Parse(s string) Info {
 	// without one (a kubelet whose --cgroup-root is itself below a kubepods
 	// directory, as in /kubepods/kubepods/besteffort/pod<uid>/...) only
 	// counts when no deeper tree names a pod.
-	var outer *Info
+	outer, found := info, false
 	for i := range comps {
 		try := Info{Path: info.Path}
 		if !parseCgroupfs(comps[i:], &try) && !parseSystemd(comps[i:], &try) && (i > 0 || !parseNamespaced(comps, &try)) {
@@ -107,14 +107,11 @@ func Parse(s string) Info {
 		if try.InPod {
 			return try
 		}
-		if outer == nil {
-			outer = &try
+		if !found {
+			outer, found = try, true
 		}
 	}
-	if outer != nil {
-		return *outer
-	}
-	return info
+	return outer
 }
 
 // parseFile picks the line of a /proc/<pid>/cgroup file to parse.
