@@ -63,7 +63,7 @@ then empty (null in JSON) and a note says so.`,
 				// A path pasted on a machine without cgroup v2 still says
 				// what it is; only its id cannot be known.
 				info = cgroup.Parse(args[0])
-				note = fmt.Sprintf("this host has no cgroup v2 mount (%v), so the cgroup's id is unknown; the fields above are what the path says", err)
+				note = fmt.Sprintf("this host has no cgroup v2 mount (%v), so the cgroup's id is unknown; the other fields are what the path says", err)
 				err = nil
 				if info.Path == "" {
 					err = errEmptyCgroupPath
@@ -73,7 +73,7 @@ then empty (null in JSON) and a note says so.`,
 				if errors.Is(err, fs.ErrNotExist) && info.Path != "" {
 					// A path from a log, a bug report or another node: what
 					// it says is the answer the user came for.
-					note = fmt.Sprintf("the cgroup is not on this host (no %s), so it has no cgroup id here; the fields above are what the path says",
+					note = fmt.Sprintf("the cgroup is not on this host (no %s), so it has no cgroup id here; the other fields are what the path says",
 						filepath.Join(mount, info.Path))
 					err = nil
 				}
