@@ -219,7 +219,7 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 		t.Fatalf("debug cgroup: %v: %s", err, out)
 	}
 	if dbg.Pod == nil || dbg.Pod.Namespace != "shop" || dbg.Pod.Name != "web-1" || dbg.Pod.Container != "app" ||
-		dbg.Pod.UID != string(pod.UID) || dbg.CgroupID != cg.ID || dbg.ContainerID != cid {
+		dbg.Pod.UID != string(pod.UID) || dbg.CgroupID == nil || *dbg.CgroupID != cg.ID || dbg.ContainerID != cid {
 		t.Errorf("debug cgroup resolved %s to %s", cg.Rel, out)
 	}
 

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -35,7 +38,9 @@ func newDebugCgroupCmd(g *globalFlags) *cobra.Command {
 		Long: `Shows the cgroup id, cgroup driver, container runtime, QoS class, pod UID and
 container ID errnowatch reads from a cgroup path. Run it when failures from a pod
 carry no pod name. PATH may be a line of /proc/<pid>/cgroup, a path below the
-cgroup v2 root, or a cgroupfs directory.`,
+cgroup v2 root, or a cgroupfs directory. A path that is not on this host (copied
+from a log, a bug report or another node) is still explained: its cgroup id is
+then empty (null in JSON) and a note says so.`,
 		Example: `  errnowatch debug cgroup --pid 1234
   errnowatch debug cgroup /kubepods/besteffort/pod0d0c.../4f1e...
   errnowatch debug cgroup -o json '0::/kubepods.slice/kubepods-pod....slice/cri-containerd-....scope'`,
@@ -44,23 +49,44 @@ cgroup v2 root, or a cgroupfs directory.`,
 			if (pid == 0) == (len(args) == 0) {
 				return fmt.Errorf("give either a cgroup PATH or --pid PID")
 			}
-			mount, err := cgroup.FindV2Mount()
-			if err != nil {
-				return err
-			}
 			var info cgroup.Info
 			var id uint64
-			if pid != 0 {
+			var note string
+			mount, err := cgroup.FindV2Mount()
+			switch {
+			case pid != 0:
+				if err != nil {
+					return err
+				}
 				info, id, err = cgroup.DescribePID(pid, mount)
-			} else {
+			case err != nil:
+				// A path pasted on a machine without cgroup v2 still says
+				// what it is; only its id cannot be known.
+				info = cgroup.Parse(args[0])
+				note = fmt.Sprintf("this host has no cgroup v2 mount (%v), so the cgroup's id is unknown; the other fields are what the path says", err)
+				err = nil
+				if info.Path == "" {
+					err = errEmptyCgroupPath
+				}
+			default:
 				info, id, err = cgroup.Describe(args[0], mount)
+				if errors.Is(err, fs.ErrNotExist) && info.Path != "" {
+					// A path from a log, a bug report or another node: what
+					// it says is the answer the user came for.
+					note = fmt.Sprintf("the cgroup is not on this host (no %s), so it has no cgroup id here; the other fields are what the path says",
+						filepath.Join(mount, info.Path))
+					err = nil
+				}
 			}
 			if err != nil {
 				return err
 			}
 			out := debugCgroupJSON{
-				Path: info.Path, CgroupID: id, Driver: info.Driver, Runtime: info.Runtime, QoS: info.QoS,
-				PodUID: info.PodUID, ContainerID: info.ContainerID, IsContainer: info.IsContainer,
+				Path: info.Path, Driver: info.Driver, Runtime: info.Runtime, QoS: info.QoS,
+				PodUID: info.PodUID, ContainerID: info.ContainerID, IsContainer: info.IsContainer, Note: note,
+			}
+			if note == "" {
+				out.CgroupID = &id
 			}
 			if kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != "" {
 				log, err := g.logger()
@@ -76,9 +102,9 @@ cgroup v2 root, or a cgroupfs directory.`,
 				return json.NewEncoder(cmd.OutOrStdout()).Encode(out)
 			case "table":
 				tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 8, 2, ' ', 0)
-				idText := "(no such cgroup on this host)"
-				if id != 0 {
-					idText = strconv.FormatUint(id, 10)
+				idText := "- (not on this host)"
+				if out.CgroupID != nil {
+					idText = strconv.FormatUint(*out.CgroupID, 10)
 				}
 				rows := [][2]string{
 					{"path", out.Path}, {"cgroup id", idText}, {"driver", dash(out.Driver)},
@@ -90,6 +116,9 @@ cgroup v2 root, or a cgroupfs directory.`,
 						[2]string{"workload", dash(p.Workload)}, [2]string{"node", p.Node})
 				} else if kubeconfig != "" {
 					rows = append(rows, [2]string{"pod", "(no pod on this node has this UID or container ID)"})
+				}
+				if out.Note != "" {
+					rows = append(rows, [2]string{"note", out.Note})
 				}
 				for _, kv := range rows {
 					fmt.Fprintf(tw, "%s:\t%s\n", kv[0], kv[1])
@@ -108,8 +137,9 @@ cgroup v2 root, or a cgroupfs directory.`,
 }
 
 type debugCgroupJSON struct {
-	Path        string    `json:"path"`
-	CgroupID    uint64    `json:"cgroup_id"`
+	Path string `json:"path"`
+	// CgroupID is null when the cgroup is not on this host.
+	CgroupID    *uint64   `json:"cgroup_id"`
 	Driver      string    `json:"driver"`
 	Runtime     string    `json:"runtime"`
 	QoS         string    `json:"qos"`
@@ -117,7 +147,11 @@ type debugCgroupJSON struct {
 	ContainerID string    `json:"container_id"`
 	IsContainer bool      `json:"is_container"`
 	Pod         *debugPod `json:"pod,omitempty"`
+	// Note says why a field is missing (the cgroup is not on this host).
+	Note string `json:"note,omitempty"`
 }
+
+var errEmptyCgroupPath = errors.New("empty cgroup path: pass a path such as /kubepods/besteffort/pod<uid>/<id>, or --pid PID")
 
 // debugPod is the pod a cgroup resolves to through the API server.
 type debugPod struct {

@@ -270,7 +270,11 @@ func TestDebugCgroupJSON(t *testing.T) {
 	if err := json.Unmarshal(out, &got); err != nil {
 		t.Fatalf("%v: %s", err, out)
 	}
-	want := debugCgroupJSON{Path: cg.Rel, CgroupID: cg.ID, Driver: "systemd", Runtime: "containerd", QoS: "burstable",
+	if got.CgroupID == nil || *got.CgroupID != cg.ID {
+		t.Errorf("debug cgroup said cgroup_id %v, want %d", got.CgroupID, cg.ID)
+	}
+	got.CgroupID = nil
+	want := debugCgroupJSON{Path: cg.Rel, Driver: "systemd", Runtime: "containerd", QoS: "burstable",
 		PodUID: uid, ContainerID: id, IsContainer: true}
 	if got != want {
 		t.Errorf("debug cgroup said %+v, want %+v", got, want)
@@ -284,4 +288,69 @@ func isFuzzWorker() bool {
 		}
 	}
 	return false
+}
+
+// A path copied from a log, a bug report or another node is explained
+// even though its cgroup is not on this host: exit 0, what the path says,
+// a null cgroup id and a note, in JSON and in the table.
+func TestDebugCgroupNotOnHost(t *testing.T) {
+	const (
+		uid = "0125ec2f-b64a-4868-8f5b-94b56cbab864"
+		cid = "ee4b20e90ac7f42a10bd004d05646b13d8ab5e2c5e7cbc01abf8006bac016459"
+	)
+	for _, tc := range []struct{ arg, path string }{
+		// A containerd systemd name under containerd.service, as a cgroup
+		// v1 line (open-telemetry/opentelemetry-java#4507).
+		{"10:blkio:/system.slice/containerd.service/kubepods-besteffort-pod0125ec2f_b64a_4868_8f5b_94b56cbab864.slice:cri-containerd:" + cid,
+			"/system.slice/containerd.service/kubepods-besteffort-pod0125ec2f_b64a_4868_8f5b_94b56cbab864.slice:cri-containerd:" + cid},
+		// The same name pasted from a shell.
+		{`/system.slice/containerd.service/kubepods-besteffort-pod0125ec2f_b64a_4868_8f5b_94b56cbab864.slice\:cri-containerd\:` + cid,
+			"/system.slice/containerd.service/kubepods-besteffort-pod0125ec2f_b64a_4868_8f5b_94b56cbab864.slice:cri-containerd:" + cid},
+	} {
+		out, err := exec.Command(binary, "debug", "cgroup", tc.arg, "-o", "json").Output()
+		if err != nil {
+			t.Fatalf("debug cgroup -o json %q: %v, want exit 0", tc.arg, err)
+		}
+		var raw map[string]any
+		if err := json.Unmarshal(out, &raw); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if v, ok := raw["cgroup_id"]; !ok || v != nil {
+			t.Errorf("debug cgroup %q: cgroup_id %v (present %v), want null", tc.arg, v, ok)
+		}
+		var got debugCgroupJSON
+		if err := json.Unmarshal(out, &got); err != nil {
+			t.Fatalf("%v: %s", err, out)
+		}
+		if !strings.Contains(got.Note, "not on this host") {
+			t.Errorf("debug cgroup %q: note %q, want one saying the cgroup is not on this host", tc.arg, got.Note)
+		}
+		got.Note = ""
+		want := debugCgroupJSON{Path: tc.path, Driver: "systemd", Runtime: "containerd", QoS: "besteffort",
+			PodUID: uid, ContainerID: cid, IsContainer: true}
+		if got != want {
+			t.Errorf("debug cgroup %q said %+v, want %+v", tc.arg, got, want)
+		}
+
+		out, err = exec.Command(binary, "debug", "cgroup", tc.arg).Output()
+		if err != nil {
+			t.Fatalf("debug cgroup %q: %v, want exit 0", tc.arg, err)
+		}
+		rows := map[string]string{}
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			k, v, _ := strings.Cut(line, ":")
+			rows[k] = strings.TrimSpace(v)
+		}
+		for k, v := range map[string]string{
+			"path": tc.path, "cgroup id": "- (not on this host)", "driver": "systemd", "runtime": "containerd",
+			"qos": "besteffort", "pod uid": uid, "container id": cid, "container": "true",
+		} {
+			if rows[k] != v {
+				t.Errorf("debug cgroup %q: table row %q = %q, want %q\n%s", tc.arg, k, rows[k], v, out)
+			}
+		}
+		if !strings.Contains(rows["note"], "not on this host") {
+			t.Errorf("debug cgroup %q: table has no note saying the cgroup is not on this host:\n%s", tc.arg, out)
+		}
+	}
 }

@@ -191,7 +191,7 @@ func New(ctx context.Context, cfg Config) (a *Agent, err error) {
 			return nil, err
 		}
 	}
-	eo := enrich.Options{Node: cfg.Node, Cgroups: a.resolver, Pods: a.pods, CgroupMount: a.resolver.Mount(), Log: a.log}
+	eo := enrich.Options{Node: cfg.Node, Cgroups: a.resolver, Pods: a.pods, Log: a.log}
 	if !cfg.Scope.Empty() {
 		eo.Scope, eo.Filter = cfg.Scope, a.sensor
 	}

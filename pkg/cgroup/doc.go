@@ -45,6 +45,15 @@
 // negative cache: cgroup ids are never reused, so a dead id stays dead and is
 // not worth a second syscall.
 //
+// # Subscribers
+//
+// Subscribe hands the resolver's create and remove events to other stages
+// (the enricher's scope follows pod cgroups this way), so a node carries one
+// set of inotify watches. Delivery never blocks the resolver: each
+// subscription has a bounded queue, and an event it has no room for is
+// dropped, counted (Subscription.Dropped, Stats.EventDrops) and signalled
+// on Lost, after which the subscriber reads the whole map again (Cgroups).
+//
 // Removed cgroups stay resolvable for Options.Grace (60 s by default, at most
 // Options.MaxRemoved of them) because sampled records and counts for a cgroup
 // keep arriving after it is gone.
@@ -57,6 +66,28 @@
 //
 // Parse understands the layouts kubelet produces with the systemd and cgroupfs
 // drivers under containerd, CRI-O and Docker (cri-dockerd), in the forms
-// /proc/<pid>/cgroup and cgroupfs show them. It finds the kubepods part of the
-// path wherever it sits, so nested and kind setups parse too.
+// /proc/<pid>/cgroup and cgroupfs show them: a path, a line of either
+// hierarchy ("0::/...", "12:memory:/..."), a whole file, or a cgroupfs
+// directory. It finds the kubepods part of the path wherever it sits, so
+// kind, minikube, EKS Fargate (kubepods below the ECS task) and other nested
+// setups parse too; when a kubepods tree holds no pod but a deeper one does
+// (a --cgroup-root below another kubepods), the deeper one counts. Beyond
+// the plain layouts it reads:
+//
+//   - runc's "slice:prefix:id" names under containerd.service or at the root
+//     (containerd's SystemdCgroup on cgroup v1, Kata, k3s), also with the
+//     colons escaped as a shell pastes them ("\:");
+//   - container leaves with the runtime prefix and no ".scope", and bare ids
+//     under either driver;
+//   - the slices of kubelets before 1.6 (BestEffort.slice/BestEffort-pod...),
+//     with Docker below docker.service;
+//   - cgroupfs paths relative to a cgroup namespace ("/../../pod<uid>/<id>"),
+//     whose QoS level is cut off, so QoS is "";
+//   - container ids of 64 hex digits, shortened ones after a runtime prefix,
+//     and UUIDs;
+//   - CRI-O's conmon and Kata's kata_<id> sandbox, which are in the pod but no
+//     container's.
+//
+// testdata/field-paths.tsv is the corpus of real paths, each with its source,
+// that the tests and the fuzzer's seeds are made of.
 package cgroup

@@ -13,6 +13,9 @@ const (
 	RuntimeContainerd = "containerd"
 	RuntimeCRIO       = "crio"
 	RuntimeDocker     = "docker"
+	// RuntimeKata is reported for the kata_<sandbox> cgroup that Kata
+	// Containers makes for a pod's VM: in the pod, but no one container's.
+	RuntimeKata = "kata"
 
 	QoSGuaranteed = "guaranteed"
 	QoSBurstable  = "burstable"
@@ -32,13 +35,16 @@ type Info struct {
 	// cgroupfs paths of containerd and Docker are a bare id: "" there.
 	Runtime string
 	// QoS is the pod's QoS class: "guaranteed", "burstable", "besteffort",
-	// or "" when the path is not in (or below) a pod or QoS cgroup.
+	// or "" when the path is not in (or below) a pod or QoS cgroup, or when
+	// it is relative to a cgroup namespace and the cgroupfs levels that
+	// name the class are cut off ("/../../pod<uid>/<id>").
 	QoS string
 	// PodUID is the pod's UID in its canonical form (dashes, as the API
 	// shows it), or the 32-hex hash that kubelet gives static pods.
 	PodUID string
 	// ContainerID is the container's bare id, as in pod status after the
-	// "<runtime>://" prefix.
+	// "<runtime>://" prefix: mostly 64 hex digits, but sandboxed runtimes
+	// and some managed nodes use UUIDs.
 	ContainerID string
 	// IsContainer is true when the path is a container's cgroup or below one.
 	IsContainer bool
@@ -88,12 +94,24 @@ func Parse(s string) Info {
 		return info
 	}
 	comps := strings.Split(strings.TrimPrefix(info.Path, "/"), "/")
+	// The first kubepods tree that holds a pod wins. A kubepods tree
+	// without one (a kubelet whose --cgroup-root is itself below a kubepods
+	// directory, as in /kubepods/kubepods/besteffort/pod<uid>/...) only
+	// counts when no deeper tree names a pod.
+	outer, found := info, false
 	for i := range comps {
-		if parseCgroupfs(comps[i:], &info) || parseSystemd(comps[i:], &info) {
-			break
+		try := Info{Path: info.Path}
+		if !parseCgroupfs(comps[i:], &try) && !parseSystemd(comps[i:], &try) && (i > 0 || !parseNamespaced(comps, &try)) {
+			continue
+		}
+		if try.InPod {
+			return try
+		}
+		if !found {
+			outer, found = try, true
 		}
 	}
-	return info
+	return outer
 }
 
 // parseFile picks the line of a /proc/<pid>/cgroup file to parse.
@@ -146,6 +164,10 @@ func normalizeOnce(s string) string {
 	if s == "" {
 		return ""
 	}
+	// A shell quotes the colons of containerd's systemd names
+	// ("kubepods-...slice\:cri-containerd\:<id>") when one is copied from a
+	// completion or `ls` output; cgroup names never hold a backslash.
+	s = strings.ReplaceAll(s, `\:`, ":")
 	if p, ok := procLinePath(s); ok {
 		s = p
 	}
@@ -191,7 +213,26 @@ func parseCgroupfs(comps []string, info *Info) bool {
 	}
 	setPod(info, uid, qos)
 	if len(rest) > 1 {
-		parseContainer(rest[1], false, info)
+		parseContainer(rest[1], info)
+	}
+	return true
+}
+
+// parseNamespaced parses a path seen from inside a cgroup namespace, where
+// the kernel shows the cgroups of other namespaces relative to the viewer's
+// root ("/../../pod<uid>/<id>" once cleaned is "/pod<uid>/<id>"), so that
+// only the cgroupfs pod level and what is below it are left. Which QoS
+// class the pod has is in the part that is cut off.
+func parseNamespaced(comps []string, info *Info) bool {
+	uid, ok := strings.CutPrefix(comps[0], "pod")
+	if !ok || !validPodUID(uid) {
+		return false
+	}
+	info.Driver = DriverCgroupfs
+	info.PodUID = uid
+	info.InPod = true
+	if len(comps) > 1 {
+		parseContainer(comps[1], info)
 	}
 	return true
 }
@@ -219,7 +260,7 @@ func parseSystemd(comps []string, info *Info) bool {
 			matched = true
 			setPod(info, uid, qos)
 			if len(rest) > 1 {
-				parseContainer(rest[1], true, info)
+				parseContainer(rest[1], info)
 			}
 		} else if runtime, qos, uid, id, ok := runcSliceName(rest[0]); ok {
 			matched = true
@@ -250,6 +291,9 @@ func kubeSlice(c string) (kind int, qos, uid string) {
 	if !ok {
 		return 0, "", ""
 	}
+	if kind, qos, uid := oldKubeSlice(name); kind != 0 {
+		return kind, qos, uid
+	}
 	i := strings.LastIndex(name, "kubepods")
 	if i < 0 || (i > 0 && name[i-1] != '-') {
 		return 0, "", ""
@@ -274,6 +318,25 @@ func kubeSlice(c string) (kind int, qos, uid string) {
 	if u, ok := strings.CutPrefix(tail, "pod"); ok {
 		if u = unescapeUID(u); validPodUID(u) {
 			return slicePod, qos, u
+		}
+	}
+	return 0, "", ""
+}
+
+// oldKubeSlice reads the slice names of kubelets before 1.6, whose QoS
+// cgroups were not below a kubepods slice and were spelt with capitals:
+// BestEffort.slice/BestEffort-pod<uid>.slice (and Burstable), often below
+// docker.service when Docker ran with the cgroupfs driver.
+func oldKubeSlice(name string) (kind int, qos, uid string) {
+	for _, l := range [...]struct{ q, level string }{{"BestEffort", QoSBestEffort}, {"Burstable", QoSBurstable}} {
+		q, level := l.q, l.level
+		if name == q {
+			return sliceQoS, level, ""
+		}
+		if u, ok := strings.CutPrefix(name, q+"-pod"); ok {
+			if u = unescapeUID(u); validPodUID(u) {
+				return slicePod, level, u
+			}
 		}
 	}
 	return 0, "", ""
@@ -310,25 +373,28 @@ func setPod(info *Info, uid, qos string) {
 // parseContainer reads the child of a pod cgroup. Anything below it (crun's
 // "container" subgroup, cgroups that a container made itself) belongs to the
 // same container, so only this one component matters.
-func parseContainer(c string, systemd bool, info *Info) {
-	name := c
-	if systemd {
-		var ok bool
-		if name, ok = strings.CutSuffix(c, ".scope"); !ok {
-			return
-		}
-	} else if len(c) == 64 && isLowerHex(c) {
-		// containerd and Docker under cgroupfs: the bare id does not say
-		// which runtime made it.
-		info.ContainerID = c
+//
+// The same names turn up under both drivers: a systemd scope
+// ("cri-containerd-<id>.scope"), the same name without ".scope" (runc's fs
+// driver given a systemd-style parent, containerd in a container), and a
+// bare id (containerd and Docker under cgroupfs, Docker under an old
+// kubelet's systemd slices).
+func parseContainer(c string, info *Info) {
+	name := strings.TrimSuffix(c, ".scope")
+	if validBareID(name) {
+		// The bare id does not say which runtime made it.
+		info.ContainerID = name
 		info.IsContainer = true
+		return
+	}
+	if id, ok := strings.CutPrefix(name, "kata_"); ok && validContainerID(id) {
+		// Kata's cgroup for the pod's VM (sandbox_cgroup_only=false): it
+		// runs every container of the pod, so it is none of them.
+		info.Runtime = RuntimeKata
 		return
 	}
 	// crio-conmon before crio: it is the longer prefix of the two.
 	for _, prefix := range []string{"cri-containerd", "crio-conmon", "crio", "docker"} {
-		if !systemd && prefix != "crio" && prefix != "crio-conmon" {
-			continue
-		}
 		id, ok := strings.CutPrefix(name, prefix+"-")
 		if !ok {
 			continue
@@ -371,10 +437,36 @@ func validPodUID(uid string) bool {
 	return false
 }
 
-// validContainerID accepts the ids the runtimes use: 64 lowercase hex
-// digits, or a shortened form of them.
+// validContainerID accepts the ids the runtimes use after a prefix such as
+// "cri-containerd-": 64 lowercase hex digits, a shortened form of them, or a
+// UUID.
 func validContainerID(id string) bool {
-	return len(id) >= 12 && len(id) <= 128 && isLowerHex(id)
+	return len(id) >= 12 && len(id) <= 128 && isLowerHex(id) || isLowerUUID(id)
+}
+
+// validBareID accepts a container cgroup named by its id alone. It is
+// stricter than validContainerID, because a bare name has no prefix to say
+// it is a container: a full 64-hex id, or a UUID.
+func validBareID(id string) bool {
+	return len(id) == 64 && isLowerHex(id) || isLowerUUID(id)
+}
+
+// isLowerUUID tells whether s is a UUID in lowercase canonical form.
+func isLowerUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := range len(s) {
+		switch c := s[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case !('0' <= c && c <= '9' || 'a' <= c && c <= 'f'):
+			return false
+		}
+	}
+	return true
 }
 
 func isHexByte(c byte) bool {

@@ -141,6 +141,32 @@ func parseCases() []parseCase {
 			container("/kubepods-besteffort-pod"+uidU+".slice/docker-"+cid+".scope", "systemd", "docker", "besteffort", uid, cid)},
 		{"nested kubepods: outermost pod wins", "/kubepods/burstable/pod" + uid + "/" + cid + "/kubepods/besteffort/pod" + uid2 + "/" + cid2,
 			container("/kubepods/burstable/pod"+uid+"/"+cid+"/kubepods/besteffort/pod"+uid2+"/"+cid2, "cgroupfs", "", "burstable", uid, cid)},
+		{"kubepods below a kubepods cgroup root", "/kubepods/kubepods/besteffort/pod" + uid + "/" + cid,
+			container("/kubepods/kubepods/besteffort/pod"+uid+"/"+cid, "cgroupfs", "", "besteffort", uid, cid)},
+		{"systemd kubepods below a kubepods cgroup root", "/kubepods.slice/kubepods-kubepods.slice/kubepods-kubepods-besteffort.slice/kubepods-kubepods-besteffort-pod" + uidU + ".slice/cri-containerd-" + cid + ".scope",
+			container("/kubepods.slice/kubepods-kubepods.slice/kubepods-kubepods-besteffort.slice/kubepods-kubepods-besteffort-pod"+uidU+".slice/cri-containerd-"+cid+".scope", "systemd", "containerd", "besteffort", uid, cid)},
+		{"runtime prefix without .scope", sdBurstable + "/cri-containerd-" + cid,
+			container(sdBurstable+"/cri-containerd-"+cid, "systemd", "containerd", "burstable", uid, cid)},
+		{"docker prefix under cgroupfs", "/kubepods/burstable/pod" + uid + "/docker-" + cid + ".scope",
+			container("/kubepods/burstable/pod"+uid+"/docker-"+cid+".scope", "cgroupfs", "docker", "burstable", uid, cid)},
+		{"UUID container id, bare", "/kubepods/besteffort/pod" + uid + "/" + uid2,
+			container("/kubepods/besteffort/pod"+uid+"/"+uid2, "cgroupfs", "", "besteffort", uid, uid2)},
+		{"UUID container id, prefixed", sdBestEffort + "/cri-containerd-" + uid2 + ".scope",
+			container(sdBestEffort+"/cri-containerd-"+uid2+".scope", "systemd", "containerd", "besteffort", uid, uid2)},
+		{"upper-case UUID is no container", "/kubepods/besteffort/pod" + uid + "/" + strings.ToUpper(uid2),
+			pod("/kubepods/besteffort/pod"+uid+"/"+strings.ToUpper(uid2), "cgroupfs", "besteffort", uid)},
+		{"namespace-relative cgroupfs", "0::/../../pod" + uid + "/" + cid,
+			cgroup.Info{Path: "/pod" + uid + "/" + cid, Driver: "cgroupfs", PodUID: uid, ContainerID: cid, IsContainer: true, InPod: true}},
+		{"namespace-relative systemd", "0::/../../kubepods-burstable-pod" + uidU + ".slice/crio-" + cid + ".scope",
+			container("/kubepods-burstable-pod"+uidU+".slice/crio-"+cid+".scope", "systemd", "crio", "burstable", uid, cid)},
+		{"a pod directory deeper than the top is no pod", "/system.slice/pod" + uid + "/" + cid,
+			cgroup.Info{Path: "/system.slice/pod" + uid + "/" + cid}},
+		{"shell-escaped colons", `/system.slice/containerd.service/kubepods-burstable-pod` + uidU + `.slice\:cri-containerd\:` + cid,
+			container("/system.slice/containerd.service/kubepods-burstable-pod"+uidU+".slice:cri-containerd:"+cid, "systemd", "containerd", "burstable", uid, cid)},
+		{"kubelet before 1.6: Burstable slice", "/Burstable.slice/Burstable-pod" + uidU + ".slice/" + cid,
+			container("/Burstable.slice/Burstable-pod"+uidU+".slice/"+cid, "systemd", "", "burstable", uid, cid)},
+		{"kata sandbox", "/kubepods/besteffort/pod" + uid + "/kata_" + cid,
+			cgroup.Info{Path: "/kubepods/besteffort/pod" + uid + "/kata_" + cid, Driver: "cgroupfs", Runtime: "kata", QoS: "besteffort", PodUID: uid, InPod: true}},
 		{"cgroups made inside a container", sdBestEffort + "/cri-containerd-" + cid + ".scope/init.scope",
 			container(sdBestEffort+"/cri-containerd-"+cid+".scope/init.scope", "systemd", "containerd", "besteffort", uid, cid)},
 	}
@@ -224,6 +250,9 @@ func FuzzParse(f *testing.F) {
 	for _, tc := range parseCases() {
 		f.Add(tc.in)
 	}
+	for _, r := range fieldPaths(f) {
+		f.Add(r.in)
+	}
 	f.Fuzz(func(t *testing.T, in string) {
 		got := cgroup.Parse(in)
 		if got.Path != "" && !strings.HasPrefix(got.Path, "/") {
@@ -235,8 +264,13 @@ func FuzzParse(f *testing.F) {
 		if !got.IsContainer && got.ContainerID != "" {
 			t.Errorf("Parse(%q) = %+v: an id without a container", in, got)
 		}
-		if got.InPod && (got.PodUID == "" || got.QoS == "" || got.Driver == "") {
-			t.Errorf("Parse(%q) = %+v: a pod needs a UID, a QoS class and a driver", in, got)
+		if got.InPod && (got.PodUID == "" || got.Driver == "") {
+			t.Errorf("Parse(%q) = %+v: a pod needs a UID and a driver", in, got)
+		}
+		if got.InPod && got.QoS == "" && got.Driver != cgroup.DriverCgroupfs {
+			// Only a cgroupfs path relative to a cgroup namespace loses
+			// its QoS level; systemd slice names carry the class.
+			t.Errorf("Parse(%q) = %+v: a systemd pod without a QoS class", in, got)
 		}
 		if again := cgroup.Parse(got.Path); again != got {
 			t.Errorf("Parse(%q) = %+v but Parse of its Path = %+v", in, got, again)

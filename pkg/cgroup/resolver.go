@@ -94,6 +94,10 @@ type Stats struct {
 	// ByHandle says that misses are answered with open_by_handle_at rather
 	// than walks.
 	ByHandle bool
+	// Subscribers are the open subscriptions; EventDrops the create and
+	// remove events that a full subscription did not take.
+	Subscribers int
+	EventDrops  uint64
 }
 
 // Resolver maps cgroup v2 ids to paths (and their Info) for the whole
@@ -118,6 +122,10 @@ type Resolver struct {
 	// drop a cgroup that an event added while it walked.
 	seq uint64
 
+	// subs are the subscriptions; guarded by mu, so that events go out in
+	// the order the map changes.
+	subs map[*Subscription]struct{}
+
 	rescanMu   sync.Mutex
 	lastRescan time.Time
 
@@ -131,6 +139,7 @@ type Resolver struct {
 
 	hits, resolved, misses, negativeHits  atomic.Uint64
 	rescans, events, overflows, watchErrs atomic.Uint64
+	eventDrops                            atomic.Uint64
 }
 
 type entry struct {
@@ -182,6 +191,7 @@ func NewResolver(log *zap.Logger, opts Options) (*Resolver, error) {
 		byID:     map[uint64]*entry{},
 		byPath:   map[string]uint64{},
 		negative: map[uint64]time.Time{},
+		subs:     map[*Subscription]struct{}{},
 	}
 	rootID, err := ID(mount)
 	if err != nil {
@@ -371,6 +381,7 @@ func (r *Resolver) upsertLocked(rel string, id uint64, seq uint64) {
 		r.byID[id] = e
 		delete(r.negative, id)
 	}
+	created := !ok || e.info.Path != rel || !e.removedAt.IsZero()
 	if e.info.Path != rel {
 		e.info = Parse(rel)
 	}
@@ -382,6 +393,9 @@ func (r *Resolver) upsertLocked(rel string, id uint64, seq uint64) {
 	}
 	e.seq = r.seq
 	r.byPath[rel] = id
+	if created {
+		r.publishLocked(Event{Op: Created, ID: id, Info: e.info})
+	}
 }
 
 func (r *Resolver) markRemovedLocked(id uint64) {
@@ -395,6 +409,7 @@ func (r *Resolver) markRemovedLocked(id uint64) {
 	}
 	e.removedAt = r.now()
 	e.removeSeq = r.seq
+	r.publishLocked(Event{Op: Removed, ID: id, Info: e.info})
 	r.removed = append(r.removed, removal{id: id, at: e.removedAt, seq: e.removeSeq})
 	r.nRemoved++
 	for r.nRemoved > r.opts.MaxRemoved && len(r.removed) > 0 {
@@ -604,9 +619,10 @@ func (r *Resolver) rel(abs string) (string, bool) {
 func (r *Resolver) Stats() Stats {
 	r.mu.RLock()
 	s := Stats{
-		Cgroups:  len(r.byID) - r.nRemoved,
-		Removed:  r.nRemoved,
-		Negative: len(r.negative),
+		Cgroups:     len(r.byID) - r.nRemoved,
+		Removed:     r.nRemoved,
+		Negative:    len(r.negative),
+		Subscribers: len(r.subs),
 	}
 	r.mu.RUnlock()
 	if !r.closed.Load() {
@@ -621,6 +637,7 @@ func (r *Resolver) Stats() Stats {
 	s.Overflows = r.overflows.Load()
 	s.WatchErrors = r.watchErrs.Load()
 	s.ByHandle = r.byHandle.Load()
+	s.EventDrops = r.eventDrops.Load()
 	return s
 }
 
@@ -641,4 +658,97 @@ func (r *Resolver) Close() error {
 		}
 	})
 	return err
+}
+
+// EventOp says what happened to a cgroup.
+type EventOp uint8
+
+// The operations an Event reports.
+const (
+	// Created: the cgroup is new to the resolver (made, or found by a walk
+	// or a miss), or came back at a new path.
+	Created EventOp = iota + 1
+	// Removed: the cgroup is gone; Info is what it was.
+	Removed
+)
+
+// Event is a change of the resolver's map, as subscribers see it.
+type Event struct {
+	Op   EventOp
+	ID   uint64
+	Info Info
+}
+
+// Subscription receives the resolver's create and remove events. Delivery
+// never blocks the resolver: when Events is full, the event is dropped,
+// counted, and Lost is signalled. A subscriber that sees Lost must drain
+// Events and read the whole map again with Cgroups, which is then at least
+// as new as every event it drained (see Resolver.Subscribe).
+type Subscription struct {
+	r       *Resolver
+	events  chan Event
+	lost    chan struct{}
+	dropped atomic.Uint64
+	once    sync.Once
+}
+
+// Events delivers the events in the order the map changed.
+func (s *Subscription) Events() <-chan Event { return s.events }
+
+// Lost is signalled (once per burst) after an event was dropped.
+func (s *Subscription) Lost() <-chan struct{} { return s.lost }
+
+// Dropped counts the events this subscription did not take.
+func (s *Subscription) Dropped() uint64 { return s.dropped.Load() }
+
+// Close ends the subscription; no event is sent after it returns. Events is
+// not closed, so a reader selecting on it never sees a zero Event.
+func (s *Subscription) Close() {
+	s.once.Do(func() {
+		s.r.mu.Lock()
+		delete(s.r.subs, s)
+		s.r.mu.Unlock()
+	})
+}
+
+// Subscribe returns a subscription whose Events holds up to buffer events
+// (at least 1). Subscribe first and read Cgroups after: every change after
+// Subscribe returns is then either in the snapshot or delivered (or Lost
+// is signalled), and applying an event to a snapshot that already has it
+// changes nothing.
+func (r *Resolver) Subscribe(buffer int) *Subscription {
+	s := &Subscription{r: r, events: make(chan Event, max(buffer, 1)), lost: make(chan struct{}, 1)}
+	r.mu.Lock()
+	r.subs[s] = struct{}{}
+	r.mu.Unlock()
+	return s
+}
+
+// publishLocked hands ev to every subscriber without waiting: a subscriber
+// that is behind loses it, and is told so, rather than stall the resolver
+// (and with it every Lookup).
+func (r *Resolver) publishLocked(ev Event) {
+	for s := range r.subs {
+		select {
+		case s.events <- ev:
+		default:
+			s.dropped.Add(1)
+			r.eventDrops.Add(1)
+			select {
+			case s.lost <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// Cgroups returns the live cgroups the resolver knows, by id.
+func (r *Resolver) Cgroups() map[uint64]Info {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[uint64]Info, len(r.byPath))
+	for _, id := range r.byPath {
+		out[id] = r.byID[id].info
+	}
+	return out
 }

@@ -53,7 +53,10 @@ type CgroupFilter interface {
 type Options struct {
 	// Node is the node name put in every Meta.
 	Node string
-	// Cgroups resolves cgroup ids (required).
+	// Cgroups resolves cgroup ids (required). With a Scope it must also
+	// announce cgroups (CgroupWatch, as *cgroup.Resolver does): the scope
+	// follows pod cgroups through it rather than watching the hierarchy a
+	// second time.
 	Cgroups CgroupSource
 	// Pods is the node's pods. Without it, Metas carry only what cgroup
 	// paths say (pod UID, container ID) and nothing is held.
@@ -83,13 +86,7 @@ type Options struct {
 	Scope Scope
 	// Filter is the sensor whose cgroup sets the scope keeps current.
 	Filter CgroupFilter
-	// CgroupMount is the cgroup v2 mount the scope watches for pod
-	// cgroups; "" finds it.
-	CgroupMount string
-	// ScopeResync is how often the scope walks the whole hierarchy again to
-	// repair what its watches missed. Default 1 min.
-	ScopeResync time.Duration
-	Log         *zap.Logger
+	Log    *zap.Logger
 }
 
 func (o *Options) setDefaults() {
@@ -107,9 +104,6 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxCached <= 0 {
 		o.MaxCached = 16384
-	}
-	if o.ScopeResync <= 0 {
-		o.ScopeResync = time.Minute
 	}
 	if o.Log == nil {
 		o.Log = zap.NewNop()

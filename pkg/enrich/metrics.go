@@ -41,12 +41,16 @@ type Stats struct {
 	// ScopeInclude and ScopeExclude are the sizes of the cgroup sets the
 	// scope gave the sensor; ScopeUpdates how often it changed them,
 	// ScopeErrors how often that failed; ScopePodCgroups the pod cgroups
-	// the scope watches.
+	// the scope watches. ScopeEventDrops are the resolver's cgroup events
+	// the scope's subscription dropped because it was behind, and
+	// ScopeReloads how often it read all pod cgroups again because of them.
 	ScopeInclude    int
 	ScopeExclude    int
 	ScopeUpdates    uint64
 	ScopeErrors     uint64
 	ScopePodCgroups int
+	ScopeEventDrops uint64
+	ScopeReloads    uint64
 	// Pods are the pod informer's counters (zero without the API).
 	Pods kube.Stats
 }
@@ -81,6 +85,8 @@ func (e *Enricher) Stats() Stats {
 		in, ex := e.scope.applied()
 		s.ScopeInclude, s.ScopeExclude = len(in), len(ex)
 		s.ScopePodCgroups = e.scope.tree.size()
+		s.ScopeEventDrops = e.scope.tree.sub.Dropped()
+		s.ScopeReloads = e.scope.tree.reloads.Load()
 	}
 	if e.opts.Pods != nil {
 		s.Pods = e.opts.Pods.Stats()
@@ -114,6 +120,10 @@ var (
 		"Cgroup ids the scope put in the sensor's include or exclude set.", []string{"set"}, nil)
 	descScopeUpdates = prometheus.NewDesc("errnowatch_enrich_scope_updates_total",
 		"Changes of the sensor's cgroup sets by the scope, by result (ok, error).", []string{"result"}, nil)
+	descScopeDrops = prometheus.NewDesc("errnowatch_enrich_scope_cgroup_events_dropped_total",
+		"Cgroup create and remove events the scope's subscription to the cgroup resolver dropped because it was behind; each burst is repaired by reading all pod cgroups again.", nil, nil)
+	descScopeReloads = prometheus.NewDesc("errnowatch_enrich_scope_cgroup_reloads_total",
+		"Times the scope read all pod cgroups again after dropped events.", nil, nil)
 )
 
 // collector exports Stats.
@@ -128,7 +138,7 @@ func (e *Enricher) Register(reg prometheus.Registerer) error { return reg.Regist
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descEvents, descPending, descHeld, descOverflow, descCache, descLookups,
-		descInvalid, descOwnerGets, descPodEvents, descScope, descScopeUpdates} {
+		descInvalid, descOwnerGets, descPodEvents, descScope, descScopeUpdates, descScopeDrops, descScopeReloads} {
 		ch <- d
 	}
 }
@@ -164,4 +174,6 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descScope, s.ScopeExclude, "exclude")
 	counter(descScopeUpdates, s.ScopeUpdates, "ok")
 	counter(descScopeUpdates, s.ScopeErrors, "error")
+	counter(descScopeDrops, s.ScopeEventDrops)
+	counter(descScopeReloads, s.ScopeReloads)
 }

@@ -3,17 +3,27 @@ package enrich
 import (
 	"context"
 	"errors"
-	"io/fs"
-	"path/filepath"
-	"strings"
 	"sync"
-	"time"
+	"sync/atomic"
 
-	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
 
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 )
+
+// CgroupWatch is a CgroupSource that also announces cgroups as they come and
+// go; *cgroup.Resolver is one. The scope needs it.
+type CgroupWatch interface {
+	CgroupSource
+	Subscribe(buffer int) *cgroup.Subscription
+	Cgroups() map[uint64]cgroup.Info
+}
+
+// podCgroupEvents bounds the events the scope's subscription holds. A pod
+// brings a handful of cgroups; this covers a burst of several hundred pods
+// (or a resolver resync after an inotify overflow) before a reload is
+// needed.
+const podCgroupEvents = 4096
 
 // podCgroups keeps, for the scope, every cgroup inside a pod on this node,
 // by pod UID, current as kubelet and the runtime make and remove them.
@@ -22,44 +32,41 @@ import (
 // excluded pod must have every cgroup below it in the set. An include set
 // also matches a cgroup's parent and grandparent, so a new container of a
 // pod in scope counts before its cgroup is added; adding it makes the
-// kernel's check one lookup instead of two. The cgroup resolver
-// answers ids but does not announce new cgroups, so the scope watches with
-// inotify itself, and only where pods appear: the v2 root, kubelet's
-// kubepods trees (root, QoS and pod levels and everything inside pods), and
-// any directory made after the start (a kubepods tree can be made below
-// it). The rest of the host's cgroups (system.slice, user.slice) are walked
-// once per resync and not watched. The cost is one inotify watch per
-// directory watched, on top of the resolver's.
+// kernel's check one lookup instead of two. The cgroups come from the
+// resolver, which already watches the whole hierarchy with inotify: one
+// subscription to its create and remove events, so the node pays for one
+// set of watches. When the subscription falls behind and drops events, the
+// whole set is read again from the resolver's map (a copy, no walk).
 type podCgroups struct {
 	log      *zap.Logger
-	mount    string
-	w        *fsnotify.Watcher
-	resync   time.Duration
+	src      CgroupWatch
+	sub      *cgroup.Subscription
 	onChange func()
 
-	mu     sync.Mutex
-	byPath map[string]podCgroup
-	byUID  map[string]map[uint64]bool
+	// reloads counts how often the set was read again after lost events.
+	reloads atomic.Uint64
+
+	mu    sync.Mutex
+	byID  map[uint64]string // cgroup id -> pod UID
+	byUID map[string]map[uint64]bool
 }
 
-type podCgroup struct {
-	id  uint64
-	uid string
+// newPodCgroups subscribes to src and reads the pod cgroups it knows; run
+// keeps them current. It fails when src cannot announce cgroups.
+func newPodCgroups(src CgroupSource, log *zap.Logger, onChange func()) (*podCgroups, error) {
+	return newPodCgroupsBuffered(src, podCgroupEvents, log, onChange)
 }
 
-func newPodCgroups(mount string, log *zap.Logger, resync time.Duration, onChange func()) (*podCgroups, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, errors.New("scope: watch pod cgroups: " + err.Error() + "; raise fs.inotify.max_user_instances")
+func newPodCgroupsBuffered(src CgroupSource, buffer int, log *zap.Logger, onChange func()) (*podCgroups, error) {
+	w, ok := src.(CgroupWatch)
+	if !ok {
+		return nil, errors.New("enrich: a scope needs a cgroup source that announces new cgroups, such as *cgroup.Resolver")
 	}
-	t := &podCgroups{
-		log: log, mount: filepath.Clean(mount), w: w, resync: resync, onChange: onChange,
-		byPath: map[string]podCgroup{}, byUID: map[string]map[uint64]bool{},
-	}
-	if err := t.walk(t.mount, false); err != nil {
-		w.Close()
-		return nil, err
-	}
+	t := &podCgroups{log: log, src: w, onChange: onChange}
+	// Subscribe before reading the map, so that nothing made in between
+	// is missed; an event for what the map already shows changes nothing.
+	t.sub = w.Subscribe(buffer)
+	t.load()
 	return t, nil
 }
 
@@ -77,165 +84,109 @@ func (t *podCgroups) snapshot() map[string][]uint64 {
 	return out
 }
 
-// run follows the watches until ctx is done, then closes them.
+// run follows the resolver's events until ctx is done, then ends the
+// subscription.
 func (t *podCgroups) run(ctx context.Context) {
-	defer t.w.Close()
-	tick := time.NewTicker(t.resync)
-	defer tick.Stop()
+	defer t.sub.Close()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case ev, ok := <-t.w.Events:
-			if !ok {
-				return
+		case ev := <-t.sub.Events():
+			if t.apply(ev) {
+				t.onChange()
 			}
-			t.handle(ev)
-		case err, ok := <-t.w.Errors:
-			if !ok {
-				return
-			}
-			t.log.Warn("scope: pod cgroup watch, walking again", zap.Error(err))
-			t.rewalk()
-		case <-tick.C:
-			t.rewalk()
-		}
-	}
-}
-
-func (t *podCgroups) handle(ev fsnotify.Event) {
-	switch {
-	case ev.Has(fsnotify.Create):
-		// Walk it: what was made inside before its watch was set has no
-		// event of its own.
-		if err := t.walk(ev.Name, true); err != nil {
-			return
-		}
-	case ev.Has(fsnotify.Remove), ev.Has(fsnotify.Rename):
-		rel := t.rel(ev.Name)
-		t.mu.Lock()
-		changed := false
-		for p, c := range t.byPath {
-			if p == rel || strings.HasPrefix(p, rel+"/") {
-				t.dropLocked(p, c)
-				changed = true
-			}
-		}
-		t.mu.Unlock()
-		if changed {
+		case <-t.sub.Lost():
+			t.reloads.Add(1)
+			t.log.Warn("scope: cgroup events were dropped, reading all pod cgroups again",
+				zap.Uint64("dropped", t.sub.Dropped()))
+			t.drain()
+			t.load()
 			t.onChange()
 		}
 	}
-	// Writes are kernfs reporting cgroup.events and the like.
 }
 
-// rewalk walks everything again and replaces what is known. Changes made
-// during the walk are in the event queue and are handled after it.
-func (t *podCgroups) rewalk() {
-	found, err := t.scan(t.mount, false)
-	if err != nil {
-		t.log.Warn("scope: walk cgroups", zap.Error(err))
-		return
+// drain discards the events queued now. The map read after it is newer
+// than all of them; events queued later are newer than the drain and
+// replaying them on that map is harmless.
+func (t *podCgroups) drain() {
+	for {
+		select {
+		case <-t.sub.Events():
+		default:
+			return
+		}
 	}
-	t.mu.Lock()
-	t.byPath = map[string]podCgroup{}
-	t.byUID = map[string]map[uint64]bool{}
-	for rel, c := range found {
-		t.addLocked(rel, c)
-	}
-	t.mu.Unlock()
-	t.onChange()
 }
 
-// walk adds the pod cgroups at and below dir.
-func (t *podCgroups) walk(dir string, watchAll bool) error {
-	found, err := t.scan(dir, watchAll)
-	if err != nil {
-		return err
-	}
-	added := false
-	t.mu.Lock()
-	for rel, c := range found {
-		if old, ok := t.byPath[rel]; !ok || old.id != c.id {
-			if ok {
-				t.dropLocked(rel, old)
-			}
-			t.addLocked(rel, c)
-			added = true
-		}
-	}
-	t.mu.Unlock()
-	if added {
-		t.onChange()
-	}
-	return nil
-}
-
-// scan returns the pod cgroups at and below dir. It watches a directory
-// before reading it, so that a child made meanwhile is either read or
-// reported. watchAll watches every directory (a tree made after the
-// start); otherwise only the root and kubepods trees are.
-func (t *podCgroups) scan(dir string, watchAll bool) (map[string]podCgroup, error) {
-	found := map[string]podCgroup{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if p == dir {
-				return err
-			}
-			return nil
-		}
-		if !d.IsDir() {
-			return nil
-		}
-		rel := t.rel(p)
-		info := cgroup.Parse(rel)
-		if watchAll || p == t.mount || info.Driver != "" {
-			if err := t.w.Add(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				t.log.Debug("scope: watch cgroup", zap.String("cgroup", rel), zap.Error(err))
-			}
-		}
+// load replaces the set with the pod cgroups in the resolver's map.
+func (t *podCgroups) load() {
+	all := t.src.Cgroups()
+	byID := map[uint64]string{}
+	byUID := map[string]map[uint64]bool{}
+	for id, info := range all {
 		if !info.InPod {
-			return nil
+			continue
 		}
-		id, err := cgroup.ID(p)
-		if err != nil {
-			// Removed meanwhile.
-			return fs.SkipDir
+		byID[id] = info.PodUID
+		if byUID[info.PodUID] == nil {
+			byUID[info.PodUID] = map[uint64]bool{}
 		}
-		found[rel] = podCgroup{id: id, uid: info.PodUID}
-		return nil
-	})
-	return found, err
-}
-
-func (t *podCgroups) addLocked(rel string, c podCgroup) {
-	t.byPath[rel] = c
-	if t.byUID[c.uid] == nil {
-		t.byUID[c.uid] = map[uint64]bool{}
+		byUID[info.PodUID][id] = true
 	}
-	t.byUID[c.uid][c.id] = true
+	t.mu.Lock()
+	t.byID, t.byUID = byID, byUID
+	t.mu.Unlock()
 }
 
-func (t *podCgroups) dropLocked(rel string, c podCgroup) {
-	delete(t.byPath, rel)
-	if ids := t.byUID[c.uid]; ids != nil {
-		delete(ids, c.id)
+// apply adds or drops the cgroup of ev and tells whether the set changed.
+func (t *podCgroups) apply(ev cgroup.Event) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old, had := t.byID[ev.ID]
+	switch ev.Op {
+	case cgroup.Created:
+		if !ev.Info.InPod {
+			if had {
+				t.dropLocked(ev.ID, old)
+			}
+			return had
+		}
+		if had && old == ev.Info.PodUID {
+			return false
+		}
+		if had {
+			t.dropLocked(ev.ID, old)
+		}
+		t.byID[ev.ID] = ev.Info.PodUID
+		if t.byUID[ev.Info.PodUID] == nil {
+			t.byUID[ev.Info.PodUID] = map[uint64]bool{}
+		}
+		t.byUID[ev.Info.PodUID][ev.ID] = true
+		return true
+	case cgroup.Removed:
+		if had {
+			t.dropLocked(ev.ID, old)
+		}
+		return had
+	}
+	return false
+}
+
+func (t *podCgroups) dropLocked(id uint64, uid string) {
+	delete(t.byID, id)
+	if ids := t.byUID[uid]; ids != nil {
+		delete(ids, id)
 		if len(ids) == 0 {
-			delete(t.byUID, c.uid)
+			delete(t.byUID, uid)
 		}
 	}
-}
-
-func (t *podCgroups) rel(abs string) string {
-	if abs == t.mount {
-		return "/"
-	}
-	return "/" + strings.TrimPrefix(strings.TrimPrefix(abs, t.mount), "/")
 }
 
 // size returns how many pod cgroups are known.
 func (t *podCgroups) size() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.byPath)
+	return len(t.byID)
 }

@@ -199,7 +199,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	t.Cleanup(func() { r.s.Close() })
 	r.e, err = enrich.New(enrich.Options{
 		Node: r.node, Cgroups: r.res, Pods: r.pods, Hold: o.hold,
-		Scope: o.scope, Filter: r.s, CgroupMount: r.res.Mount(), Log: log,
+		Scope: o.scope, Filter: r.s, Log: log,
 	})
 	if err != nil {
 		t.Fatal(err)

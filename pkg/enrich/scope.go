@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/apimachinery/pkg/labels"
 
-	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/kube"
 )
 
@@ -146,14 +145,8 @@ func newScopeKeeper(opts Options, log *zap.Logger, st *counters) (*scopeKeeper, 
 	if err != nil {
 		return nil, err
 	}
-	mount := opts.CgroupMount
-	if mount == "" {
-		if mount, err = cgroup.FindV2Mount(); err != nil {
-			return nil, err
-		}
-	}
 	s := &scopeKeeper{log: log, m: m, pods: opts.Pods, filter: opts.Filter, dirty: make(chan struct{}, 1), st: st}
-	s.tree, err = newPodCgroups(mount, log, opts.ScopeResync, s.changed)
+	s.tree, err = newPodCgroups(opts.Cgroups, log, s.changed)
 	if err != nil {
 		return nil, err
 	}
