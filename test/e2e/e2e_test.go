@@ -47,10 +47,7 @@ func TestWholeSystem(t *testing.T) {
 	t.Run("fault-broken-rules", func(t *testing.T) { testBrokenRules(t, r) })
 	t.Run("fault-pod-churn", func(t *testing.T) { testPodChurn(t, r) })
 	t.Run("load", func(t *testing.T) { testLoad(t, r) })
-	// Issue 14 §3 (a new container's first syscalls under a namespace
-	// scope): written, not run until the feature lands. Enable it with
-	// t.Run("scope-first-syscalls", func(t *testing.T) { testScopeFirstSyscalls(t, r) })
-	_ = testScopeFirstSyscalls
+	t.Run("scope-first-syscalls", func(t *testing.T) { testScopeFirstSyscalls(t, r) })
 	t.Run("host-baseline", func(t *testing.T) { testHostBaseline(t, r) })
 	t.Run("host-attack", func(t *testing.T) { testHostAttack(t, r) })
 	// Last before uninstall: after an API server restart the agent's

@@ -18,9 +18,6 @@ import (
 // the kubelet makes before the sandbox starts, not the container's, which
 // the agent learns of only after the container runs. The agent goes back
 // to no scope afterwards, so later steps see every namespace.
-//
-// Not in TestWholeSystem until issue 14 §3 lands; enable it there with
-// t.Run("scope-first-syscalls", func(t *testing.T) { testScopeFirstSyscalls(t, r) }).
 func testScopeFirstSyscalls(t *testing.T, _ reader) {
 	ctx := ctxFor(t, 10*time.Minute)
 	const ns, app, n = "e2e-scope", "first-syscalls", 50
