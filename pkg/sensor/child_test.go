@@ -18,6 +18,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/pkg/sensor/internal/int80"
+	"github.com/errnowatch/errnowatch/test/attacks"
 	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
@@ -284,63 +285,16 @@ func flat(d time.Duration) uint64 {
 
 // floodErrnos is how many errnos the flood's seccomp filter makes
 // getpriority fail with: one key each.
-const floodErrnos = 4095
+const floodErrnos = attacks.FloodErrnos
 
-// flood is the key-making pod of issue 13: for d, one thread alternates
-// syscall numbers outside the table (ENOSYS, a new number each call) with
-// getpriority made to fail by its own seccomp filter with errno
-// 1 + i%4095, a new (syscall, errno) key each call. It answers how many of
-// each it made.
+// flood runs attacks.Flood for d in this child and answers "invalid keys",
+// the calls of each kind it made.
 func flood(d time.Duration) string {
-	res := make(chan string, 1)
-	go func() {
-		// The filter stays on this thread, which dies with the goroutine.
-		runtime.LockOSThread()
-		if err := getpriorityErrnoFilter(); err != nil {
-			res <- "error " + err.Error()
-			return
-		}
-		var invalid, keys uint64
-		deadline := time.Now().Add(d)
-		for i := 0; time.Now().Before(deadline); {
-			for j := 0; j < 1000; j, i = j+1, i+1 {
-				unix.Syscall(uintptr(1000+i%100000), 0, 0, 0)
-				unix.Syscall(unix.SYS_GETPRIORITY, uintptr(1+i%floodErrnos), 0, 0)
-			}
-			invalid += 1000
-			keys += 1000
-		}
-		res <- fmt.Sprint(invalid, " ", keys)
-	}()
-	return <-res
-}
-
-// getpriorityErrnoFilter installs, on the calling thread, a seccomp filter
-// under which getpriority(which, ...) fails with errno which&0xfff and
-// every other syscall runs.
-func getpriorityErrnoFilter() error {
-	const (
-		retErrno = 0x00050000 // SECCOMP_RET_ERRNO
-		retAllow = 0x7fff0000 // SECCOMP_RET_ALLOW
-		argsOff  = 16         // offsetof(struct seccomp_data, args[0]), low word on little endian
-	)
-	prog := []unix.SockFilter{
-		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // nr
-		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, K: unix.SYS_GETPRIORITY, Jt: 0, Jf: 4},
-		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: argsOff},
-		{Code: unix.BPF_ALU | unix.BPF_AND | unix.BPF_K, K: 0xfff},
-		{Code: unix.BPF_ALU | unix.BPF_OR | unix.BPF_K, K: retErrno},
-		{Code: unix.BPF_RET | unix.BPF_A},
-		{Code: unix.BPF_RET | unix.BPF_K, K: retAllow},
+	invalid, keys, err := attacks.Flood(d)
+	if err != nil {
+		return "error " + err.Error()
 	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	fp := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	if err := unix.Prctl(unix.PR_SET_SECCOMP, unix.SECCOMP_MODE_FILTER, uintptr(unsafe.Pointer(&fp)), 0, 0); err != nil {
-		return fmt.Errorf("seccomp filter: %w", err)
-	}
-	return nil
+	return fmt.Sprint(invalid, " ", keys)
 }
 
 func strReader(s string) io.Reader { return strings.NewReader(s) }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertfmt"
 	"github.com/errnowatch/errnowatch/test/attacks"
 )
@@ -48,6 +50,7 @@ func TestWholeSystem(t *testing.T) {
 	t.Run("fault-pod-churn", func(t *testing.T) { testPodChurn(t, r) })
 	t.Run("load", func(t *testing.T) { testLoad(t, r) })
 	t.Run("scope-first-syscalls", func(t *testing.T) { testScopeFirstSyscalls(t, r) })
+	t.Run("hostile-pod", func(t *testing.T) { testHostile(t, r) })
 	t.Run("host-baseline", func(t *testing.T) { testHostBaseline(t, r) })
 	t.Run("host-attack", func(t *testing.T) { testHostAttack(t, r) })
 	// Last before uninstall: after an API server restart the agent's
@@ -269,6 +272,7 @@ func testAttacks(t *testing.T, r reader) {
 			t.Errorf("%s: alert %+v: want rule %s, pod %s, container main, workload Deployment/%s on node %s",
 				c.w.Name, a.Alert, c.w.Rule, pod, c.name, e.node.NodeName())
 		}
+		checkDenied(t, c.w.Name, a.Alert)
 	}
 	for pod, as := range byPod {
 		if _, ok := want[pod]; !ok {
@@ -453,3 +457,34 @@ func errnowatchPrograms(t *testing.T) []string {
 
 // sensorProgramNames are the names bpf/errnowatch.c gives its programs.
 var sensorProgramNames = []string{"on_sys_exit", "on_sys_enter"}
+
+// deniedWant is what the stored alerts of two attacks must say was denied
+// (issue 12): the files the permission probe opened, under its scratch
+// directory's secrets/, and the loopback ports the scan found closed.
+var deniedWant = map[string]struct {
+	syscall, errno string
+	kind           alert.TargetKind
+	target         *regexp.Regexp
+}{
+	"permission-probing": {"openat", "EACCES", alert.TargetFile, regexp.MustCompile(`^/.*/secrets/key-[0-9]{2}\.pem$`)},
+	"network-scan":       {"connect", "ECONNREFUSED", alert.TargetNetwork, regexp.MustCompile(`^127\.0\.0\.1:200[0-5][0-9]$`)},
+}
+
+// checkDenied checks that the stored alert of workload w names a denied
+// path or a refused address, as sampled by the kernel with the call's
+// arguments, when w is one of deniedWant's.
+func checkDenied(t *testing.T, w string, a alert.Alert) {
+	t.Helper()
+	want, ok := deniedWant[w]
+	if !ok {
+		return
+	}
+	for _, d := range a.Targets {
+		if d.Syscall == want.syscall && d.Errno == want.errno && d.Kind == want.kind && want.target.MatchString(d.Target) && d.Count >= 1 {
+			t.Logf("%s: the stored alert says what was denied: %s", w, alert.TargetSummary(a.Targets))
+			return
+		}
+	}
+	t.Errorf("%s: the stored alert's denied targets %+v have no %s %s %s matching %s", w, a.Targets,
+		want.syscall, want.errno, want.kind, want.target)
+}

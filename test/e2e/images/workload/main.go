@@ -9,6 +9,7 @@
 //	workload list             the workloads' names, kinds and rules
 //	workload fail-load        N threads failing one syscall flat out, counted exactly
 //	workload burst            exactly --count failing calls
+//	workload flood            for --duration, a new failure key each call (the sensor-evasion attempt)
 //	workload sleep            nothing, until SIGTERM (churn pods)
 //
 // With --then-sleep a mode that succeeded sleeps until SIGTERM instead of
@@ -50,6 +51,7 @@ const usage = `usage: workload attack|benign|run <name> [--scratch DIR] [--then-
        workload list
        workload fail-load [--threads N] [--duration D] [--syscall S] [--report PATH] [--then-sleep]
        workload burst --count N [--syscall S] [--report PATH] [--then-sleep]
+       workload flood [--duration D] [--then-sleep]
        workload sleep
 syscalls: faccessat (ENOENT, the default), openat (ENOENT), close (EBADF)`
 
@@ -121,6 +123,11 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 		if err == nil {
 			err = writeResult(res, stdout, *report)
 		}
+	case "flood":
+		if *duration <= 0 {
+			return fmt.Errorf("%w: flood needs a --duration above 0", errUsage)
+		}
+		err = floodFor(*duration, stdout)
 	case "sleep":
 		if len(pos) != 0 {
 			return fmt.Errorf("%w: sleep takes no arguments", errUsage)
@@ -220,4 +227,24 @@ func writeResult(res Result, stdout io.Writer, report string) error {
 		}
 	}
 	return nil
+}
+
+// floodFor runs attacks.Flood for d and reports, as one JSON line, how
+// many calls of each kind it made.
+func floodFor(d time.Duration, stdout io.Writer) error {
+	invalid, keys, err := attacks.Flood(d)
+	out := struct {
+		Workload string `json:"workload"`
+		OK       bool   `json:"ok"`
+		Invalid  uint64 `json:"invalid_syscalls"`
+		Keys     uint64 `json:"new_keys"`
+		Error    string `json:"error,omitempty"`
+	}{Workload: "flood", OK: err == nil, Invalid: invalid, Keys: keys}
+	if err != nil {
+		out.Error = err.Error()
+	}
+	if jerr := json.NewEncoder(stdout).Encode(out); jerr != nil && err == nil {
+		err = fmt.Errorf("write result: %w", jerr)
+	}
+	return err
 }
