@@ -54,6 +54,9 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	intT, strT := cel.IntType, cel.StringType
 	return cel.NewEnv(
 		ext.NativeTypes(reflect.TypeFor[Record](), ext.ParseStructTags(true)),
+		// distinct(), so that "two different tools" is one pass, not a
+		// nested loop over records.
+		ext.Lists(ext.ListsVersion(2)),
 		cel.Variable(varRecords, cel.ListType(recordType)),
 		cel.Function(fnGlob, cel.Overload("glob_string_string", []*cel.Type{strT, strT}, cel.BoolType,
 			cel.BinaryBinding(func(s, pattern ref.Val) ref.Val {

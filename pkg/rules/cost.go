@@ -17,9 +17,12 @@ import (
 // estimated at load time from the bounds below, is over the limit are
 // rejected, and an evaluation that passes it at run time (a pod with more
 // labels than assumed) stops there and counts as an evaluation error.
-// Every shipped rule costs under 20; the limit leaves room for a
-// comprehension over syscalls or comms, not for nested ones.
-const MaxConditionCost = 100_000
+// The count-only rules of the default pack cost under 20; the rules over
+// records loop once over at most maxEvalRecords records with a regexp or a
+// list test of each path (up to about 130 000). The limit leaves room for
+// one comprehension over records, syscalls or comms with string work in
+// it, not for nested ones.
+const MaxConditionCost = 250_000
 
 // varSizes are the largest sizes the cost estimate assumes for the
 // variables: list and map entries, and string lengths (path "@items",
@@ -27,22 +30,30 @@ const MaxConditionCost = 100_000
 // labels), the size is a generous typical one and the runtime limit
 // catches the rest.
 var varSizes = map[string]uint64{
-	varComms:               64,   // 4x the default MaxProcesses
-	varComms + ".@items":   16,   // TASK_COMM_LEN
-	varSyscalls:            1024, // native and compat syscall tables
-	varSyscalls + ".@keys": 32,
-	varErrnos:              256,
-	varErrnos + ".@keys":   32,
-	varDuration:            uint64(len(durationKeys)),
-	varDuration + ".@keys": 8,
-	varLabels:              64,
-	varLabels + ".@keys":   317, // prefix (253) + "/" + name (63)
-	varLabels + ".@values": 63,
-	varNamespace:           63,
-	varPod:                 253,
-	varContainer:           63,
-	varComm:                16,
-	varNode:                253,
+	varComms:                          64,   // 4x the default MaxProcesses
+	varComms + ".@items":              16,   // TASK_COMM_LEN
+	varSyscalls:                       1024, // native and compat syscall tables
+	varSyscalls + ".@keys":            32,
+	varErrnos:                         256,
+	varErrnos + ".@keys":              32,
+	varDuration:                       uint64(len(durationKeys)),
+	varDuration + ".@keys":            8,
+	varLabels:                         64,
+	varLabels + ".@keys":              317, // prefix (253) + "/" + name (63)
+	varLabels + ".@values":            63,
+	varRecords:                        maxEvalRecords,
+	varRecords + ".@items.path":       256, // sensor.PathMax
+	varRecords + ".@items.path2":      256,
+	varRecords + ".@items.name":       255,
+	varRecords + ".@items.comm":       16,
+	varRecords + ".@items.addr":       108, // a unix socket path
+	varRecords + ".@items.args":       6,   // six argument registers
+	varRecords + ".@items.args.@keys": 32,
+	varNamespace:                      63,
+	varPod:                            253,
+	varContainer:                      63,
+	varComm:                           16,
+	varNode:                           253,
 }
 
 // Sizes assumed for variables (and their fields) without an entry in

@@ -58,7 +58,7 @@
 //
 // Each element of records is a rules.Record with the fields syscall,
 // errno, comm (string), uid, pid, tid (int), compat (bool), path, path2
-// (string, "" when none), path_truncated, path_unreadable, path_relative
+// (string, "" when none), name (path's last element), path_truncated, path_unreadable, path_relative
 // (bool), family ("AF_INET", "AF_UNIX", ...), addr (IP text or unix path),
 // port, sock_type ("SOCK_RAW", ...), protocol, and args, a map from the
 // kernel's argument names to the decoded integer arguments (args["request"]

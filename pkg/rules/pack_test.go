@@ -312,7 +312,7 @@ func (r *packRun) check(t *testing.T) {
 func rec(syscall, errno string, kv ...any) map[string]any {
 	r := map[string]any{"syscall": syscall, "errno": errno, "comm": "sh", "uid": 65534, "pid": 4242, "tid": 4242,
 		"compat": false, "path": "", "path_truncated": false, "path_unreadable": false, "path_relative": false,
-		"path2": "", "family": "", "addr": "", "port": 0, "sock_type": "", "protocol": 0, "args": map[string]int64{}}
+		"path2": "", "name": "", "family": "", "addr": "", "port": 0, "sock_type": "", "protocol": 0, "args": map[string]int64{}}
 	for i := 0; i+1 < len(kv); i += 2 {
 		r[kv[i].(string)] = kv[i+1]
 	}
@@ -325,7 +325,7 @@ func execs(names ...string) []map[string]any {
 	var out []map[string]any
 	for _, n := range names {
 		for _, d := range []string{"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"} {
-			out = append(out, rec("execve", "ENOENT", "path", d+"/"+n))
+			out = append(out, rec("execve", "ENOENT", "path", d+"/"+n, "name", n))
 		}
 	}
 	return out[:min(len(out), 8)]

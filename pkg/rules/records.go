@@ -35,6 +35,9 @@ type Record struct {
 	// PathRelative: the path does not start with "/", so it is relative to
 	// the working directory or to a directory fd (args["dfd"]).
 	PathRelative bool `cel:"path_relative"`
+	// Name is Path's last element: the program execve searched for, the
+	// file opened. It saves conditions a string loop per record.
+	Name string `cel:"name"`
 	// Path2 is the second path: rename's and link's target, mount's target.
 	Path2 string `cel:"path2"`
 	// Family is the socket family of socket() or of the address passed to
@@ -77,6 +80,7 @@ func ViewOf(r *sensor.Record) *Record {
 		UID: int64(r.UID), PID: int64(r.PID), TID: int64(r.TID), Compat: r.Compat,
 		Path: r.Path, PathTruncated: r.PathTruncated, PathUnreadable: r.PathUnreadable,
 		PathRelative: r.Path != "" && r.Path[0] != '/',
+		Name:         r.Path[strings.LastIndexByte(r.Path, '/')+1:],
 		Path2:        r.Path2,
 		Args:         map[string]int64{},
 	}
