@@ -68,13 +68,17 @@ var failCalls = map[string]failCall{
 // container's (Syscall, Errno); Other counts calls that returned anything
 // else (0 unless the path appeared).
 type Result struct {
-	Syscall string  `json:"syscall"`
-	Errno   string  `json:"errno"`
-	Count   uint64  `json:"count"`
-	Other   uint64  `json:"other"`
-	Threads int     `json:"threads"`
-	Seconds float64 `json:"seconds"`
-	PerSec  float64 `json:"per_second"`
+	// Workload is the mode (fail-load or burst) and OK that it succeeded:
+	// the e2e tests wait for a line with both, as for the attacks.
+	Workload string  `json:"workload"`
+	OK       bool    `json:"ok"`
+	Syscall  string  `json:"syscall"`
+	Errno    string  `json:"errno"`
+	Count    uint64  `json:"count"`
+	Other    uint64  `json:"other"`
+	Threads  int     `json:"threads"`
+	Seconds  float64 `json:"seconds"`
+	PerSec   float64 `json:"per_second"`
 }
 
 func newResult(c failCall, threads int, count, other uint64, d time.Duration) Result {

@@ -121,6 +121,7 @@ func dispatch(ctx context.Context, args []string, stdout io.Writer) error {
 			cancel()
 		}
 		if err == nil {
+			res.Workload, res.OK = mode, true
 			err = writeResult(res, stdout, *report)
 		}
 	case "flood":
