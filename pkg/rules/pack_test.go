@@ -63,13 +63,44 @@ func TestRecordRulesOnHandWrittenRecords(t *testing.T) {
 			syscalls[r["syscall"].(string)] = true
 			recs = append(recs, recordOf(t, r))
 		}
-		out, _, err := cond.prg.Eval(map[string]any{"count": count, "distinct_syscalls": len(syscalls), "records": recs})
+		out, _, err := cond.prg.Eval(map[string]any{"count": count, "distinct_syscalls": len(syscalls), "records": recs, "host": false})
 		if err != nil {
 			t.Errorf("%s on %s: %v", c.rule, c.name, err)
 			continue
 		}
 		if got := out.Value().(bool); got != c.fire {
 			t.Errorf("%s on %s = %v, want %v", c.rule, c.name, got, c.fire)
+		}
+	}
+}
+
+// TestRuntimeSocketOnTheHost: on the host only a denied connect to the
+// runtime's socket counts; node daemons dial it before it exists or
+// listens while the node starts (the e2e node's kubelet and ctr did).
+func TestRuntimeSocketOnTheHost(t *testing.T) {
+	var cond *condition
+	for _, r := range loadPack(t).Rules {
+		if r.ID == "runtime-socket-access" {
+			cond = r.cond
+		}
+	}
+	if cond == nil {
+		t.Fatal("no runtime-socket-access rule")
+	}
+	for _, c := range []struct {
+		errno      string
+		host, fire bool
+	}{
+		{"ENOENT", true, false}, {"ECONNREFUSED", true, false}, {"EACCES", true, true}, {"EPERM", true, true},
+		{"ENOENT", false, true}, {"ECONNREFUSED", false, true},
+	} {
+		r := recordOf(t, rec("connect", c.errno, "family", "AF_UNIX", "addr", "/run/containerd/containerd.sock"))
+		out, _, err := cond.prg.Eval(map[string]any{"count": 1, "distinct_syscalls": 1, "records": []*Record{r}, "host": c.host})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := out.Value().(bool); got != c.fire {
+			t.Errorf("connect %s to containerd.sock, host %v: fires %v, want %v", c.errno, c.host, got, c.fire)
 		}
 	}
 }

@@ -42,7 +42,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/ringbuf"
-	"github.com/cilium/ebpf/rlimit"
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
@@ -158,11 +157,15 @@ func Load(cfg Config, log *zap.Logger) (s *Sensor, err error) {
 	if err := checkPrerequisites(); err != nil {
 		return nil, err
 	}
-	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; on newer ones
-	// this is a no-op.
-	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, fmt.Errorf("raise RLIMIT_MEMLOCK for BPF maps (run as root, or set `ulimit -l unlimited`): %w", err)
-	}
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; newer ones
+	// charge the memory cgroup and ignore it. Raised here, by hand, rather
+	// than with cilium/ebpf's rlimit package: that package probes with a
+	// bpf(BPF_MAP_CREATE) in its init, in every process that links it, so
+	// each errnowatch command a non-root user runs (alerts list, rules
+	// validate) would fail a bpf() call and trip ebpf-load-attempt. A
+	// failure here is not fatal: on 5.11+ nothing needs it, and before that
+	// the map creation fails with advice (loadError).
+	_ = unix.Setrlimit(unix.RLIMIT_MEMLOCK, &unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY})
 
 	s = &Sensor{cfg: cfg, log: log, cgroups: map[uint64]uint32{}}
 	defer func() {
