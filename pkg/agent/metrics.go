@@ -10,6 +10,7 @@ import (
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
@@ -87,7 +88,7 @@ func newMetrics(a *Agent) (*metrics, error) {
 	if a.cfg.PodMetrics.Enabled {
 		var gone func(uid string) bool
 		if a.pods != nil {
-			gone = func(uid string) bool { _, ok := a.pods.ByUID(uid); return !ok }
+			gone = podGone(a.pods)
 		}
 		m.pods = newPodFailures(a.cfg.PodMetrics, gone)
 		cs = append(cs, m.pods)
@@ -359,6 +360,16 @@ func (p *podFailures) observe(b *enrich.Batch, now time.Time) {
 				delete(p.series, k)
 			}
 		}
+	}
+}
+
+// podGone tells whether the pod informer no longer knows a pod: deleted,
+// and past the grace (kube.Options.DeletedTTL) it keeps deleted pods for
+// their late failures, so a swept series is not re-created at once.
+func podGone(p *kube.Pods) func(uid string) bool {
+	return func(uid string) bool {
+		_, ok := p.ByUID(uid)
+		return !ok
 	}
 }
 

@@ -1,14 +1,20 @@
 package agent
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/errnowatch/errnowatch/internal/testenv"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 )
 
@@ -179,4 +185,77 @@ func mapsEqual(a, b map[string]float64) bool {
 		}
 	}
 	return true
+}
+
+// With the real pod informer on a real API server: a pod's series goes when
+// the pod is deleted and the informer forgets it, and its slot goes to the
+// next pod.
+func TestPodFailuresForgetDeletedPods(t *testing.T) {
+	env := testenv.Shared(t)
+	ns := env.Namespace(t)
+	node := "node-" + ns
+	pods, err := kube.New(env.Client, kube.Options{Node: node, DeletedTTL: 300 * time.Millisecond}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- pods.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	if err := pods.WaitForSync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mk := func(name string) *corev1.Pod {
+		p, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "registry.example/app:1"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	a, b := mk("a"), mk("b")
+	gone := podGone(pods)
+	eventually("the informer to know a and b", func() bool { return !gone(string(a.UID)) && !gone(string(b.UID)) })
+
+	p := newPodFailures(PodMetrics{Enabled: true, MaxSeries: 1, SweepEvery: time.Nanosecond}, gone)
+	now := time.Now()
+	p.observe(&enrich.Batch{Counts: []enrich.Count{
+		count(pod(ns, "a", string(a.UID)), 1, 3), count(pod(ns, "b", string(b.UID)), 1, 4),
+	}}, now)
+	failures, _ := gatherPods(t, p)
+	if failures[ns+"/a"] != 3 || failures["_other/_other"] != 4 {
+		t.Fatalf("before the deletion: %v", failures)
+	}
+	// A live pod's series survives sweeps.
+	p.observe(&enrich.Batch{}, now.Add(time.Second))
+	if failures, _ := gatherPods(t, p); failures[ns+"/a"] != 3 {
+		t.Fatalf("a live pod's series was swept: %v", failures)
+	}
+
+	zero := int64(0)
+	if err := env.Client.CoreV1().Pods(ns).Delete(ctx, "a", metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil {
+		t.Fatal(err)
+	}
+	eventually("the informer to forget a", func() bool { return gone(string(a.UID)) })
+	p.observe(&enrich.Batch{}, now.Add(2*time.Second))
+	failures, series := gatherPods(t, p)
+	if _, ok := failures[ns+"/a"]; ok || series["exported"] != 0 {
+		t.Fatalf("after a was deleted: %v, %v series", failures, series["exported"])
+	}
+	p.observe(&enrich.Batch{Counts: []enrich.Count{count(pod(ns, "b", string(b.UID)), 1, 5)}}, now.Add(3*time.Second))
+	if failures, _ := gatherPods(t, p); failures[ns+"/b"] != 5 || failures["_other/_other"] != 4 {
+		t.Errorf("b should have a's slot now: %v", failures)
+	}
 }
