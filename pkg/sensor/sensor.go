@@ -63,7 +63,8 @@ type Config struct {
 	// ExcludeSelf ignores this process's own syscalls.
 	ExcludeSelf bool
 	// QueueSize bounds the decoded records waiting for the consumer
-	// (default 8192).
+	// (default 2048: more than the default ring holds, and the buffer is
+	// allocated whole, 254 bytes a record, and scanned by every GC).
 	QueueSize int
 	// MaxKeys bounds the distinct (cgroup, syscall, errno) keys per drain
 	// interval (default 8192). A cgroup's exits that find the map full are
@@ -96,7 +97,7 @@ func (c *Config) setDefaults() {
 		c.RateWindow = time.Second
 	}
 	if c.QueueSize <= 0 {
-		c.QueueSize = 8192
+		c.QueueSize = 2048
 	}
 	if c.MaxKeys <= 0 {
 		c.MaxKeys = 8192
