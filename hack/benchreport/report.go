@@ -190,6 +190,10 @@ func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) 
 			return "–"
 		}
 		enter := cell("ns/enter-sensor")
+		if mean, has := f.Value(b, "ns/exit-over-minimal-mean"); has && mode == "all-exits" && mean > 40 {
+			notes = append(notes, fmt.Sprintf("kernel cost, all exits: %.1f ns/exit over the counter (mean of both attach "+
+				"orders) misses issue 16's goal of at most 40 ns", mean))
+		}
 		w.line(fmt.Sprintf("| %s | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s |", mode, exit, mn, over,
 			cell("ns/exit-minimal-first"), cell("ns/exit-sensor-second"), cell("ns/exit-over-minimal-second"),
 			cell("ns/exit-over-minimal-mean"), enter))
@@ -334,9 +338,9 @@ func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, erro
 	if okI && okS {
 		w.p("Ingest over gRPC reaches %.0f %% of the bare store's rate and costs %+.1f µs of CPU per alert over it.",
 			100*ingest/insert, ingestCPU-insertCPU)
-		if ingest < 20000 {
-			notes = append(notes, fmt.Sprintf("collector ingest: %s alerts/s is below the 20 000/s target (the bare store "+
-				"reached %s/s in its run: a loaded machine's disk and CPU set both)", thousands(ingest), thousands(insert)))
+		if ingest < 50000 {
+			notes = append(notes, fmt.Sprintf("collector ingest: %s alerts/s is below issue 16's goal of 50 000/s (the bare "+
+				"store reached %s/s in its run)", thousands(ingest), thousands(insert)))
 		}
 		chart := barChart{Title: "Durable alert ingest: gRPC + mTLS collector against the bare store",
 			Groups: []string{"thousand alerts/s (higher is better)", "CPU µs per alert (lower is better)"}, Format: "%.1f",
@@ -370,6 +374,11 @@ func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, erro
 		}
 	}
 	w.line("")
+	w.p("Issue 16's goals: ingest of 50 000 alerts/s, durable, over gRPC with mTLS on these 2 cores; the namespace " +
+		"summary at p99 under 50 ms at 1 M alerts (it reads the summary rollups kept on ingest).")
+	if p99, ok := f.Value("SummarizeNamespace", "p99-ms"); ok && p99 >= 50 {
+		notes = append(notes, fmt.Sprintf("namespace summary: p99 %.1f ms misses issue 16's goal of 50 ms", p99))
+	}
 	if v, ok := f.Value("StreamFanOut", "alerts/s/subscriber"); ok {
 		w.p("Stream fan-out: every stored alert delivered to 10 live `StreamAlerts` subscribers at %s alerts/s each.", thousands(v))
 	}
