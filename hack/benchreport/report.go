@@ -112,7 +112,7 @@ func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) 
 		"that only increments a per-CPU counter, attached to the same tracepoint at the same time, so it sees the " +
 		"same exits: it is what any program on this tracepoint costs here, the statistics' own overhead included. " +
 		"Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a succeeding `getppid()`; " +
-		"medians of 15 rounds (tools) and 7 rounds (errnowatch alone). A program's run time includes whatever " +
+		"medians of 15 rounds (tools) and 7 rounds in each attach order (errnowatch alone). A program's run time includes whatever " +
 		"interrupts or hypervisor pauses hit it, so on a loaded machine single figures move by tens of ns.")
 	w.p("The tools run as their users run them, in the same modes: failures only — errnowatch's default, " +
 		"`bpftrace -e 'tracepoint:raw_syscalls:sys_exit /args->ret < 0/ { @[args->id, args->ret] = count(); }'` and " +

@@ -274,13 +274,15 @@ func BenchmarkExactUnderLoad(b *testing.B) {
 			}
 		}
 		top.Process.Signal(os.Interrupt)
+		// Read top's output to its end before Wait, which closes the pipe
+		// (reading after it fails with "file already closed").
+		if err := <-scanned; err != nil {
+			b.Fatalf("read top output: %v", err)
+		}
 		if err := top.Wait(); err != nil {
 			b.Fatalf("errnowatch top: %v", err)
 		}
 		wall := time.Since(topStart).Seconds()
-		if err := <-scanned; err != nil {
-			b.Fatalf("read top output: %v", err)
-		}
 		if counted != made {
 			b.Errorf("top counted %d close EBADF over %d intervals, the child made %d", counted, lines, made)
 		}
