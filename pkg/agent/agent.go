@@ -256,6 +256,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		goRun("pods", a.pods.Run)
 	}
 	goRun("enrich", a.enricher.Run)
+	goRun("memory-trim", a.trimAfterStart) // memlimit.go
 	servers, err := a.serve()
 	if err != nil {
 		return err
