@@ -155,7 +155,7 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 		}
 		return nil, err
 	}
-	res, err := s.store.Insert(ctx, batch)
+	res, err := s.inserter.Insert(ctx, batch)
 	switch {
 	case errors.Is(err, store.ErrInvalid):
 		return nil, invalidBatch(seq, err.Error())

@@ -69,7 +69,7 @@ func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAl
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	page, more, err := s.store.List(qctx, f, store.ListOptions{Limit: size, BeforeID: before})
+	page, more, err := s.reader.List(qctx, f, store.ListOptions{Limit: size, BeforeID: before})
 	if err != nil {
 		return nil, s.queryError(ctx, "list alerts", err)
 	}
@@ -107,7 +107,7 @@ func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.S
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	sums, err := s.store.Summarize(qctx, f)
+	sums, err := s.reader.Summarize(qctx, f)
 	if err != nil {
 		return nil, s.queryError(ctx, "summarize alerts", err)
 	}
@@ -236,7 +236,7 @@ func (sub *subscriber) send(m *errnowatchv1.StreamAlertsResponse) error {
 func (sub *subscriber) run(ctx context.Context) error {
 	s, f := sub.s, sub.f
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-	last, err := s.store.LastSeq(qctx)
+	last, err := s.reader.LastSeq(qctx)
 	cancel()
 	if err != nil {
 		return s.queryError(ctx, "read store position", err)
@@ -270,7 +270,7 @@ func (sub *subscriber) run(ctx context.Context) error {
 		var revs []store.Stored
 		var next uint64
 		qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-		revs, next, err = s.store.ReadAfter(qctx, cursor, f, limit)
+		revs, next, err = s.reader.ReadAfter(qctx, cursor, f, limit)
 		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
