@@ -9,21 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
-	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/store"
@@ -43,7 +39,7 @@ type queryService struct {
 // ListAlerts implements QueryService.
 func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAlertsRequest) (*errnowatchv1.ListAlertsResponse, error) {
 	s := qs.s
-	f, err := filterFromProto(req.GetFilter())
+	f, err := alertpb.FilterFromProto(req.GetFilter())
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +52,7 @@ func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAl
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
-		return nil, badRequest("page_size", fmt.Sprintf("page_size %d is negative", size))
+		return nil, alertpb.BadRequest("page_size", fmt.Sprintf("page_size %d is negative", size))
 	case size == 0:
 		size = defaultPageSize
 	case size > maxPageSize:
@@ -76,7 +72,7 @@ func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAl
 	resp := &errnowatchv1.ListAlertsResponse{Alerts: make([]*errnowatchv1.StoredAlert, 0, len(page))}
 	bytes := 0
 	for i := range page {
-		p := storedToProto(&page[i])
+		p := alertpb.StoredToProto(&page[i])
 		// The page ends at its byte budget (always after one alert, so a
 		// page is never empty); the token resumes after the last alert
 		// sent.
@@ -95,7 +91,7 @@ func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAl
 // SummarizeAlerts implements QueryService.
 func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.SummarizeAlertsRequest) (*errnowatchv1.SummarizeAlertsResponse, error) {
 	s := qs.s
-	f, err := filterFromProto(req.GetFilter())
+	f, err := alertpb.FilterFromProto(req.GetFilter())
 	if err != nil {
 		return nil, err
 	}
@@ -113,7 +109,7 @@ func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.S
 	}
 	resp := &errnowatchv1.SummarizeAlertsResponse{Pods: make([]*errnowatchv1.PodSummary, len(sums))}
 	for i := range sums {
-		resp.Pods[i] = SummaryToProto(&sums[i])
+		resp.Pods[i] = alertpb.SummaryToProto(&sums[i])
 	}
 	// Worst first: the pods a person should look at lead the table. The
 	// store's order (namespace, pod, node) breaks ties.
@@ -144,12 +140,12 @@ func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stre
 		defer func() { <-s.subs }()
 	default:
 		s.metrics.refuse(refusedStreams, 1)
-		return exhausted(fmt.Sprintf("collector already serves %d alert streams; retry later", s.cfg.MaxStreams), 10*time.Second)
+		return alertpb.Exhausted(fmt.Sprintf("collector already serves %d alert streams; retry later", s.cfg.MaxStreams), 10*time.Second)
 	}
 	if !id.Local {
 		if !s.streams.acquire(callerKey(id)) {
 			s.metrics.refuse(refusedStreams, 1)
-			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
+			return alertpb.Exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
 		}
 		defer s.streams.release(callerKey(id))
 	}
@@ -179,18 +175,18 @@ func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stre
 // streamOptions validates a stream request's filter and heartbeat
 // interval (def when unset).
 func streamOptions(req *errnowatchv1.StreamAlertsRequest, def time.Duration) (store.Filter, time.Duration, error) {
-	f, err := filterFromProto(req.GetFilter())
+	f, err := alertpb.FilterFromProto(req.GetFilter())
 	if err != nil {
 		return store.Filter{}, 0, err
 	}
 	hb := def
 	if d := req.GetHeartbeatInterval(); d != nil {
 		if err := d.CheckValid(); err != nil {
-			return store.Filter{}, 0, badRequest("heartbeat_interval", err.Error())
+			return store.Filter{}, 0, alertpb.BadRequest("heartbeat_interval", err.Error())
 		}
 		if v := d.AsDuration(); v != 0 {
 			if v < minHeartbeat {
-				return store.Filter{}, 0, badRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
+				return store.Filter{}, 0, alertpb.BadRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
 			}
 			hb = v
 		}
@@ -282,7 +278,7 @@ func (sub *subscriber) run(ctx context.Context) error {
 		bytes := 0
 		for i := range revs {
 			m := &errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Alert{
-				Alert: storedToProto(&revs[i]),
+				Alert: alertpb.StoredToProto(&revs[i]),
 			}}
 			if err := sub.send(m); err != nil {
 				return err
@@ -354,117 +350,6 @@ func (s *Server) storeError(what string, err error) error {
 	return status.Errorf(codes.Unavailable, "%s: store unavailable (%v); retry later", what, err)
 }
 
-func storedToProto(st *store.Stored) *errnowatchv1.StoredAlert {
-	return &errnowatchv1.StoredAlert{
-		Sequence:   st.Seq,
-		StoredTime: timestamppb.New(st.StoredAt),
-		Alert:      alertpb.ToProto(&st.Alert),
-	}
-}
-
-// SummaryToProto converts a store summary for the wire.
-func SummaryToProto(p *store.PodSummary) *errnowatchv1.PodSummary {
-	out := &errnowatchv1.PodSummary{
-		Namespace:   p.Namespace,
-		Pod:         p.Pod,
-		Node:        p.Node,
-		Alerts:      p.Alerts,
-		Failures:    p.Failures,
-		MaxSeverity: alertpb.SeverityToProto(p.MaxSeverity),
-		LastSeen:    timestamppb.New(p.LastSeen),
-	}
-	for _, r := range p.Rules {
-		out.Rules = append(out.Rules, &errnowatchv1.RuleSummary{
-			RuleId: r.RuleID, Alerts: r.Alerts, Failures: r.Failures, MaxSeverity: alertpb.SeverityToProto(r.MaxSeverity),
-		})
-	}
-	for sev := alert.SeverityCritical; sev > alert.SeverityUnknown; sev-- {
-		if n := p.BySeverity[sev]; n > 0 {
-			out.Severities = append(out.Severities, &errnowatchv1.SeverityCount{Severity: alertpb.SeverityToProto(sev), Alerts: n})
-		}
-	}
-	return out
-}
-
-// filterFromProto validates a filter: names must be valid Kubernetes names,
-// the severity known, the time range well-formed.
-func filterFromProto(p *errnowatchv1.AlertFilter) (store.Filter, error) {
-	var v []*errdetails.BadRequest_FieldViolation
-	bad := func(field string, msgs ...string) {
-		if len(msgs) > 0 {
-			v = append(v, &errdetails.BadRequest_FieldViolation{Field: "filter." + field, Description: strings.Join(msgs, "; ")})
-		}
-	}
-	f := store.Filter{
-		Namespace:    p.GetNamespace(),
-		Pod:          p.GetPod(),
-		Container:    p.GetContainer(),
-		WorkloadKind: p.GetWorkloadKind(),
-		WorkloadName: p.GetWorkloadName(),
-		Node:         p.GetNode(),
-		RuleID:       p.GetRuleId(),
-	}
-	if f.Namespace != "" {
-		bad("namespace", validation.IsDNS1123Label(f.Namespace)...)
-	}
-	if f.Pod != "" {
-		bad("pod", validation.IsDNS1123Subdomain(f.Pod)...)
-	}
-	if f.Container != "" {
-		bad("container", validation.IsDNS1123Label(f.Container)...)
-	}
-	if f.WorkloadName != "" {
-		bad("workload_name", validation.IsDNS1123Subdomain(f.WorkloadName)...)
-	}
-	if f.Node != "" {
-		bad("node", validation.IsDNS1123Subdomain(f.Node)...)
-	}
-	if f.WorkloadKind != "" && (len(f.WorkloadKind) > 63 || strings.ContainsFunc(f.WorkloadKind, notAlnum)) {
-		bad("workload_kind", "must be a Kubernetes kind such as Deployment")
-	}
-	if len(f.RuleID) > 253 {
-		bad("rule_id", "must be at most 253 characters")
-	}
-	sev, err := alertpb.SeverityFromProto(p.GetMinSeverity())
-	if err != nil {
-		bad("min_severity", err.Error())
-	}
-	f.MinSeverity = sev
-	if f.Since, err = alertpb.TimeFromProto(p.GetSince()); err != nil {
-		bad("since", err.Error())
-	}
-	if f.Until, err = alertpb.TimeFromProto(p.GetUntil()); err != nil {
-		bad("until", err.Error())
-	}
-	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
-		bad("until", "must be after since")
-	}
-	if len(v) > 0 {
-		return store.Filter{}, badRequestViolations(v)
-	}
-	return f, nil
-}
-
-func notAlnum(r rune) bool {
-	return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9')
-}
-
-func badRequest(field, msg string) error {
-	return badRequestViolations([]*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}})
-}
-
-func badRequestViolations(v []*errdetails.BadRequest_FieldViolation) error {
-	var parts []string
-	for _, fv := range v {
-		parts = append(parts, fv.Field+": "+fv.Description)
-	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(parts, "; "))
-	if st2, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v}); err == nil {
-		return st2.Err()
-	}
-	return st.Err()
-}
-
 // pageToken is what a page token carries: where the next page starts and a
 // hash of the filter it belongs to, so a token is never applied to another
 // query.
@@ -495,10 +380,10 @@ func decodePageToken(tok, hash string) (string, error) {
 		err = json.Unmarshal(b, &pt)
 	}
 	if err != nil || pt.Version != 1 || pt.BeforeID == "" {
-		return "", badRequest("page_token", "not a page token from this collector; list again without it")
+		return "", alertpb.BadRequest("page_token", "not a page token from this collector; list again without it")
 	}
 	if pt.FilterHash != hash {
-		return "", badRequest("page_token", "the token belongs to a different filter; use the same filter or list again without it")
+		return "", alertpb.BadRequest("page_token", "the token belongs to a different filter; use the same filter or list again without it")
 	}
 	return pt.BeforeID, nil
 }

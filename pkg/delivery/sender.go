@@ -18,7 +18,6 @@ import (
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
-	"github.com/errnowatch/errnowatch/pkg/collector/client"
 )
 
 // Defaults for SenderOptions.
@@ -191,7 +190,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			backoff = s.opts.Backoff
 		}
 		d := backoff.Step()
-		if ask, ok := client.RetryDelay(err); ok && ask > d {
+		if ask, ok := alertpb.RetryDelay(err); ok && ask > d {
 			d = ask // the collector's rate limit says when
 		}
 		logAt := s.log.Warn
@@ -355,7 +354,7 @@ func (s *Sender) stream(ctx context.Context) (progressed bool, err error) {
 // a time so that only the bad alert is lost. Either is progress: the next
 // stream will not meet the same refusal, so the backoff starts over.
 func (s *Sender) endStatus(progressed bool, window []batch, err error) (bool, error) {
-	seq, rejected := client.RejectedBatch(err)
+	seq, rejected := alertpb.RejectedBatch(err)
 	if !rejected || len(window) == 0 || seq != window[0].seq {
 		return progressed, err
 	}
