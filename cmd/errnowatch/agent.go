@@ -14,6 +14,7 @@ import (
 
 	"github.com/errnowatch/errnowatch/pkg/agent"
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	embeddedcollector "github.com/errnowatch/errnowatch/pkg/collector/embedded"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
@@ -46,7 +47,7 @@ Flags may also come from --config, a YAML file whose keys are flag names.`,
 			}
 			c.Log = log
 			if embedded != "" {
-				e, err := agent.StartEmbedded(cmd.Context(), embedded, log)
+				e, err := embeddedcollector.Start(cmd.Context(), embedded, log)
 				if err != nil {
 					return err
 				}
