@@ -159,7 +159,7 @@ func printTop(opts TopOptions, iv IntervalJSON) error {
 		return err
 	}
 	for i := range iv.Alerts {
-		fmt.Fprintln(opts.Out, alertLine(&iv.Alerts[i]))
+		fmt.Fprintln(opts.Out, alertfmt.Line(&iv.Alerts[i]))
 	}
 	_, err := fmt.Fprintln(opts.Out)
 	return err

@@ -32,7 +32,6 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/utils/lru"
 
-	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
@@ -296,7 +295,7 @@ func (e *Enricher) build(id uint64) (m *Meta, complete, cacheable bool, podKey s
 		return m, false, true, info.PodUID
 	}
 	m.Namespace, m.Pod, m.PodUID = pod.Namespace, pod.Name, pod.UID
-	m.Workload = alert.Workload{Kind: pod.Workload.Kind, Name: pod.Workload.Name}
+	m.Workload = pod.Workload
 	m.Labels = pod.Labels
 	if info.IsContainer {
 		c, ok := pod.ContainerByID(info.ContainerID)
