@@ -124,10 +124,14 @@ func FuzzStreamRequest(f *testing.F) {
 		if proto.Unmarshal(b, &r) != nil {
 			return
 		}
-		_, hb, err := streamOptions(&r, 15*time.Second)
+		_, err := alertpb.FilterFromProto(r.GetFilter())
+		var hb time.Duration
+		if err == nil {
+			hb, err = heartbeatInterval(&r, 15*time.Second)
+		}
 		if err != nil {
 			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("streamOptions = %v, want INVALID_ARGUMENT", err)
+				t.Fatalf("stream options = %v, want INVALID_ARGUMENT", err)
 			}
 			return
 		}
