@@ -46,9 +46,9 @@ Flags may also come from --config, a YAML file whose keys are flag names.`,
 			if c.Node == "" {
 				c.Node = os.Getenv("NODE_NAME")
 			}
-			c.Log = log
+			c.Logger = log
 			if embedded != "" {
-				e, err := embeddedcollector.Start(cmd.Context(), embedded, log)
+				e, err := embeddedcollector.Start(cmd.Context(), embeddedcollector.Config{Dir: embedded, Logger: log})
 				if err != nil {
 					return err
 				}

@@ -20,10 +20,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/errnowatch/errnowatch/internal/testenv"
+	"github.com/errnowatch/errnowatch/internal/testutil"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
 	"github.com/errnowatch/errnowatch/test/attacks"
@@ -37,23 +36,6 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// writeKubeconfig writes the test API server's admin credentials as a
-// kubeconfig file, as a user or a pod's in-cluster config would give them.
-func writeKubeconfig(t *testing.T, env *testenv.Env) string {
-	t.Helper()
-	c := env.Config
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
-	cfg.CurrentContext = "test"
-	p := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // saToken makes a ServiceAccount and returns a token for it with the
@@ -146,7 +128,7 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 	env := testenv.Start(t)
 	cs := env.Client
 	ctx := context.Background()
-	kubeconfig := writeKubeconfig(t, env)
+	kubeconfig := testutil.WriteKubeconfig(t, env.Config)
 	const node = "node-e2e"
 	for _, ns := range []string{"errnowatch", "shop"} {
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {

@@ -23,10 +23,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/errnowatch/errnowatch/internal/testenv"
+	"github.com/errnowatch/errnowatch/internal/testutil"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 )
@@ -134,25 +133,11 @@ func benchAlertLatency(b *testing.B, interval time.Duration, bursts int, rule, r
 	}()
 	burst := func(i int, wait time.Duration) (time.Time, received, bool) {
 		cg := cgrouptest.New(b, fmt.Sprintf("ew-burst-%d", i))
-		sh := exec.Command("/bin/sh", "-c", burstScript)
-		in, err := sh.StdinPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		shOut, err := sh.StdoutPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := cg.Start(sh); err != nil {
-			b.Fatal(err)
-		}
-		defer sh.Wait()
-		defer in.Close()
-		if line, _ := bufio.NewReader(shOut).ReadString('\n'); line != "ready\n" {
-			b.Fatalf("burst shell said %q", line)
-		}
+		c := testutil.StartChild(b, cg, exec.Command("/bin/sh", "-c", burstScript))
+		defer c.Stop()
+		c.Expect("ready")
 		t0 := time.Now()
-		io.WriteString(in, "go\n")
+		c.Send("go")
 		deadline := time.After(wait)
 		for {
 			mu.Lock()
@@ -222,7 +207,7 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 // the baseline.
 func BenchmarkAgentRSS(b *testing.B) {
 	env := testenv.Start(b)
-	kubeconfig := benchKubeconfig(b, env)
+	kubeconfig := testutil.WriteKubeconfig(b, env.Config)
 	const node, ns = "node-bench", "bench"
 	ctx := context.Background()
 	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -317,20 +302,6 @@ func procMemory(b *testing.B, pid int) (rss, hwm float64) {
 		}
 	}
 	return rss, hwm
-}
-
-func benchKubeconfig(b *testing.B, env *testenv.Env) string {
-	c := env.Config
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
-	cfg.CurrentContext = "test"
-	p := filepath.Join(b.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
-		b.Fatal(err)
-	}
-	return p
 }
 
 func benchFreePort(b *testing.B) string {

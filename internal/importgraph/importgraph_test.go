@@ -27,6 +27,7 @@ var vocabulary = []string{
 // the vocabulary and packages of its own or an earlier stage. A path names
 // the package and the packages below it (a longer match wins).
 var stages = [][]string{
+	{"pkg/ops"},              // /metrics, /healthz, /readyz of any process
 	{"pkg/sensor"},           // kernel → counts and records
 	{"pkg/cgroup"},           // cgroup ids → paths
 	{"pkg/kube"},             // the node's pods

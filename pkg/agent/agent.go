@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -25,6 +24,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/delivery"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/kube"
+	"github.com/errnowatch/errnowatch/pkg/ops"
 	"github.com/errnowatch/errnowatch/pkg/pipeline"
 	"github.com/errnowatch/errnowatch/pkg/rules"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
@@ -72,7 +72,8 @@ type Config struct {
 	// OnBatch sees every interval's enriched batch (the standalone mode
 	// prints a summary).
 	OnBatch func(*enrich.Batch)
-	Log     *zap.Logger
+	// Logger gets the agent's log; nil discards it.
+	Logger *zap.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -85,8 +86,8 @@ func (c *Config) setDefaults() error {
 	if c.ShutdownFlush <= 0 {
 		c.ShutdownFlush = 5 * time.Second
 	}
-	if c.Log == nil {
-		c.Log = zap.NewNop()
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
 	}
 	if c.SpoolDir == "" {
 		return errors.New("no spool directory: set --spool-dir (e.g. /var/lib/errnowatch/spool)")
@@ -138,10 +139,10 @@ func New(ctx context.Context, cfg Config) (a *Agent, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if _, err := setMemoryLimit(cfg.Log); err != nil {
+	if _, err := setMemoryLimit(cfg.Logger); err != nil {
 		return nil, err
 	}
-	a = &Agent{cfg: cfg, log: cfg.Log, registry: prometheus.NewRegistry()}
+	a = &Agent{cfg: cfg, log: cfg.Logger, registry: prometheus.NewRegistry()}
 	// Every error return below sets a to nil before this runs: close the
 	// agent through its own variable, not through the named result.
 	opened := a
@@ -208,15 +209,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopBG(); a.pipe.Wait() }()
 	a.pipe.Start(bg)
-	servers, err := a.serve()
+	stopServing, err := a.serve()
+	defer stopServing()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, s := range servers {
-			s.Close()
-		}
-	}()
 	if err := a.pipe.WaitForPods(ctx); err != nil {
 		return fmt.Errorf("wait for the pod informer to sync: %w", err)
 	}
@@ -335,41 +332,19 @@ func (a *Agent) flushSpool() {
 		zap.Int("spooled", a.sender.Stats().SpoolRecords))
 }
 
-func (a *Agent) serve() ([]*http.Server, error) {
-	var servers []*http.Server
-	start := func(addr string, h http.Handler) error {
-		if addr == "" {
-			return nil
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		servers = append(servers, s)
-		go s.Serve(l)
-		return nil
-	}
-	mm := http.NewServeMux()
-	mm.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
-	hm := http.NewServeMux()
-	hm.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	hm.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := a.Ready()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		fmt.Fprintln(w, why)
+func (a *Agent) serve() (stop func(), err error) {
+	return ops.Serve(ops.Options{
+		MetricsAddress: a.cfg.MetricsAddress,
+		HealthAddress:  a.cfg.HealthAddress,
+		Metrics:        promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}),
+		Ready: func(w http.ResponseWriter, _ *http.Request) {
+			ok, why := a.Ready()
+			if !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			fmt.Fprintln(w, why)
+		},
 	})
-	if a.cfg.MetricsAddress == a.cfg.HealthAddress && a.cfg.MetricsAddress != "" {
-		mm.Handle("/healthz", hm)
-		mm.Handle("/readyz", hm)
-		return servers, start(a.cfg.MetricsAddress, mm)
-	}
-	if err := start(a.cfg.MetricsAddress, mm); err != nil {
-		return servers, err
-	}
-	return servers, start(a.cfg.HealthAddress, hm)
 }
 
 func (a *Agent) close() {

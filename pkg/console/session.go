@@ -62,11 +62,11 @@ type sessionConfig struct {
 	Cluster          Cluster
 	Rules            []string
 	Interval         time.Duration
-	Log              *zap.Logger
+	Logger           *zap.Logger
 }
 
 func openSession(cfg sessionConfig) (*session, error) {
-	log := cfg.Log
+	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}

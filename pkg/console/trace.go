@@ -37,7 +37,7 @@ type TraceOptions struct {
 	Cluster Cluster
 	Rules   []string
 	Out     io.Writer
-	Log     *zap.Logger
+	Logger  *zap.Logger
 }
 
 func validOutput(o string) error {
@@ -57,7 +57,7 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 	}
 	s, err := openSession(sessionConfig{Filter: opts.Filter, Durations: opts.Durations,
 		RecordsPerWindow: opts.RecordsPerWindow, Cluster: opts.Cluster, Rules: opts.Rules,
-		Interval: opts.Interval, Log: opts.Log})
+		Interval: opts.Interval, Logger: opts.Logger})
 	if err != nil {
 		return err
 	}

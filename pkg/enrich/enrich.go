@@ -85,7 +85,7 @@ type Options struct {
 	Scope Scope
 	// Filter is the sensor whose cgroup sets the scope keeps current.
 	Filter CgroupFilter
-	Log    *zap.Logger
+	Logger *zap.Logger
 }
 
 func (o *Options) setDefaults() {
@@ -104,8 +104,8 @@ func (o *Options) setDefaults() {
 	if o.MaxCached <= 0 {
 		o.MaxCached = 16384
 	}
-	if o.Log == nil {
-		o.Log = zap.NewNop()
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
 	}
 }
 
@@ -155,7 +155,7 @@ func New(opts Options) (*Enricher, error) {
 	opts.setDefaults()
 	e := &Enricher{
 		opts:    opts,
-		log:     opts.Log,
+		log:     opts.Logger,
 		now:     time.Now,
 		byPod:   map[string][]uint64{},
 		pending: map[uint64]*held{},

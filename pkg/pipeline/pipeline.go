@@ -106,7 +106,7 @@ func New(cfg Config) (p *Pipeline, err error) {
 			return nil, err
 		}
 	}
-	if p.Resolver, err = cgroup.NewResolver(p.log, cgroup.Options{Mount: mount}); err != nil {
+	if p.Resolver, err = cgroup.NewResolver(cgroup.Options{Logger: p.log, Mount: mount}); err != nil {
 		return nil, fmt.Errorf("cgroups: %w", err)
 	}
 	sc := cfg.Sensor
@@ -123,7 +123,7 @@ func New(cfg Config) (p *Pipeline, err error) {
 			return nil, err
 		}
 	}
-	eo := enrich.Options{Node: cfg.Node, Cgroups: p.Resolver, Pods: p.Pods, Log: p.log}
+	eo := enrich.Options{Node: cfg.Node, Cgroups: p.Resolver, Pods: p.Pods, Logger: p.log}
 	if !cfg.Scope.Empty() {
 		eo.Scope, eo.Filter = cfg.Scope, p.Sensor
 	}

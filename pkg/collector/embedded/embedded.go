@@ -27,8 +27,20 @@ type Collector struct {
 	store  *sqlite.Store
 }
 
-// Start starts a collector with its store in dir.
-func Start(ctx context.Context, dir string, log *zap.Logger) (*Collector, error) {
+// Config says where the embedded collector keeps its store and socket.
+type Config struct {
+	// Dir holds alerts.db and collector.sock; it is made mode 0700.
+	Dir string
+	// Logger gets the collector's and the store's log; nil discards it.
+	Logger *zap.Logger
+}
+
+// Start starts a collector with its store in cfg.Dir.
+func Start(ctx context.Context, cfg Config) (*Collector, error) {
+	dir, log := cfg.Dir, cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded collector: %w", err)
 	}
