@@ -54,3 +54,26 @@ func DeleteOldest(excess, chunk int64, del func(n int64) (int64, error)) (int64,
 	}
 	return total, nil
 }
+
+// Rows is the part of a result set that NodeExcess reads; the rows of
+// database/sql and of pgx both have it. The caller closes them.
+type Rows interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// NodeExcess reads rows of (node, alerts) and returns, for each node, how
+// many alerts it has over quota: what retention's per-node cap deletes.
+func NodeExcess(rows Rows, quota int64) (map[string]int64, error) {
+	over := map[string]int64{}
+	for rows.Next() {
+		var node string
+		var n int64
+		if err := rows.Scan(&node, &n); err != nil {
+			return nil, err
+		}
+		over[node] = n - quota
+	}
+	return over, rows.Err()
+}

@@ -784,18 +784,9 @@ func (s *Store) retainPerNode(ctx context.Context, quota int64) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("count alerts per node: %w", err)
 	}
-	over := map[string]int64{}
-	for rows.Next() {
-		var node string
-		var n int64
-		if err := rows.Scan(&node, &n); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("count alerts per node: %w", err)
-		}
-		over[node] = n - quota
-	}
+	over, err := store.NodeExcess(rows, quota)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("count alerts per node: %w", err)
 	}
 	var total int64
