@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -27,16 +26,6 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
 	"github.com/errnowatch/errnowatch/test/attacks"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // saToken makes a ServiceAccount and returns a token for it with the
 // errnowatch audience, as the chart's projected volume does.
@@ -170,8 +159,8 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 	cg := cgrouptest.New(t, cgrouptest.KubeletPath("cgroupfs", "containerd", "besteffort", string(pod.UID), cid))
 
 	pki := collectortest.NewPKI(t, "agent")
-	collectorAddr := freePort(t)
-	collectorHealth := freePort(t)
+	collectorAddr := testutil.FreeAddr(t)
+	collectorHealth := testutil.FreeAddr(t)
 	startProcess(t, "collector", "collector", "--listen", collectorAddr,
 		"--tls-cert", pki.ServerCertFile, "--tls-key", pki.ServerKeyFile, "--data-dir", t.TempDir(),
 		"--auth", "kubernetes", "--kubeconfig", kubeconfig, "--token-audience", "errnowatch",
@@ -179,7 +168,7 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 		"--metrics-address", collectorHealth, "--health-address", collectorHealth, "--log-format", "json")
 	waitHTTP(t, "http://"+collectorHealth+"/healthz", 30*time.Second)
 
-	ops := freePort(t)
+	ops := testutil.FreeAddr(t)
 	repo, _ := filepath.Abs("../..")
 	agent := startProcess(t, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
 		"--rules", filepath.Join(repo, "rules"), "--collector", collectorAddr, "--collector-ca", pki.CAFile,

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -85,7 +84,7 @@ func benchAlertLatency(b *testing.B, interval time.Duration, bursts int, rule, r
 	if err := os.WriteFile(rulesFile, []byte(rule), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	ops := benchFreePort(b)
+	ops := testutil.FreeAddr(b)
 	store := filepath.Join(dir, "collector")
 	startProcess(b, "agent", "agent", "--no-kubernetes", "--rules", rulesFile, "--embedded-collector", store,
 		"--spool-dir", filepath.Join(dir, "spool"), "--interval", interval.String(),
@@ -262,7 +261,7 @@ func benchPod(ctx context.Context, env *testenv.Env, kubepods *cgrouptest.Dir, n
 // returns the median of its resident set over the following seconds and
 // its peak, in MiB.
 func agentRSS(b *testing.B, kubeconfig, node string) (rss, hwm float64) {
-	ops := benchFreePort(b)
+	ops := testutil.FreeAddr(b)
 	repo, _ := filepath.Abs("../..")
 	agent := startProcess(b, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
 		"--rules", filepath.Join(repo, "rules"), "--spool-dir", filepath.Join(b.TempDir(), "spool"),
@@ -302,15 +301,6 @@ func procMemory(b *testing.B, pid int) (rss, hwm float64) {
 		}
 	}
 	return rss, hwm
-}
-
-func benchFreePort(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func benchWaitHTTP(b *testing.B, url string, timeout time.Duration) {

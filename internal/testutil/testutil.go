@@ -9,6 +9,7 @@ package testutil
 import (
 	"bufio"
 	"io"
+	"net"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -35,6 +36,18 @@ func WriteKubeconfig(tb testing.TB, c *rest.Config) string {
 		tb.Fatal(err)
 	}
 	return p
+}
+
+// FreeAddr returns a loopback host:port that was free a moment ago, for a
+// server the test starts next.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // Child is a process in a cgroup of the test's that a test drives line by

@@ -2,21 +2,12 @@ package ops
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-)
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/errnowatch/errnowatch/internal/testutil"
+)
 
 func get(t *testing.T, url string) (int, string) {
 	t.Helper()
@@ -35,7 +26,7 @@ func TestServeSplitAndShared(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "store down\n")
 	}
-	m, h := freeAddr(t), freeAddr(t)
+	m, h := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	stop, err := Serve(Options{MetricsAddress: m, HealthAddress: h, Metrics: metrics, Ready: notReady})
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +48,7 @@ func TestServeSplitAndShared(t *testing.T) {
 		t.Error("still serving after stop")
 	}
 
-	one := freeAddr(t)
+	one := testutil.FreeAddr(t)
 	stop, err = Serve(Options{MetricsAddress: one, HealthAddress: one, Metrics: metrics, Ready: notReady})
 	if err != nil {
 		t.Fatal(err)
