@@ -1,9 +1,9 @@
-// Package agent runs errnowatch on a node: it wires the stages together —
-// sensor (exact counts and sampled records) → enrich (cgroup → pod) → rules
-// (windowed patterns → alerts) → delivery (spool → collector) — every drain
-// interval, and serves the agent's metrics and health endpoints. It adds no
-// behaviour of its own beyond the loop, the shutdown order and the Go memory
-// limit it derives from the container's (ERRNOWATCH_MEMORY_LIMIT).
+// Package agent runs errnowatch on a node: it runs the node pipeline
+// (pkg/pipeline: sensor → enrich → rules) every drain interval and hands
+// its alerts to delivery (spool → collector), and serves the agent's
+// metrics and health endpoints (pkg/ops). It adds no behaviour of its own
+// beyond the loop, the shutdown order and the Go memory limit it derives
+// from the container's (ERRNOWATCH_MEMORY_LIMIT).
 package agent
 
 import (

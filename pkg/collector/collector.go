@@ -1,5 +1,6 @@
 // Package collector is the cluster-side end of alert delivery: gRPC services
-// (api/errnowatch/v1) over a store.Store. Agents publish batches that are
+// (api/errnowatch/v1) over a store's roles (store.Inserter for ingest,
+// store.Reader for queries and streams, store.Retainer for retention). Agents publish batches that are
 // acknowledged only once committed; people and tools list and summarize
 // alerts; SIEMs follow a resumable stream fed from the store.
 //
