@@ -39,9 +39,10 @@ var stages = [][]string{
 	{"pkg/agent"},            // the node agent's wiring
 	{"pkg/auth"},             // who may publish and read
 	{"pkg/store/sqlite", "pkg/store/postgres", "pkg/store/storetest"},
-	{"pkg/collector"}, // ingest, queries, streams
-	{"pkg/collector/embedded", "pkg/collector/collectortest", "pkg/sink", "pkg/ui"},
-	{"pkg/alertfmt", "pkg/console"}, // what people read
+	{"pkg/collector"},      // ingest, queries, streams
+	{"pkg/alertfmt"},       // alerts as people and SIEMs read them
+	{"pkg/sink", "pkg/ui"}, // destinations and the web UI
+	{"pkg/collector/embedded", "pkg/collector/collectortest", "pkg/console"},
 	{"cmd", "internal", "hack", "test", "tools", "pkg/chart"},
 }
 
