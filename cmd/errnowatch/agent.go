@@ -14,6 +14,8 @@ import (
 
 	"github.com/errnowatch/errnowatch/pkg/agent"
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertfmt"
+	embeddedcollector "github.com/errnowatch/errnowatch/pkg/collector/embedded"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
@@ -44,9 +46,9 @@ Flags may also come from --config, a YAML file whose keys are flag names.`,
 			if c.Node == "" {
 				c.Node = os.Getenv("NODE_NAME")
 			}
-			c.Log = log
+			c.Logger = log
 			if embedded != "" {
-				e, err := agent.StartEmbedded(cmd.Context(), embedded, log)
+				e, err := embeddedcollector.Start(cmd.Context(), embeddedcollector.Config{Dir: embedded, Logger: log})
 				if err != nil {
 					return err
 				}
@@ -57,13 +59,7 @@ Flags may also come from --config, a YAML file whose keys are flag names.`,
 			}
 			if printAlerts {
 				out := cmd.OutOrStdout()
-				c.OnAlert = func(a alert.Alert) {
-					where := a.CgroupPath
-					if a.Pod != "" {
-						where = a.Namespace + "/" + a.Pod + " " + a.Container
-					}
-					fmt.Fprintf(out, "%s  %-8s %-28s %s  %s\n", a.LastSeen.Local().Format("15:04:05"), a.Severity, a.RuleID, where, a.Message)
-				}
+				c.OnAlert = func(a alert.Alert) { fmt.Fprintln(out, alertfmt.Line(&a)) }
 			}
 			if summaryEvery > 0 {
 				c.OnBatch = summarizer(cmd.OutOrStdout(), summaryEvery)

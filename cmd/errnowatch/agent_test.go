@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -20,41 +19,13 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/errnowatch/errnowatch/internal/testenv"
+	"github.com/errnowatch/errnowatch/internal/testutil"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
 	"github.com/errnowatch/errnowatch/test/attacks"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-// writeKubeconfig writes the test API server's admin credentials as a
-// kubeconfig file, as a user or a pod's in-cluster config would give them.
-func writeKubeconfig(t *testing.T, env *testenv.Env) string {
-	t.Helper()
-	c := env.Config
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
-	cfg.CurrentContext = "test"
-	p := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
 
 // saToken makes a ServiceAccount and returns a token for it with the
 // errnowatch audience, as the chart's projected volume does.
@@ -146,7 +117,7 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 	env := testenv.Start(t)
 	cs := env.Client
 	ctx := context.Background()
-	kubeconfig := writeKubeconfig(t, env)
+	kubeconfig := testutil.WriteKubeconfig(t, env.Config)
 	const node = "node-e2e"
 	for _, ns := range []string{"errnowatch", "shop"} {
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -188,8 +159,8 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 	cg := cgrouptest.New(t, cgrouptest.KubeletPath("cgroupfs", "containerd", "besteffort", string(pod.UID), cid))
 
 	pki := collectortest.NewPKI(t, "agent")
-	collectorAddr := freePort(t)
-	collectorHealth := freePort(t)
+	collectorAddr := testutil.FreeAddr(t)
+	collectorHealth := testutil.FreeAddr(t)
 	startProcess(t, "collector", "collector", "--listen", collectorAddr,
 		"--tls-cert", pki.ServerCertFile, "--tls-key", pki.ServerKeyFile, "--data-dir", t.TempDir(),
 		"--auth", "kubernetes", "--kubeconfig", kubeconfig, "--token-audience", "errnowatch",
@@ -197,7 +168,7 @@ func TestAgentAndCollectorProcesses(t *testing.T) {
 		"--metrics-address", collectorHealth, "--health-address", collectorHealth, "--log-format", "json")
 	waitHTTP(t, "http://"+collectorHealth+"/healthz", 30*time.Second)
 
-	ops := freePort(t)
+	ops := testutil.FreeAddr(t)
 	repo, _ := filepath.Abs("../..")
 	agent := startProcess(t, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
 		"--rules", filepath.Join(repo, "rules"), "--collector", collectorAddr, "--collector-ca", pki.CAFile,

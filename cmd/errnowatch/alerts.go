@@ -220,11 +220,11 @@ command itself reconnects with its last cursor when the collector goes away.`,
 				if ctx.Err() != nil {
 					return nil
 				}
-				if !client.Retryable(err) && status.Code(err) != codes.Unavailable && !errors.Is(err, io.EOF) {
+				if !alertpb.Retryable(err) && status.Code(err) != codes.Unavailable && !errors.Is(err, io.EOF) {
 					return explainRPC(err, q.server.Address)
 				}
 				d := backoff.Step()
-				if rd, ok := client.RetryDelay(err); ok && rd > d {
+				if rd, ok := alertpb.RetryDelay(err); ok && rd > d {
 					d = rd
 				}
 				select {

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,10 +22,9 @@ import (
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/errnowatch/errnowatch/internal/testenv"
+	"github.com/errnowatch/errnowatch/internal/testutil"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 )
@@ -86,7 +84,7 @@ func benchAlertLatency(b *testing.B, interval time.Duration, bursts int, rule, r
 	if err := os.WriteFile(rulesFile, []byte(rule), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	ops := benchFreePort(b)
+	ops := testutil.FreeAddr(b)
 	store := filepath.Join(dir, "collector")
 	startProcess(b, "agent", "agent", "--no-kubernetes", "--rules", rulesFile, "--embedded-collector", store,
 		"--spool-dir", filepath.Join(dir, "spool"), "--interval", interval.String(),
@@ -134,25 +132,11 @@ func benchAlertLatency(b *testing.B, interval time.Duration, bursts int, rule, r
 	}()
 	burst := func(i int, wait time.Duration) (time.Time, received, bool) {
 		cg := cgrouptest.New(b, fmt.Sprintf("ew-burst-%d", i))
-		sh := exec.Command("/bin/sh", "-c", burstScript)
-		in, err := sh.StdinPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		shOut, err := sh.StdoutPipe()
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := cg.Start(sh); err != nil {
-			b.Fatal(err)
-		}
-		defer sh.Wait()
-		defer in.Close()
-		if line, _ := bufio.NewReader(shOut).ReadString('\n'); line != "ready\n" {
-			b.Fatalf("burst shell said %q", line)
-		}
+		c := testutil.StartChild(b, cg, exec.Command("/bin/sh", "-c", burstScript))
+		defer c.Stop()
+		c.Expect("ready")
 		t0 := time.Now()
-		io.WriteString(in, "go\n")
+		c.Send("go")
 		deadline := time.After(wait)
 		for {
 			mu.Lock()
@@ -222,7 +206,7 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 // the baseline.
 func BenchmarkAgentRSS(b *testing.B) {
 	env := testenv.Start(b)
-	kubeconfig := benchKubeconfig(b, env)
+	kubeconfig := testutil.WriteKubeconfig(b, env.Config)
 	const node, ns = "node-bench", "bench"
 	ctx := context.Background()
 	if _, err := env.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -348,7 +332,7 @@ type agentMemory struct {
 // start-up pages 10 s after it is ready (pkg/agent trimAfterStart), so the
 // samples start 15 s after: the steady state, not the start-up.
 func agentRSS(b *testing.B, kubeconfig, node string) agentMemory {
-	ops := benchFreePort(b)
+	ops := testutil.FreeAddr(b)
 	repo, _ := filepath.Abs("../..")
 	agent := startProcess(b, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
 		"--rules", filepath.Join(repo, "rules"), "--spool-dir", filepath.Join(b.TempDir(), "spool"),
@@ -395,29 +379,6 @@ func procMemory(b *testing.B, pid int) agentMemory {
 		}
 	}
 	return m
-}
-
-func benchKubeconfig(b *testing.B, env *testenv.Env) string {
-	c := env.Config
-	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["test"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData}
-	cfg.AuthInfos["admin"] = &clientcmdapi.AuthInfo{ClientCertificateData: c.CertData, ClientKeyData: c.KeyData, Token: c.BearerToken}
-	cfg.Contexts["test"] = &clientcmdapi.Context{Cluster: "test", AuthInfo: "admin"}
-	cfg.CurrentContext = "test"
-	p := filepath.Join(b.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, p); err != nil {
-		b.Fatal(err)
-	}
-	return p
-}
-
-func benchFreePort(b *testing.B) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 func benchWaitHTTP(b *testing.B, url string, timeout time.Duration) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	neturl "net/url"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/kube"
+	"github.com/errnowatch/errnowatch/pkg/ops"
 	"github.com/errnowatch/errnowatch/pkg/store"
 	"github.com/errnowatch/errnowatch/pkg/store/postgres"
 	"github.com/errnowatch/errnowatch/pkg/store/sqlite"
@@ -227,41 +227,12 @@ func serveOps(reg *prometheus.Registry, metrics, health string, st store.Store, 
 			Help: "Stored alerts that lists and streams skipped because their body no longer decodes.",
 		}, func() float64 { return float64(h.UndecodableRows()) }))
 	}
-	var servers []*http.Server
-	start := func(addr string, h http.Handler) error {
-		if addr == "" {
-			return nil
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		servers = append(servers, s)
-		go s.Serve(l)
-		return nil
-	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	hm := http.NewServeMux()
-	ok := func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") }
-	hm.HandleFunc("/healthz", ok)
-	ready := readyHandler(h, log)
-	hm.HandleFunc("/readyz", ready)
-	stop := func() {
-		for _, s := range servers {
-			s.Close()
-		}
-	}
-	if metrics == health {
-		mux.HandleFunc("/healthz", ok)
-		mux.HandleFunc("/readyz", ready)
-		return stop, start(metrics, mux)
-	}
-	if err := start(metrics, mux); err != nil {
-		return stop, err
-	}
-	return stop, start(health, hm)
+	return ops.Serve(ops.Options{
+		MetricsAddress: metrics,
+		HealthAddress:  health,
+		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Ready:          readyHandler(h, log),
+	})
 }
 
 // readyTimeout bounds the store check behind one /readyz.

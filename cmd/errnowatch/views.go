@@ -44,7 +44,7 @@ func newTraceCmd(g *globalFlags) *cobra.Command {
 			for _, p := range pids {
 				o.PIDs = append(o.PIDs, uint32(p))
 			}
-			o.Out, o.Log = cmd.OutOrStdout(), log
+			o.Out, o.Logger = cmd.OutOrStdout(), log
 			return console.Trace(cmd.Context(), o)
 		},
 	}
@@ -72,7 +72,7 @@ func newTopCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			o.Out, o.Log = cmd.OutOrStdout(), log
+			o.Out, o.Logger = cmd.OutOrStdout(), log
 			o.Clear = o.Output == "table" && term.IsTerminal(int(os.Stdout.Fd()))
 			return console.Top(cmd.Context(), o)
 		},

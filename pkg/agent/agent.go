@@ -1,25 +1,22 @@
-// Package agent runs errnowatch on a node: it wires the stages together —
-// sensor (exact counts and sampled records) → enrich (cgroup → pod) → rules
-// (windowed patterns → alerts) → delivery (spool → collector) — every drain
-// interval, and serves the agent's metrics and health endpoints. It adds no
-// behaviour of its own beyond the loop, the shutdown order and the Go memory
-// limit it derives from the container's (ERRNOWATCH_MEMORY_LIMIT).
+// Package agent runs errnowatch on a node: it runs the node pipeline
+// (pkg/pipeline: sensor → enrich → rules) every drain interval and hands
+// its alerts to delivery (spool → collector), and serves the agent's
+// metrics and health endpoints (pkg/ops). It adds no behaviour of its own
+// beyond the loop, the shutdown order and the Go memory limit it derives
+// from the container's (ERRNOWATCH_MEMORY_LIMIT).
 package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
@@ -27,6 +24,8 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/delivery"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/kube"
+	"github.com/errnowatch/errnowatch/pkg/ops"
+	"github.com/errnowatch/errnowatch/pkg/pipeline"
 	"github.com/errnowatch/errnowatch/pkg/rules"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 )
@@ -75,7 +74,8 @@ type Config struct {
 	// OnBatch sees every interval's enriched batch (the standalone mode
 	// prints a summary).
 	OnBatch func(*enrich.Batch)
-	Log     *zap.Logger
+	// Logger gets the agent's log; nil discards it.
+	Logger *zap.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -88,8 +88,8 @@ func (c *Config) setDefaults() error {
 	if c.ShutdownFlush <= 0 {
 		c.ShutdownFlush = 5 * time.Second
 	}
-	if c.Log == nil {
-		c.Log = zap.NewNop()
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
 	}
 	if c.SpoolDir == "" {
 		return errors.New("no spool directory: set --spool-dir (e.g. /var/lib/errnowatch/spool)")
@@ -100,16 +100,15 @@ func (c *Config) setDefaults() error {
 	if !c.NoKubernetes && c.Node == "" {
 		return errors.New("no node name: set --node-name or NODE_NAME (the chart sets it from the downward API)")
 	}
-	if c.NoKubernetes && !c.Scope.Empty() {
-		return errors.New("a pod scope (--namespaces, --pod-selector) needs the Kubernetes API")
-	}
 	return nil
 }
 
 // Agent is a running agent.
 type Agent struct {
-	cfg      Config
-	log      *zap.Logger
+	cfg  Config
+	log  *zap.Logger
+	pipe *pipeline.Pipeline
+	// The pipeline's stages, for the metrics and Ready.
 	sensor   *sensor.Sensor
 	resolver *cgroup.Resolver
 	pods     *kube.Pods
@@ -142,10 +141,10 @@ func New(ctx context.Context, cfg Config) (a *Agent, err error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
-	if _, err := setMemoryLimit(cfg.Log); err != nil {
+	if _, err := setMemoryLimit(cfg.Logger); err != nil {
 		return nil, err
 	}
-	a = &Agent{cfg: cfg, log: cfg.Log, registry: prometheus.NewRegistry()}
+	a = &Agent{cfg: cfg, log: cfg.Logger, registry: prometheus.NewRegistry()}
 	// Every error return below sets a to nil before this runs: close the
 	// agent through its own variable, not through the named result.
 	opened := a
@@ -155,51 +154,23 @@ func New(ctx context.Context, cfg Config) (a *Agent, err error) {
 		}
 	}()
 
-	rs, err := rules.Load(cfg.Rules...)
-	if err != nil {
-		return nil, fmt.Errorf("load rules: %w", err)
-	}
-	a.engine = rules.NewEngine(rs, rules.Config{Interval: cfg.Interval, Node: cfg.Node}, a.log)
-	a.watcher = rules.NewWatcher(cfg.Rules, rs, a.engine, a.log)
-
-	mount := ""
-	if cfg.CgroupRoot != "" {
-		if mount, err = cgroup.V2Under(cfg.CgroupRoot); err != nil {
-			return nil, err
-		}
-	}
-	if a.resolver, err = cgroup.NewResolver(a.log, cgroup.Options{Mount: mount}); err != nil {
-		return nil, fmt.Errorf("cgroups: %w", err)
-	}
-	if a.sensor, err = sensor.Load(sensor.Config{Durations: cfg.Durations, ExcludeSelf: true}, a.log); err != nil {
+	if a.pipe, err = pipeline.New(pipeline.Config{
+		Node:       cfg.Node,
+		Kubernetes: !cfg.NoKubernetes,
+		Kubeconfig: cfg.Kubeconfig,
+		Scope:      cfg.Scope,
+		CgroupRoot: cfg.CgroupRoot,
+		Sensor:     sensor.Config{Durations: cfg.Durations, ExcludeSelf: true},
+		Rules:      cfg.Rules,
+		WatchRules: true,
+		Interval:   cfg.Interval,
+		Logger:     a.log,
+	}); err != nil {
 		return nil, err
 	}
+	p := a.pipe
+	a.resolver, a.sensor, a.pods, a.enricher, a.engine, a.watcher = p.Resolver, p.Sensor, p.Pods, p.Enricher, p.Engine, p.Watcher
 	a.attached.Store(true)
-
-	if !cfg.NoKubernetes {
-		rc, err := kube.RESTConfig(cfg.Kubeconfig)
-		if err != nil {
-			return nil, err
-		}
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return nil, fmt.Errorf("kubernetes client: %w", err)
-		}
-		keys, err := cfg.Scope.LabelKeys()
-		if err != nil {
-			return nil, err
-		}
-		if a.pods, err = kube.New(cs, kube.Options{Node: cfg.Node, Labels: kube.DefaultLabelFilter().With(keys...)}, a.log); err != nil {
-			return nil, err
-		}
-	}
-	eo := enrich.Options{Node: cfg.Node, Cgroups: a.resolver, Pods: a.pods, Log: a.log}
-	if !cfg.Scope.Empty() {
-		eo.Scope, eo.Filter = cfg.Scope, a.sensor
-	}
-	if a.enricher, err = enrich.New(eo); err != nil {
-		return nil, err
-	}
 
 	if a.spool, err = delivery.OpenSpool(cfg.SpoolDir, delivery.SpoolOptions{MaxBytes: cfg.SpoolMaxBytes, Logger: a.log}); err != nil {
 		return nil, fmt.Errorf("open spool %s: %w", cfg.SpoolDir, err)
@@ -238,38 +209,20 @@ func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	goRun := func(name string, fn func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := fn(bg); err != nil && !errors.Is(err, context.Canceled) {
-				a.log.Error("agent component stopped", zap.String("component", name), zap.Error(err))
-			}
-		}()
-	}
-	defer func() { stopBG(); wg.Wait() }()
-
-	goRun("cgroups", a.resolver.Run)
-	goRun("rules-watch", a.watcher.Run)
-	if a.pods != nil {
-		goRun("pods", a.pods.Run)
-	}
-	goRun("enrich", a.enricher.Run)
-	goRun("memory-trim", a.trimAfterStart) // memlimit.go
-	servers, err := a.serve()
+	trimDone := make(chan struct{})
+	defer func() { stopBG(); a.pipe.Wait(); <-trimDone }()
+	a.pipe.Start(bg)
+	go func() { // memlimit.go: give back start-up pages once ready
+		defer close(trimDone)
+		_ = a.trimAfterStart(bg)
+	}()
+	stopServing, err := a.serve()
+	defer stopServing()
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, s := range servers {
-			s.Close()
-		}
-	}()
-	if a.pods != nil {
-		if err := a.pods.WaitForSync(ctx); err != nil {
-			return fmt.Errorf("wait for the pod informer to sync: %w", err)
-		}
+	if err := a.pipe.WaitForPods(ctx); err != nil {
+		return fmt.Errorf("wait for the pod informer to sync: %w", err)
 	}
 	senderCtx, stopSender := context.WithCancel(context.WithoutCancel(ctx))
 	senderDone := make(chan struct{})
@@ -325,36 +278,32 @@ func (a *Agent) loop(ctx context.Context) error {
 	}
 }
 
-// fast evaluates the rules one record decides as the record arrives
-// (rules.Engine.Fast), for a cgroup the enricher already knows; the rest
-// waits for the interval.
+// fast evaluates the rules one record decides as the record arrives; the
+// rest waits for the interval.
 func (a *Agent) fast(r *sensor.Record) {
-	if r.Errno() == 0 {
-		return
-	}
-	m, ok := a.enricher.Lookup(r.CgroupID)
-	if !ok {
-		return
-	}
-	a.deliver(a.engine.Fast(&enrich.Record{Record: *r, Meta: m}, time.Now()), false)
+	a.deliver(a.pipe.Fast(r, time.Now()), false)
 }
 
-// interval drains the kernel, enriches, evaluates and spools the alerts.
+// interval drains the kernel, runs the pipeline's step and spools the
+// alerts.
 func (a *Agent) interval(records []sensor.Record) {
 	iv, err := a.sensor.Drain()
 	if err != nil {
 		a.log.Error("drain sensor", zap.Error(err))
 		return
 	}
-	b := a.enricher.EnrichInterval(iv, records)
-	a.metrics.observe(&b)
-	if a.cfg.OnBatch != nil {
-		a.cfg.OnBatch(&b)
-	}
 	// Every interval appends, with no alerts too: that retries the alerts
 	// held in memory since the disk last refused an append. The spool
 	// counts what it drops.
-	a.deliver(a.engine.Process(&b), true)
+	a.deliver(a.pipe.Step(iv, records, a.observe), true)
+}
+
+// observe sees every interval's enriched batch before the rules do.
+func (a *Agent) observe(b *enrich.Batch) {
+	a.metrics.observe(b)
+	if a.cfg.OnBatch != nil {
+		a.cfg.OnBatch(b)
+	}
 }
 
 // deliver spools and logs alerts. retryHeld asks the spool to append even
@@ -391,52 +340,27 @@ func (a *Agent) flushSpool() {
 		zap.Int("spooled", a.sender.Stats().SpoolRecords))
 }
 
-func (a *Agent) serve() ([]*http.Server, error) {
-	var servers []*http.Server
-	start := func(addr string, h http.Handler) error {
-		if addr == "" {
-			return nil
-		}
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", addr, err)
-		}
-		s := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-		servers = append(servers, s)
-		go s.Serve(l)
-		return nil
-	}
-	mm := http.NewServeMux()
-	mm.Handle("/metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}))
-	hm := http.NewServeMux()
-	hm.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-	hm.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		ok, why := a.Ready()
-		if !ok {
-			w.WriteHeader(http.StatusServiceUnavailable)
-		}
-		fmt.Fprintln(w, why)
+func (a *Agent) serve() (stop func(), err error) {
+	return ops.Serve(ops.Options{
+		MetricsAddress: a.cfg.MetricsAddress,
+		HealthAddress:  a.cfg.HealthAddress,
+		Metrics:        promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{Registry: a.registry}),
+		Ready: func(w http.ResponseWriter, _ *http.Request) {
+			ok, why := a.Ready()
+			if !ok {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			fmt.Fprintln(w, why)
+		},
 	})
-	if a.cfg.MetricsAddress == a.cfg.HealthAddress && a.cfg.MetricsAddress != "" {
-		mm.Handle("/healthz", hm)
-		mm.Handle("/readyz", hm)
-		return servers, start(a.cfg.MetricsAddress, mm)
-	}
-	if err := start(a.cfg.MetricsAddress, mm); err != nil {
-		return servers, err
-	}
-	return servers, start(a.cfg.HealthAddress, hm)
 }
 
 func (a *Agent) close() {
-	a.sensor.Close()
+	a.pipe.Close()
 	if a.conn != nil {
 		a.conn.Conn.Close()
 	}
 	if a.spool != nil {
 		a.spool.Close()
-	}
-	if a.resolver != nil {
-		a.resolver.Close()
 	}
 }

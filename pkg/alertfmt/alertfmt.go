@@ -1,6 +1,6 @@
 // Package alertfmt prints what the collector answers for people and
 // machines: alert lists as a table, a wide table or JSON lines; per-pod
-// summaries as a table; the SIEM stream as JSON lines or OCSF Detection
+// summaries as a table; single alerts as they fire as one line (Line); the SIEM stream as JSON lines or OCSF Detection
 // Findings. The CLI picks a format from a flag and hands the collector's
 // messages to these writers. Text meant for a terminal goes through
 // Sanitize, which escapes the control characters a watched process can put
@@ -130,6 +130,20 @@ func WriteList(w io.Writer, f ListFormat, alerts []*errnowatchv1.StoredAlert, no
 			age(a.LastSeen, now), a.Severity, ns, pod, Sanitize(a.RuleID), a.Total, oneLine(a.Message))
 	}
 	return tw.Flush()
+}
+
+// Line is an alert on one line, as the standalone views and `agent
+// --print-alerts` print each alert as it fires:
+// "ALERT 15:04:05 high [rule] namespace/pod container: message", with the
+// cgroup path in place of the pod for host alerts. It is sanitized: the
+// message names comms and paths a watched process chose.
+func Line(a *alert.Alert) string {
+	where := a.CgroupPath
+	if a.Pod != "" {
+		where = a.Namespace + "/" + a.Pod + " " + a.Container
+	}
+	return Sanitize(fmt.Sprintf("ALERT %s %s [%s] %s: %s",
+		a.LastSeen.Local().Format("15:04:05"), a.Severity, a.RuleID, where, a.Message))
 }
 
 // WriteSummary prints one line per pod (host alerts: per node), worst

@@ -1,5 +1,8 @@
-// Package alertpb converts alerts between the Go model (pkg/alert) and the
-// wire model (api/errnowatch/v1). Delivery uses it to send, the collector to
+// Package alertpb is the one place where errnowatch's Go models meet the
+// wire model (api/errnowatch/v1): alerts and their stored body, stored
+// revisions, summaries and filters convert here, and the gRPC status
+// vocabulary (a batch never to resend, when to retry, a bad request) is
+// defined here for both ends. Delivery uses it to send, the collector to
 // receive and answer, the CLI to print what it read.
 package alertpb
 

@@ -30,7 +30,7 @@ func BenchmarkWalk(b *testing.B) {
 	for _, pods := range []int{100, 500} {
 		b.Run(fmt.Sprintf("cgroups=%d", pods*4), func(b *testing.B) {
 			kubeletTree(b, pods)
-			r, err := cgroup.NewResolver(zap.NewNop(), cgroup.Options{})
+			r, err := cgroup.NewResolver(cgroup.Options{Logger: zap.NewNop()})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -50,7 +50,7 @@ func BenchmarkWalk(b *testing.B) {
 func BenchmarkNewResolver(b *testing.B) {
 	kubeletTree(b, 250)
 	for b.Loop() {
-		r, err := cgroup.NewResolver(zap.NewNop(), cgroup.Options{})
+		r, err := cgroup.NewResolver(cgroup.Options{Logger: zap.NewNop()})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -60,7 +60,7 @@ func BenchmarkNewResolver(b *testing.B) {
 
 func BenchmarkLookupHit(b *testing.B) {
 	ids := kubeletTree(b, 100)
-	r, err := cgroup.NewResolver(zap.NewNop(), cgroup.Options{})
+	r, err := cgroup.NewResolver(cgroup.Options{Logger: zap.NewNop()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func BenchmarkLookupHit(b *testing.B) {
 // inotify event was handled: open_by_handle_at and a readlink.
 func BenchmarkLookupMissByHandle(b *testing.B) {
 	ids := kubeletTree(b, 10)
-	r, err := cgroup.NewResolver(zap.NewNop(), cgroup.Options{})
+	r, err := cgroup.NewResolver(cgroup.Options{Logger: zap.NewNop()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 
 // Options tunes a Resolver. The zero value is usable.
 type Options struct {
+	// Logger gets the resolver's warnings; nil discards them.
+	Logger *zap.Logger
 	// Mount is the cgroup v2 mount point; "" finds it with FindV2Mount.
 	Mount string
 	// Grace is how long a removed cgroup stays resolvable, for records and
@@ -42,6 +44,9 @@ type Options struct {
 }
 
 func (o *Options) setDefaults() {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
 	if o.Grace <= 0 {
 		o.Grace = 60 * time.Second
 	}
@@ -162,7 +167,7 @@ type found struct {
 
 // NewResolver walks the v2 hierarchy and sets up its watches, so lookups work
 // as soon as it returns; Run keeps the map current. Close releases it.
-func NewResolver(log *zap.Logger, opts Options) (*Resolver, error) {
+func NewResolver(opts Options) (*Resolver, error) {
 	opts.setDefaults()
 	if opts.Mount == "" {
 		m, err := FindV2Mount()
@@ -182,7 +187,7 @@ func NewResolver(log *zap.Logger, opts Options) (*Resolver, error) {
 		return nil, fmt.Errorf("watch cgroups: %w", err)
 	}
 	r := &Resolver{
-		log:      log,
+		log:      opts.Logger,
 		opts:     opts,
 		mount:    mount,
 		mountFD:  mountFD,
@@ -200,7 +205,7 @@ func NewResolver(log *zap.Logger, opts Options) (*Resolver, error) {
 	}
 	// Find out once whether misses can open cgroups by id.
 	if _, err := openByID(mountFD, rootID); err != nil {
-		log.Info("cgroup ids cannot be opened directly, misses fall back to walks; grant CAP_DAC_READ_SEARCH to avoid them",
+		r.log.Info("cgroup ids cannot be opened directly, misses fall back to walks; grant CAP_DAC_READ_SEARCH to avoid them",
 			zap.Error(err))
 	} else {
 		r.byHandle.Store(true)
@@ -211,7 +216,7 @@ func NewResolver(log *zap.Logger, opts Options) (*Resolver, error) {
 		return nil, err
 	}
 	st := r.Stats()
-	log.Info("cgroup resolver ready", zap.String("mount", mount), zap.Int("cgroups", st.Cgroups),
+	r.log.Info("cgroup resolver ready", zap.String("mount", mount), zap.Int("cgroups", st.Cgroups),
 		zap.Int("watches", st.Watches), zap.Duration("took", time.Since(start)))
 	return r, nil
 }

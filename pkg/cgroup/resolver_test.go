@@ -23,7 +23,8 @@ const waitFor = 10 * time.Second
 
 func newResolver(t *testing.T, opts cgroup.Options) *cgroup.Resolver {
 	t.Helper()
-	r, err := cgroup.NewResolver(zaptest.NewLogger(t), opts)
+	opts.Logger = zaptest.NewLogger(t)
+	r, err := cgroup.NewResolver(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +329,7 @@ func TestResolverConcurrent(t *testing.T) {
 }
 
 func TestResolverRunEndsOnClose(t *testing.T) {
-	r, err := cgroup.NewResolver(zaptest.NewLogger(t), cgroup.Options{})
+	r, err := cgroup.NewResolver(cgroup.Options{Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,6 @@
 // Package collector is the cluster-side end of alert delivery: gRPC services
-// (api/errnowatch/v1) over a store.Store. Agents publish batches that are
+// (api/errnowatch/v1) over a store's roles (store.Inserter for ingest,
+// store.Reader for queries and streams, store.Retainer for retention). Agents publish batches that are
 // acknowledged only once committed; people and tools list and summarize
 // alerts; SIEMs follow a resumable stream fed from the store.
 //
@@ -145,15 +146,18 @@ type TLSFiles struct {
 
 // Server is a running collector.
 type Server struct {
-	cfg     Config
-	log     *zap.Logger
-	store   store.Store
-	signal  *signal
-	limits  *limiters
-	metrics *metrics
-	agents  map[string]bool
-	subs    chan struct{} // semaphore of StreamAlerts subscribers
-	streams *streamCount  // each identity's open streams
+	cfg Config
+	log *zap.Logger
+	// Each service holds the store role it uses.
+	inserter store.Inserter
+	reader   store.Reader
+	retainer store.Retainer
+	signal   *signal
+	limits   *limiters
+	metrics  *metrics
+	agents   map[string]bool
+	subs     chan struct{} // semaphore of StreamAlerts subscribers
+	streams  *streamCount  // each identity's open streams
 
 	tcp, unix   *grpc.Server
 	tcpAddr     net.Addr
@@ -220,15 +224,17 @@ func New(cfg Config) (*Server, error) {
 		agents[sa] = true
 	}
 	return &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		store:   cfg.Store,
-		signal:  newSignal(),
-		limits:  newLimiters(cfg),
-		metrics: newMetrics(cfg.Registerer),
-		agents:  agents,
-		subs:    make(chan struct{}, cfg.MaxStreams),
-		streams: &streamCount{max: cfg.MaxStreamsPerIdentity, n: map[string]int{}},
+		cfg:      cfg,
+		log:      cfg.Logger,
+		inserter: cfg.Store,
+		reader:   cfg.Store,
+		retainer: cfg.Store,
+		signal:   newSignal(),
+		limits:   newLimiters(cfg),
+		metrics:  newMetrics(cfg.Registerer),
+		agents:   agents,
+		subs:     make(chan struct{}, cfg.MaxStreams),
+		streams:  &streamCount{max: cfg.MaxStreamsPerIdentity, n: map[string]int{}},
 	}, nil
 }
 
@@ -238,7 +244,7 @@ func (s *Server) Start(ctx context.Context, l Listen) error {
 	if l.Address == "" && l.UnixSocket == "" {
 		return errors.New("nothing to listen on: set a TCP address or a unix socket")
 	}
-	last, err := s.store.LastSeq(ctx)
+	last, err := s.reader.LastSeq(ctx)
 	if err != nil {
 		return fmt.Errorf("read store position: %w", err)
 	}
@@ -285,7 +291,7 @@ func (s *Server) Start(ctx context.Context, l Listen) error {
 	if s.cfg.Retention != (store.Retention{}) {
 		s.wg.Go(s.retain)
 	}
-	if w, ok := s.store.(store.Watcher); ok {
+	if w, ok := s.reader.(store.Watcher); ok {
 		s.wg.Go(func() { s.watch(w) })
 	}
 	return nil
@@ -407,7 +413,7 @@ func (s *Server) retain() {
 			return
 		case <-t.C:
 		}
-		n, err := s.store.Retain(s.stopped, s.cfg.Retention)
+		n, err := s.retainer.Retain(s.stopped, s.cfg.Retention)
 		switch {
 		case err != nil && s.stopped.Err() == nil:
 			s.log.Warn("retention failed; will retry", zap.Error(err))

@@ -334,7 +334,7 @@ func TestBadInputGetsInvalidArgumentAndStoresNothing(t *testing.T) {
 			continue
 		}
 		if tc.code == codes.InvalidArgument {
-			if seq, ok := client.RejectedBatch(err); !ok || seq != 77 {
+			if seq, ok := alertpb.RejectedBatch(err); !ok || seq != 77 {
 				t.Errorf("%s: RejectedBatch = %d, %v; want 77, true", name, seq, ok)
 			}
 			if !strings.Contains(status.Convert(err).Message(), "drop it") {
@@ -406,10 +406,10 @@ func TestQueryRateLimitIsResourceExhausted(t *testing.T) {
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("10 immediate queries at 1/s: %v, want RESOURCE_EXHAUSTED", err)
 	}
-	if d, ok := client.RetryDelay(err); !ok || d <= 0 {
+	if d, ok := alertpb.RetryDelay(err); !ok || d <= 0 {
 		t.Fatalf("RESOURCE_EXHAUSTED without a retry delay: %v", err)
 	}
-	if !client.Retryable(err) {
+	if !alertpb.Retryable(err) {
 		t.Fatalf("Retryable(%v) = false", err)
 	}
 }

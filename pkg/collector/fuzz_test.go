@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 )
 
 // The fuzz targets below run their seed corpora (testdata/fuzz/...) in
@@ -71,7 +72,7 @@ func FuzzAlertFilter(f *testing.F) {
 		if proto.Unmarshal(b, &p) != nil {
 			return
 		}
-		got, err := filterFromProto(&p)
+		got, err := alertpb.FilterFromProto(&p)
 		if err != nil {
 			if status.Code(err) != codes.InvalidArgument {
 				t.Fatalf("filterFromProto = %v, want INVALID_ARGUMENT", err)
@@ -123,10 +124,14 @@ func FuzzStreamRequest(f *testing.F) {
 		if proto.Unmarshal(b, &r) != nil {
 			return
 		}
-		_, hb, err := streamOptions(&r, 15*time.Second)
+		_, err := alertpb.FilterFromProto(r.GetFilter())
+		var hb time.Duration
+		if err == nil {
+			hb, err = heartbeatInterval(&r, 15*time.Second)
+		}
 		if err != nil {
 			if status.Code(err) != codes.InvalidArgument {
-				t.Fatalf("streamOptions = %v, want INVALID_ARGUMENT", err)
+				t.Fatalf("stream options = %v, want INVALID_ARGUMENT", err)
 			}
 			return
 		}

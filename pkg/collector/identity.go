@@ -9,15 +9,14 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/auth"
 )
 
@@ -98,7 +97,7 @@ func (s *Server) allowPeer(ctx context.Context, local bool) error {
 		return nil
 	}
 	s.metrics.refuse(refusedPeerRate, 1)
-	return exhausted(fmt.Sprintf("%s exceeds %g calls per second; slow down", host, s.cfg.PeerCallsPerSecond), time.Second)
+	return alertpb.Exhausted(fmt.Sprintf("%s exceeds %g calls per second; slow down", host, s.cfg.PeerCallsPerSecond), time.Second)
 }
 
 type identifiedStream struct {
@@ -241,7 +240,7 @@ func (s *Server) allowQuery(ctx context.Context) error {
 		return nil
 	}
 	s.metrics.refuse(refusedQueryRate, 1)
-	return exhausted(fmt.Sprintf("%s exceeds %g queries per second; slow down", id.Username, s.cfg.QueriesPerSecond), time.Second)
+	return alertpb.Exhausted(fmt.Sprintf("%s exceeds %g queries per second; slow down", id.Username, s.cfg.QueriesPerSecond), time.Second)
 }
 
 // reauthenticate checks a stream's token again (not expired, its pod not
@@ -276,12 +275,4 @@ func recheckIn(interval time.Duration, id auth.Identity) time.Duration {
 		interval = min(interval, max(time.Until(id.Expires), 0))
 	}
 	return interval
-}
-
-func exhausted(msg string, retry time.Duration) error {
-	st, err := status.New(codes.ResourceExhausted, msg).WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(retry)})
-	if err != nil {
-		return status.Error(codes.ResourceExhausted, msg)
-	}
-	return st.Err()
 }

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -18,7 +16,6 @@ import (
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
-	"github.com/errnowatch/errnowatch/pkg/collector/client"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
@@ -45,7 +42,7 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 	if !id.Local {
 		if !s.streams.acquire(callerKey(id)) {
 			s.metrics.refuse(refusedStreams, 1)
-			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
+			return alertpb.Exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
 		}
 		defer s.streams.release(callerKey(id))
 	}
@@ -106,7 +103,7 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		resp, err := s.ingest(ctx, lim, node, r.req)
 		if err != nil {
 			if status.Code(err) == codes.InvalidArgument {
-				log.Warn("refused a batch", zap.Uint64("batch_sequence", r.req.GetBatchSequence()), zap.Error(err))
+				log.Warn("refused a batch", zap.Uint64(alertpb.MetaBatchSequence, r.req.GetBatchSequence()), zap.Error(err))
 			}
 			return err
 		}
@@ -125,13 +122,13 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 	n := len(req.GetAlerts())
 	if n > s.cfg.MaxBatchAlerts {
 		s.metrics.refuse(refusedBatch, 1)
-		return nil, invalidBatch(seq, fmt.Sprintf("batch has %d alerts, at most %d are allowed: send smaller batches", n, s.cfg.MaxBatchAlerts))
+		return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("batch has %d alerts, at most %d are allowed: send smaller batches", n, s.cfg.MaxBatchAlerts))
 	}
 	batch := make([]alert.Alert, n)
 	for i, p := range req.GetAlerts() {
 		if err := alertpb.CheckLimits(p, s.cfg.MaxAlertBytes); err != nil {
 			s.metrics.refuse(refusedTooLarge, 1)
-			return nil, invalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
+			return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
 		}
 		a, err := alertpb.FromProto(p)
 		if err == nil {
@@ -139,7 +136,7 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 		}
 		if err != nil {
 			s.metrics.refuse(refusedInvalid, 1)
-			return nil, invalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
+			return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
 		}
 		if node != "" && a.Node != node {
 			s.metrics.refuse(refusedWrongNode, 1)
@@ -155,14 +152,14 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 		}
 		return nil, err
 	}
-	res, err := s.store.Insert(ctx, batch)
+	res, err := s.inserter.Insert(ctx, batch)
 	switch {
 	case errors.Is(err, store.ErrInvalid):
-		return nil, invalidBatch(seq, err.Error())
+		return nil, alertpb.InvalidBatch(seq, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil, status.FromContextError(err).Err()
 	case err != nil:
-		s.log.Error("storing a batch failed", zap.Uint64("batch_sequence", seq), zap.Error(err))
+		s.log.Error("storing a batch failed", zap.Uint64(alertpb.MetaBatchSequence, seq), zap.Error(err))
 		return nil, status.Errorf(codes.Unavailable, "store did not take batch %d (%v); resend it later", seq, err)
 	}
 	s.metrics.stored(len(res.New), res.Duplicates)
@@ -173,7 +170,7 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 		// The rest of the batch is stored; the refusal tells the publisher
 		// (a forger, since a real agent's IDs are its own) what was not.
 		s.metrics.refuse(refusedForeign, k)
-		s.log.Warn("refused updates of alerts another node raised", zap.Uint64("batch_sequence", seq), zap.Strings("alerts", res.Foreign))
+		s.log.Warn("refused updates of alerts another node raised", zap.Uint64(alertpb.MetaBatchSequence, seq), zap.Strings("alerts", res.Foreign))
 		return nil, status.Errorf(codes.PermissionDenied,
 			"batch %d: %d alerts (first %s) were raised by another node, and only that node may update them; the batch's other alerts are stored",
 			seq, k, res.Foreign[0])
@@ -199,7 +196,7 @@ func waitBudget(ctx context.Context, lim *rate.Limiter, n int, maxWait time.Dura
 	d := r.Delay()
 	if d > maxWait {
 		r.Cancel()
-		return exhausted(fmt.Sprintf("publish rate limit exceeded (%g alerts/s); back off and resend", lim.Limit()), d)
+		return alertpb.Exhausted(fmt.Sprintf("publish rate limit exceeded (%g alerts/s); back off and resend", lim.Limit()), d)
 	}
 	if d == 0 {
 		return nil
@@ -213,17 +210,4 @@ func waitBudget(ctx context.Context, lim *rate.Limiter, n int, maxWait time.Dura
 		r.Cancel()
 		return status.FromContextError(ctx.Err()).Err()
 	}
-}
-
-func invalidBatch(seq uint64, msg string) error {
-	st := status.New(codes.InvalidArgument, fmt.Sprintf("batch %d can never be stored, drop it: %s", seq, msg))
-	st2, err := st.WithDetails(&errdetails.ErrorInfo{
-		Reason:   client.ErrorReasonInvalidBatch,
-		Domain:   client.ErrorDomain,
-		Metadata: map[string]string{"batch_sequence": strconv.FormatUint(seq, 10)},
-	})
-	if err != nil {
-		return st.Err()
-	}
-	return st2.Err()
 }

@@ -9,21 +9,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
-	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/store"
@@ -43,20 +39,14 @@ type queryService struct {
 // ListAlerts implements QueryService.
 func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAlertsRequest) (*errnowatchv1.ListAlertsResponse, error) {
 	s := qs.s
-	f, err := filterFromProto(req.GetFilter())
+	f, err := s.admit(ctx, auth.VerbList, req.GetFilter(), nil)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.authorize(ctx, auth.VerbList, f.Namespace); err != nil {
-		return nil, err
-	}
-	if err := s.allowQuery(ctx); err != nil {
 		return nil, err
 	}
 	size := int(req.GetPageSize())
 	switch {
 	case size < 0:
-		return nil, badRequest("page_size", fmt.Sprintf("page_size %d is negative", size))
+		return nil, alertpb.BadRequest("page_size", fmt.Sprintf("page_size %d is negative", size))
 	case size == 0:
 		size = defaultPageSize
 	case size > maxPageSize:
@@ -69,14 +59,14 @@ func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAl
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	page, more, err := s.store.List(qctx, f, store.ListOptions{Limit: size, BeforeID: before})
+	page, more, err := s.reader.List(qctx, f, store.ListOptions{Limit: size, BeforeID: before})
 	if err != nil {
 		return nil, s.queryError(ctx, "list alerts", err)
 	}
 	resp := &errnowatchv1.ListAlertsResponse{Alerts: make([]*errnowatchv1.StoredAlert, 0, len(page))}
 	bytes := 0
 	for i := range page {
-		p := storedToProto(&page[i])
+		p := alertpb.StoredToProto(&page[i])
 		// The page ends at its byte budget (always after one alert, so a
 		// page is never empty); the token resumes after the last alert
 		// sent.
@@ -95,25 +85,19 @@ func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAl
 // SummarizeAlerts implements QueryService.
 func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.SummarizeAlertsRequest) (*errnowatchv1.SummarizeAlertsResponse, error) {
 	s := qs.s
-	f, err := filterFromProto(req.GetFilter())
+	f, err := s.admit(ctx, auth.VerbList, req.GetFilter(), nil)
 	if err != nil {
-		return nil, err
-	}
-	if err := s.authorize(ctx, auth.VerbList, f.Namespace); err != nil {
-		return nil, err
-	}
-	if err := s.allowQuery(ctx); err != nil {
 		return nil, err
 	}
 	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
 	defer cancel()
-	sums, err := s.store.Summarize(qctx, f)
+	sums, err := s.reader.Summarize(qctx, f)
 	if err != nil {
 		return nil, s.queryError(ctx, "summarize alerts", err)
 	}
 	resp := &errnowatchv1.SummarizeAlertsResponse{Pods: make([]*errnowatchv1.PodSummary, len(sums))}
 	for i := range sums {
-		resp.Pods[i] = SummaryToProto(&sums[i])
+		resp.Pods[i] = alertpb.SummaryToProto(&sums[i])
 	}
 	// Worst first: the pods a person should look at lead the table. The
 	// store's order (namespace, pod, node) breaks ties.
@@ -121,43 +105,79 @@ func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.S
 	return resp, nil
 }
 
-// StreamAlerts implements QueryService. The subscriber keeps only its
-// cursor and one page: it reads the store after the cursor whenever the
-// signal says the store moved (or a heartbeat is due), so however slow it
-// is, it costs one page of memory and catches up from the store.
+// admit is the prologue every query shares, in this order: the filter is
+// checked (and, with check, the call's own arguments), then the caller's
+// right to verb the filter's namespace, then its query rate.
+func (s *Server) admit(ctx context.Context, verb string, p *errnowatchv1.AlertFilter, check func() error) (store.Filter, error) {
+	f, err := alertpb.FilterFromProto(p)
+	if err != nil {
+		return store.Filter{}, err
+	}
+	if check != nil {
+		if err := check(); err != nil {
+			return store.Filter{}, err
+		}
+	}
+	if err := s.authorize(ctx, verb, f.Namespace); err != nil {
+		return store.Filter{}, err
+	}
+	if err := s.allowQuery(ctx); err != nil {
+		return store.Filter{}, err
+	}
+	return f, nil
+}
+
+// StreamAlerts implements QueryService: admit the caller, take a stream
+// slot, then run a subscriber (resolve its cursor, pump the store to the
+// stream) under a watchdog that cuts off a client that stopped reading.
+// The subscriber keeps only its cursor and one page: it reads the store
+// after the cursor whenever the signal says the store moved (or a
+// heartbeat is due), so however slow it is, it costs one page of memory
+// and catches up from the store.
 func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stream grpc.ServerStreamingServer[errnowatchv1.StreamAlertsResponse]) error {
 	s := qs.s
 	ctx := stream.Context()
-	f, hb, err := streamOptions(req, s.cfg.Heartbeat)
+	var hb time.Duration
+	f, err := s.admit(ctx, auth.VerbWatch, req.GetFilter(), func() (err error) {
+		hb, err = heartbeatInterval(req, s.cfg.Heartbeat)
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	if err := s.authorize(ctx, auth.VerbWatch, f.Namespace); err != nil {
+	release, err := s.acquireStream(identityFrom(ctx))
+	if err != nil {
 		return err
 	}
-	if err := s.allowQuery(ctx); err != nil {
-		return err
-	}
-	id := identityFrom(ctx)
+	defer release()
+	sub := &subscriber{s: s, req: req, f: f, hb: hb, stream: stream}
+	return s.watchdog(ctx, sub)
+}
+
+// acquireStream takes one of the collector's stream slots and, for a remote
+// caller, one of its own; release gives them back.
+func (s *Server) acquireStream(id auth.Identity) (release func(), err error) {
 	select {
 	case s.subs <- struct{}{}:
-		defer func() { <-s.subs }()
 	default:
 		s.metrics.refuse(refusedStreams, 1)
-		return exhausted(fmt.Sprintf("collector already serves %d alert streams; retry later", s.cfg.MaxStreams), 10*time.Second)
+		return nil, alertpb.Exhausted(fmt.Sprintf("collector already serves %d alert streams; retry later", s.cfg.MaxStreams), 10*time.Second)
 	}
-	if !id.Local {
-		if !s.streams.acquire(callerKey(id)) {
-			s.metrics.refuse(refusedStreams, 1)
-			return exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
-		}
-		defer s.streams.release(callerKey(id))
+	if id.Local {
+		return func() { <-s.subs }, nil
 	}
+	if !s.streams.acquire(callerKey(id)) {
+		<-s.subs
+		s.metrics.refuse(refusedStreams, 1)
+		return nil, alertpb.Exhausted(fmt.Sprintf("%s already has %d open streams; close some", callerKey(id), s.cfg.MaxStreamsPerIdentity), 10*time.Second)
+	}
+	return func() { s.streams.release(callerKey(id)); <-s.subs }, nil
+}
 
-	// The subscriber runs in its own goroutine so that a send blocked on a
-	// client that stopped reading can be abandoned: returning here ends the
-	// stream, which unblocks the send.
-	sub := &subscriber{s: s, req: req, f: f, hb: hb, stream: stream}
+// watchdog runs the subscriber in its own goroutine so that a send blocked
+// on a client that stopped reading can be abandoned: returning here ends
+// the stream, which unblocks the send.
+func (s *Server) watchdog(ctx context.Context, sub *subscriber) error {
 	done := make(chan error, 1)
 	go func() { done <- sub.run(ctx) }()
 	watch := time.NewTicker(max(s.cfg.SendTimeout/4, 10*time.Millisecond))
@@ -176,26 +196,22 @@ func (qs *queryService) StreamAlerts(req *errnowatchv1.StreamAlertsRequest, stre
 	}
 }
 
-// streamOptions validates a stream request's filter and heartbeat
-// interval (def when unset).
-func streamOptions(req *errnowatchv1.StreamAlertsRequest, def time.Duration) (store.Filter, time.Duration, error) {
-	f, err := filterFromProto(req.GetFilter())
-	if err != nil {
-		return store.Filter{}, 0, err
-	}
+// heartbeatInterval validates a stream request's heartbeat interval (def
+// when unset).
+func heartbeatInterval(req *errnowatchv1.StreamAlertsRequest, def time.Duration) (time.Duration, error) {
 	hb := def
 	if d := req.GetHeartbeatInterval(); d != nil {
 		if err := d.CheckValid(); err != nil {
-			return store.Filter{}, 0, badRequest("heartbeat_interval", err.Error())
+			return 0, alertpb.BadRequest("heartbeat_interval", err.Error())
 		}
 		if v := d.AsDuration(); v != 0 {
 			if v < minHeartbeat {
-				return store.Filter{}, 0, badRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
+				return 0, alertpb.BadRequest("heartbeat_interval", fmt.Sprintf("heartbeat_interval %s is below the minimum %s", v, minHeartbeat))
 			}
 			hb = v
 		}
 	}
-	return f, hb, nil
+	return hb, nil
 }
 
 // startCursor is where a stream starts: after start_after, or at last
@@ -225,6 +241,11 @@ type subscriber struct {
 	// sending is when the send in progress began (unix ns), 0 between
 	// sends; the handler's watchdog reads it.
 	sending atomic.Int64
+
+	// What pump keeps between pages: where the stream is, and its clocks.
+	cursor  uint64
+	ticker  *time.Ticker
+	recheck *time.Timer
 }
 
 func (sub *subscriber) send(m *errnowatchv1.StreamAlertsResponse) error {
@@ -234,105 +255,142 @@ func (sub *subscriber) send(m *errnowatchv1.StreamAlertsResponse) error {
 }
 
 func (sub *subscriber) run(ctx context.Context) error {
-	s, f := sub.s, sub.f
-	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-	last, err := s.store.LastSeq(qctx)
-	cancel()
-	if err != nil {
-		return s.queryError(ctx, "read store position", err)
-	}
-	cursor, err := startCursor(sub.req, last)
+	cursor, err := sub.resolveCursor(ctx)
 	if err != nil {
 		return err
 	}
-	ticker := time.NewTicker(sub.hb)
-	defer ticker.Stop()
-	// The caller is checked again every Reauthorize and when its token
-	// expires, so a revoked binding or an expired token ends the stream.
-	recheck := time.NewTimer(recheckIn(s.cfg.Reauthorize, identityFrom(ctx)))
-	defer recheck.Stop()
-	heartbeat := func() error {
-		return sub.send(&errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Heartbeat{
-			Heartbeat: &errnowatchv1.Heartbeat{Cursor: cursor, Time: timestamppb.Now()},
-		}})
+	return sub.pump(ctx, cursor)
+}
+
+// resolveCursor is where the stream starts, from the request and the
+// store's last sequence (startCursor).
+func (sub *subscriber) resolveCursor(ctx context.Context) (uint64, error) {
+	s := sub.s
+	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	last, err := s.reader.LastSeq(qctx)
+	cancel()
+	if err != nil {
+		return 0, s.queryError(ctx, "read store position", err)
 	}
-	reauth := func() error {
-		if err := s.reauthorize(ctx, auth.VerbWatch, f.Namespace); err != nil {
-			s.metrics.refuse(refusedReauth, 1)
-			return err
-		}
-		recheck.Reset(recheckIn(s.cfg.Reauthorize, identityFrom(ctx)))
-		return nil
-	}
+	return startCursor(sub.req, last)
+}
+
+// pump reads the store after the cursor and sends what it finds, a page at
+// a time, until the stream ends: at once again while catching up (a full
+// page), else when the store moves or a heartbeat is due. The caller is
+// checked again every Reauthorize and when its token expires, so a revoked
+// binding or an expired token ends the stream.
+func (sub *subscriber) pump(ctx context.Context, cursor uint64) error {
+	s := sub.s
+	sub.cursor = cursor
+	sub.ticker = time.NewTicker(sub.hb)
+	defer sub.ticker.Stop()
+	sub.recheck = time.NewTimer(recheckIn(s.cfg.Reauthorize, identityFrom(ctx)))
+	defer sub.recheck.Stop()
 	limit := s.cfg.StreamPage
 	for {
 		_, moved := s.signal.wait()
-		var revs []store.Stored
-		var next uint64
-		qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
-		revs, next, err = s.store.ReadAfter(qctx, cursor, f, limit)
-		cancel()
+		n, bytes, err := sub.sendAfter(ctx, limit)
 		if err != nil {
-			if ctx.Err() != nil {
-				return status.FromContextError(ctx.Err()).Err()
-			}
-			return s.queryError(ctx, "read alerts", err)
+			return err
 		}
-		full := len(revs) == limit
-		bytes := 0
-		for i := range revs {
-			m := &errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Alert{
-				Alert: storedToProto(&revs[i]),
-			}}
-			if err := sub.send(m); err != nil {
-				return err
-			}
-			bytes += proto.Size(m)
-		}
-		cursor = next
+		full := n == limit
 		// The next read is sized so that a page of alerts like these fits
 		// the byte budget: large alerts are read a few at a time.
-		if len(revs) > 0 {
-			limit = max(1, min(s.cfg.StreamPage, s.cfg.PageBytes/max(1, bytes/len(revs))))
+		if n > 0 {
+			limit = max(1, min(s.cfg.StreamPage, s.cfg.PageBytes/max(1, bytes/n)))
 		}
 		if full {
 			// Catching up: read on, but keep heartbeats and re-checks on
 			// time and stop promptly.
-			select {
-			case <-ticker.C:
-				if err := heartbeat(); err != nil {
-					return err
-				}
-			case <-recheck.C:
-				if err := reauth(); err != nil {
-					return err
-				}
-			case <-ctx.Done():
-				return status.FromContextError(ctx.Err()).Err()
-			case <-s.stopped.Done():
-				return status.Error(codes.Unavailable, "collector is shutting down; reconnect with start_after = the last cursor")
-			default:
-			}
-			continue
+			err = sub.due(ctx)
+		} else {
+			err = sub.await(ctx, moved)
 		}
-		select {
-		case <-moved:
-		case <-ticker.C:
-			// Also catches what other writers (another collector on a
-			// shared database) stored: the next read finds it.
-			if err := heartbeat(); err != nil {
-				return err
-			}
-		case <-recheck.C:
-			if err := reauth(); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return status.FromContextError(ctx.Err()).Err()
-		case <-s.stopped.Done():
-			return status.Error(codes.Unavailable, "collector is shutting down; reconnect with start_after = the last cursor")
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// sendAfter reads up to limit revisions after the cursor, sends them and
+// moves the cursor; it returns how many it sent and their encoded size.
+func (sub *subscriber) sendAfter(ctx context.Context, limit int) (n, bytes int, err error) {
+	s := sub.s
+	qctx, cancel := context.WithTimeout(ctx, s.cfg.QueryTimeout)
+	revs, next, err := s.reader.ReadAfter(qctx, sub.cursor, sub.f, limit)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, 0, status.FromContextError(ctx.Err()).Err()
+		}
+		return 0, 0, s.queryError(ctx, "read alerts", err)
+	}
+	for i := range revs {
+		m := &errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Alert{
+			Alert: alertpb.StoredToProto(&revs[i]),
+		}}
+		if err := sub.send(m); err != nil {
+			return 0, 0, err
+		}
+		bytes += proto.Size(m)
+	}
+	sub.cursor = next
+	return len(revs), bytes, nil
+}
+
+// due handles, without waiting, whatever is due: a heartbeat, a re-check,
+// the end of the call or of the collector.
+func (sub *subscriber) due(ctx context.Context) error {
+	select {
+	case <-sub.ticker.C:
+		return sub.heartbeat()
+	case <-sub.recheck.C:
+		return sub.reauth(ctx)
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-sub.s.stopped.Done():
+		return errShuttingDown
+	default:
+		return nil
+	}
+}
+
+// await waits for the store to move, handling heartbeats, re-checks and
+// the end of the call or of the collector meanwhile.
+func (sub *subscriber) await(ctx context.Context, moved <-chan struct{}) error {
+	select {
+	case <-moved:
+		return nil
+	case <-sub.ticker.C:
+		// Also catches what other writers (another collector on a shared
+		// database) stored: the next read finds it.
+		return sub.heartbeat()
+	case <-sub.recheck.C:
+		return sub.reauth(ctx)
+	case <-ctx.Done():
+		return status.FromContextError(ctx.Err()).Err()
+	case <-sub.s.stopped.Done():
+		return errShuttingDown
+	}
+}
+
+var errShuttingDown = status.Error(codes.Unavailable, "collector is shutting down; reconnect with start_after = the last cursor")
+
+func (sub *subscriber) heartbeat() error {
+	return sub.send(&errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Heartbeat{
+		Heartbeat: &errnowatchv1.Heartbeat{Cursor: sub.cursor, Time: timestamppb.Now()},
+	}})
+}
+
+func (sub *subscriber) reauth(ctx context.Context) error {
+	s := sub.s
+	if err := s.reauthorize(ctx, auth.VerbWatch, sub.f.Namespace); err != nil {
+		s.metrics.refuse(refusedReauth, 1)
+		return err
+	}
+	sub.recheck.Reset(recheckIn(s.cfg.Reauthorize, identityFrom(ctx)))
+	return nil
 }
 
 // queryError maps a store error of a call whose own context is ctx: the
@@ -352,117 +410,6 @@ func (s *Server) storeError(what string, err error) error {
 	}
 	s.log.Error("store failed", zap.String("operation", what), zap.Error(err))
 	return status.Errorf(codes.Unavailable, "%s: store unavailable (%v); retry later", what, err)
-}
-
-func storedToProto(st *store.Stored) *errnowatchv1.StoredAlert {
-	return &errnowatchv1.StoredAlert{
-		Sequence:   st.Seq,
-		StoredTime: timestamppb.New(st.StoredAt),
-		Alert:      alertpb.ToProto(&st.Alert),
-	}
-}
-
-// SummaryToProto converts a store summary for the wire.
-func SummaryToProto(p *store.PodSummary) *errnowatchv1.PodSummary {
-	out := &errnowatchv1.PodSummary{
-		Namespace:   p.Namespace,
-		Pod:         p.Pod,
-		Node:        p.Node,
-		Alerts:      p.Alerts,
-		Failures:    p.Failures,
-		MaxSeverity: alertpb.SeverityToProto(p.MaxSeverity),
-		LastSeen:    timestamppb.New(p.LastSeen),
-	}
-	for _, r := range p.Rules {
-		out.Rules = append(out.Rules, &errnowatchv1.RuleSummary{
-			RuleId: r.RuleID, Alerts: r.Alerts, Failures: r.Failures, MaxSeverity: alertpb.SeverityToProto(r.MaxSeverity),
-		})
-	}
-	for sev := alert.SeverityCritical; sev > alert.SeverityUnknown; sev-- {
-		if n := p.BySeverity[sev]; n > 0 {
-			out.Severities = append(out.Severities, &errnowatchv1.SeverityCount{Severity: alertpb.SeverityToProto(sev), Alerts: n})
-		}
-	}
-	return out
-}
-
-// filterFromProto validates a filter: names must be valid Kubernetes names,
-// the severity known, the time range well-formed.
-func filterFromProto(p *errnowatchv1.AlertFilter) (store.Filter, error) {
-	var v []*errdetails.BadRequest_FieldViolation
-	bad := func(field string, msgs ...string) {
-		if len(msgs) > 0 {
-			v = append(v, &errdetails.BadRequest_FieldViolation{Field: "filter." + field, Description: strings.Join(msgs, "; ")})
-		}
-	}
-	f := store.Filter{
-		Namespace:    p.GetNamespace(),
-		Pod:          p.GetPod(),
-		Container:    p.GetContainer(),
-		WorkloadKind: p.GetWorkloadKind(),
-		WorkloadName: p.GetWorkloadName(),
-		Node:         p.GetNode(),
-		RuleID:       p.GetRuleId(),
-	}
-	if f.Namespace != "" {
-		bad("namespace", validation.IsDNS1123Label(f.Namespace)...)
-	}
-	if f.Pod != "" {
-		bad("pod", validation.IsDNS1123Subdomain(f.Pod)...)
-	}
-	if f.Container != "" {
-		bad("container", validation.IsDNS1123Label(f.Container)...)
-	}
-	if f.WorkloadName != "" {
-		bad("workload_name", validation.IsDNS1123Subdomain(f.WorkloadName)...)
-	}
-	if f.Node != "" {
-		bad("node", validation.IsDNS1123Subdomain(f.Node)...)
-	}
-	if f.WorkloadKind != "" && (len(f.WorkloadKind) > 63 || strings.ContainsFunc(f.WorkloadKind, notAlnum)) {
-		bad("workload_kind", "must be a Kubernetes kind such as Deployment")
-	}
-	if len(f.RuleID) > 253 {
-		bad("rule_id", "must be at most 253 characters")
-	}
-	sev, err := alertpb.SeverityFromProto(p.GetMinSeverity())
-	if err != nil {
-		bad("min_severity", err.Error())
-	}
-	f.MinSeverity = sev
-	if f.Since, err = alertpb.TimeFromProto(p.GetSince()); err != nil {
-		bad("since", err.Error())
-	}
-	if f.Until, err = alertpb.TimeFromProto(p.GetUntil()); err != nil {
-		bad("until", err.Error())
-	}
-	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
-		bad("until", "must be after since")
-	}
-	if len(v) > 0 {
-		return store.Filter{}, badRequestViolations(v)
-	}
-	return f, nil
-}
-
-func notAlnum(r rune) bool {
-	return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9')
-}
-
-func badRequest(field, msg string) error {
-	return badRequestViolations([]*errdetails.BadRequest_FieldViolation{{Field: field, Description: msg}})
-}
-
-func badRequestViolations(v []*errdetails.BadRequest_FieldViolation) error {
-	var parts []string
-	for _, fv := range v {
-		parts = append(parts, fv.Field+": "+fv.Description)
-	}
-	st := status.New(codes.InvalidArgument, "invalid request: "+strings.Join(parts, "; "))
-	if st2, err := st.WithDetails(&errdetails.BadRequest{FieldViolations: v}); err == nil {
-		return st2.Err()
-	}
-	return st.Err()
 }
 
 // pageToken is what a page token carries: where the next page starts and a
@@ -495,10 +442,10 @@ func decodePageToken(tok, hash string) (string, error) {
 		err = json.Unmarshal(b, &pt)
 	}
 	if err != nil || pt.Version != 1 || pt.BeforeID == "" {
-		return "", badRequest("page_token", "not a page token from this collector; list again without it")
+		return "", alertpb.BadRequest("page_token", "not a page token from this collector; list again without it")
 	}
 	if pt.FilterHash != hash {
-		return "", badRequest("page_token", "the token belongs to a different filter; use the same filter or list again without it")
+		return "", alertpb.BadRequest("page_token", "the token belongs to a different filter; use the same filter or list again without it")
 	}
 	return pt.BeforeID, nil
 }

@@ -1,7 +1,8 @@
 // Package console holds errnowatch's standalone terminal views, `trace` and
-// `top`: they run the sensor on this host with no cluster, name cgroups
-// with pkg/cgroup, and print records and exact counts as tables or JSON
-// lines. cmd/errnowatch only parses flags into the Options here.
+// `top`: they run the node pipeline (pkg/pipeline) on this host, with or
+// without a cluster, and print records, exact counts and alerts as tables
+// or JSON lines (the trace line is enrich.Line, which `rules test`
+// replays). cmd/errnowatch only parses flags into the Options here.
 package console
 
 import (

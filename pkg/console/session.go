@@ -7,23 +7,23 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
-	"github.com/errnowatch/errnowatch/pkg/alertfmt"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
 	"github.com/errnowatch/errnowatch/pkg/kube"
+	"github.com/errnowatch/errnowatch/pkg/pipeline"
 	"github.com/errnowatch/errnowatch/pkg/rules"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 )
 
-// session is the sensor, the cgroup resolver, the enrichment and the drain
-// clock that both views run on, and the rules when the user gives some.
+// session is the node pipeline (sensor, cgroup resolver, enrichment, and
+// the rules when the user gives some) and the drain clock that both views
+// run on.
 type session struct {
+	pipe     *pipeline.Pipeline
 	sensor   *sensor.Sensor
 	resolver *cgroup.Resolver
-	pods     *kube.Pods
 	enricher *enrich.Enricher
 	engine   *rules.Engine
 	log      *zap.Logger
@@ -40,6 +40,20 @@ func (c Cluster) enabled() bool {
 	return c.Kubeconfig != "" || os.Getenv("KUBERNETES_SERVICE_HOST") != ""
 }
 
+// node is the node whose pods the views name: the flag, NODE_NAME, or else
+// the hostname, which on a node is the node name unless the kubelet was
+// told otherwise.
+func (c Cluster) node() (string, error) {
+	if !c.enabled() {
+		return c.NodeName, nil
+	}
+	node, err := kube.NodeName(c.NodeName)
+	if err != nil {
+		return os.Hostname()
+	}
+	return node, nil
+}
+
 // sessionConfig is what a view asks of the session.
 type sessionConfig struct {
 	Filter           FilterFlags
@@ -48,70 +62,32 @@ type sessionConfig struct {
 	Cluster          Cluster
 	Rules            []string
 	Interval         time.Duration
-	Log              *zap.Logger
+	Logger           *zap.Logger
 }
 
 func openSession(cfg sessionConfig) (*session, error) {
-	log := cfg.Log
+	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	res, err := cgroup.NewResolver(log, cgroup.Options{})
+	node, err := cfg.Cluster.node()
 	if err != nil {
-		return nil, fmt.Errorf("cgroups: %w", err)
-	}
-	ss := &session{resolver: res, log: log}
-	if err := ss.open(cfg); err != nil {
-		ss.close()
 		return nil, err
 	}
-	return ss, nil
-}
-
-func (ss *session) open(cfg sessionConfig) error {
-	f, err := cfg.Filter.Build(ss.resolver.Mount())
+	p, err := pipeline.New(pipeline.Config{
+		Node:         node,
+		Kubernetes:   cfg.Cluster.enabled(),
+		Kubeconfig:   cfg.Cluster.Kubeconfig,
+		Sensor:       sensor.Config{Durations: cfg.Durations, RecordsPerWindow: cfg.RecordsPerWindow, ExcludeSelf: true},
+		SensorFilter: cfg.Filter.Build,
+		Rules:        cfg.Rules,
+		Interval:     cfg.Interval,
+		Logger:       log,
+	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if len(cfg.Rules) > 0 {
-		rs, err := rules.Load(cfg.Rules...)
-		if err != nil {
-			return err
-		}
-		ss.engine = rules.NewEngine(rs, rules.Config{Interval: cfg.Interval, Node: cfg.Cluster.NodeName}, ss.log)
-	}
-	if cfg.Cluster.enabled() {
-		node, err := kube.NodeName(cfg.Cluster.NodeName)
-		if err != nil {
-			// On a node the hostname is the node name unless the kubelet
-			// was told otherwise.
-			if node, err = os.Hostname(); err != nil {
-				return err
-			}
-		}
-		rc, err := kube.RESTConfig(cfg.Cluster.Kubeconfig)
-		if err != nil {
-			return err
-		}
-		cs, err := kubernetes.NewForConfig(rc)
-		if err != nil {
-			return fmt.Errorf("kubernetes client: %w", err)
-		}
-		if ss.pods, err = kube.New(cs, kube.Options{Node: node}, ss.log); err != nil {
-			return err
-		}
-		cfg.Cluster.NodeName = node
-	}
-	if ss.enricher, err = enrich.New(enrich.Options{Node: cfg.Cluster.NodeName, Cgroups: ss.resolver, Pods: ss.pods, Log: ss.log}); err != nil {
-		return err
-	}
-	ss.sensor, err = sensor.Load(sensor.Config{
-		Filter:           f,
-		Durations:        cfg.Durations,
-		RecordsPerWindow: cfg.RecordsPerWindow,
-		ExcludeSelf:      true,
-	}, ss.log)
-	return err
+	return &session{pipe: p, sensor: p.Sensor, resolver: p.Resolver, enricher: p.Enricher, engine: p.Engine, log: log}, nil
 }
 
 // run delivers records and drained intervals until ctx is done or count
@@ -124,13 +100,11 @@ func (s *session) run(ctx context.Context, every time.Duration, count int,
 		}
 	}()
 	ctx, cancel := context.WithCancel(ctx)
+	defer s.pipe.Wait()
 	defer cancel()
-	go s.resolver.Run(ctx)
-	if s.pods != nil {
-		go s.pods.Run(ctx)
-		if err := s.pods.WaitForSync(ctx); err != nil {
-			return fmt.Errorf("wait for this node's pods: %w", err)
-		}
+	s.pipe.Start(ctx)
+	if err := s.pipe.WaitForPods(ctx); err != nil {
+		return fmt.Errorf("wait for this node's pods: %w", err)
 	}
 
 	tick := time.NewTicker(every)
@@ -165,11 +139,7 @@ func (s *session) run(ctx context.Context, every time.Duration, count int,
 	return nil
 }
 
-func (s *session) close() error {
-	err := s.sensor.Close()
-	s.resolver.Close()
-	return err
-}
+func (s *session) close() error { return s.pipe.Close() }
 
 // cgroupPath names a cgroup id, or says it is gone.
 func (s *session) cgroupPath(id uint64) string {
@@ -179,16 +149,10 @@ func (s *session) cgroupPath(id uint64) string {
 	return fmt.Sprintf("<cgroup %d>", id)
 }
 
-// Pod is the workload columns of a record or row, when a pod is known.
-type Pod struct {
-	Node      string `json:"node,omitempty"`
-	Namespace string `json:"namespace,omitempty"`
-	Pod       string `json:"pod,omitempty"`
-	PodUID    string `json:"pod_uid,omitempty"`
-	Container string `json:"container,omitempty"`
-	Image     string `json:"image,omitempty"`
-	Workload  string `json:"workload,omitempty"`
-}
+// Pod is the workload columns of a record or row, when a pod is known: the
+// trace line's own (enrich.LinePod), so top rows and trace lines name pods
+// the same way and `rules test` reads both.
+type Pod = enrich.LinePod
 
 // pod returns what is known of the pod behind a cgroup.
 func (s *session) pod(id uint64) Pod {
@@ -209,21 +173,10 @@ func (s *session) evaluate(iv sensor.Interval, records []sensor.Record) []alert.
 	if s.engine == nil {
 		return nil
 	}
-	b := s.enricher.EnrichInterval(iv, records)
-	return s.engine.Process(&b)
+	return s.pipe.Step(iv, records, nil)
 }
 
 // AlertJSON is how the views print an alert among their lines.
 type AlertJSON struct {
 	Alert alert.Alert `json:"alert"`
-}
-
-func alertLine(a *alert.Alert) string {
-	where := a.CgroupPath
-	if a.Pod != "" {
-		where = a.Namespace + "/" + a.Pod + " " + a.Container
-	}
-	// Messages name comms and paths a watched process chose.
-	return alertfmt.Sanitize(fmt.Sprintf("ALERT %s %s [%s] %s: %s",
-		a.LastSeen.Local().Format("15:04:05"), a.Severity, a.RuleID, where, a.Message))
 }

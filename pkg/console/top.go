@@ -34,7 +34,7 @@ type TopOptions struct {
 	Cluster Cluster
 	Rules   []string
 	Out     io.Writer
-	Log     *zap.Logger
+	Logger  *zap.Logger
 }
 
 // IntervalJSON is one line of `top -o json`.
@@ -70,7 +70,7 @@ func Top(ctx context.Context, opts TopOptions) error {
 		opts.Limit = 20
 	}
 	s, err := openSession(sessionConfig{Filter: opts.Filter, Cluster: opts.Cluster, Rules: opts.Rules,
-		Interval: opts.Interval, Log: opts.Log})
+		Interval: opts.Interval, Logger: opts.Logger})
 	if err != nil {
 		return err
 	}
@@ -159,7 +159,7 @@ func printTop(opts TopOptions, iv IntervalJSON) error {
 		return err
 	}
 	for i := range iv.Alerts {
-		fmt.Fprintln(opts.Out, alertLine(&iv.Alerts[i]))
+		fmt.Fprintln(opts.Out, alertfmt.Line(&iv.Alerts[i]))
 	}
 	_, err := fmt.Fprintln(opts.Out)
 	return err

@@ -37,7 +37,7 @@ type TraceOptions struct {
 	Cluster Cluster
 	Rules   []string
 	Out     io.Writer
-	Log     *zap.Logger
+	Logger  *zap.Logger
 }
 
 func validOutput(o string) error {
@@ -57,7 +57,7 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 	}
 	s, err := openSession(sessionConfig{Filter: opts.Filter, Durations: opts.Durations,
 		RecordsPerWindow: opts.RecordsPerWindow, Cluster: opts.Cluster, Rules: opts.Rules,
-		Interval: opts.Interval, Log: opts.Log})
+		Interval: opts.Interval, Logger: opts.Logger})
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 			return nil
 		}
 		// The one line type that `rules test` replays.
-		j := enrich.LineOf(&r, s.cgroupPath(r.CgroupID), enrich.LinePod(s.pod(r.CgroupID)))
+		j := enrich.LineOf(&r, s.cgroupPath(r.CgroupID), s.pod(r.CgroupID))
 		if opts.Durations {
 			d := r.DurationNS
 			j.DurationNS = &d
@@ -135,7 +135,7 @@ func Trace(ctx context.Context, opts TraceOptions) error {
 				}
 				continue
 			}
-			fmt.Fprintln(opts.Out, alertLine(&alerts[i]))
+			fmt.Fprintln(opts.Out, alertfmt.Line(&alerts[i]))
 		}
 		return nil
 	})

@@ -18,7 +18,6 @@ import (
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
-	"github.com/errnowatch/errnowatch/pkg/collector/client"
 )
 
 // Defaults for SenderOptions.
@@ -191,7 +190,7 @@ func (s *Sender) Run(ctx context.Context) error {
 			backoff = s.opts.Backoff
 		}
 		d := backoff.Step()
-		if ask, ok := client.RetryDelay(err); ok && ask > d {
+		if ask, ok := alertpb.RetryDelay(err); ok && ask > d {
 			d = ask // the collector's rate limit says when
 		}
 		logAt := s.log.Warn
@@ -263,57 +262,17 @@ func (s *Sender) stream(ctx context.Context) (progressed bool, err error) {
 
 	ticker := time.NewTicker(s.opts.DropReportInterval)
 	defer ticker.Stop()
-	cursor := s.spool.Acked()
-	var window []batch
+	w := &window{cursor: s.spool.Acked()}
 	dropsDue := true
-	broken := false // Send failed: take the answers still coming, then the status
 	for {
-		// Fill the window from the spool.
-		for !broken && len(window) < s.opts.Window {
-			limit := s.opts.BatchAlerts
-			if cursor < s.isolateThrough {
-				limit = 1
-			}
-			recs, err := s.spool.Read(cursor, limit, s.opts.BatchBytes)
-			if err != nil {
-				return progressed, fmt.Errorf("read spool: %w", err)
-			}
-			if len(recs) == 0 {
-				break
-			}
-			req := &errnowatchv1.PublishAlertsRequest{
-				BatchSequence: recs[len(recs)-1].Seq,
-				Alerts:        make([]*errnowatchv1.Alert, len(recs)),
-			}
-			resent := 0
-			for i := range recs {
-				req.Alerts[i] = alertpb.ToProto(&recs[i].Alert)
-				if recs[i].Seq <= s.highest {
-					resent++
-				}
-			}
-			if err := st.Send(req); err != nil {
-				// Send only says the stream broke; Recv has the status,
-				// after the answers sent before it.
-				broken = true
-				break
-			}
-			s.sent.Add(uint64(len(recs)))
-			s.resent.Add(uint64(resent))
-			s.highest = max(s.highest, req.BatchSequence)
-			cursor = req.BatchSequence
-			window = append(window, batch{seq: req.BatchSequence, n: len(recs)})
-			s.inFlight.Store(int64(len(window)))
+		if err := s.fill(st, w); err != nil {
+			return progressed, err
 		}
 		// Report drops once the collector takes alerts again (an answer,
 		// or nothing waiting), so the report finds room in the spool.
-		if dropsDue && (progressed || len(window) == 0) {
+		if dropsDue && (progressed || len(w.batches) == 0) {
 			dropsDue = false
-			n, err := s.spool.ReportDrops(s.opts.Node)
-			if err != nil {
-				s.log.Error("cannot spool the report of dropped alerts", zap.Error(err))
-			} else if n > 0 {
-				s.log.Warn("reporting alerts dropped while the spool was full", zap.Uint64("dropped", n))
+			if s.reportDrops() {
 				continue // send the report
 			}
 		}
@@ -321,32 +280,105 @@ func (s *Sender) stream(ctx context.Context) (progressed bool, err error) {
 		case <-ctx.Done():
 			return progressed, ctx.Err()
 		case r := <-answers:
-			if len(window) == 0 || r.GetBatchSequence() != window[0].seq {
-				want := "none"
-				if len(window) > 0 {
-					want = strconv.FormatUint(window[0].seq, 10)
-				}
-				return progressed, fmt.Errorf("collector answered batch %d, expected %s", r.GetBatchSequence(), want)
+			if err := s.answer(w, r); err != nil {
+				return progressed, err
 			}
-			b := window[0]
-			window = window[1:]
-			s.inFlight.Store(int64(len(window)))
-			if err := s.spool.Ack(b.seq); err != nil {
-				// The batch will be sent again after a restart; the
-				// collector counts it as duplicates.
-				s.log.Warn("cannot record acknowledgement in the spool", zap.Error(err))
-			}
-			s.acked.Add(uint64(b.n))
-			s.stored.Add(uint64(r.GetStored()))
-			s.duplicates.Add(uint64(r.GetDuplicates()))
 			progressed = true
 		case err := <-ended:
-			return s.endStatus(progressed, window, err)
+			return s.endStatus(progressed, w.batches, err)
 		case <-s.spool.Appended():
 		case <-ticker.C:
 			dropsDue = true
 		}
 	}
+}
+
+// window is what one stream has sent and not yet had answered.
+type window struct {
+	cursor  uint64  // the last spool seq sent
+	batches []batch // sent, oldest first, waiting for their answers
+	broken  bool    // Send failed: take the answers still coming, then the status
+}
+
+// fill sends batches from the spool until the window is full, the spool has
+// nothing more, or the stream broke. Only a spool that cannot be read is an
+// error; a broken stream shows in its status, which Recv returns after the
+// answers sent before it.
+func (s *Sender) fill(st grpc.BidiStreamingClient[errnowatchv1.PublishAlertsRequest, errnowatchv1.PublishAlertsResponse], w *window) error {
+	for !w.broken && len(w.batches) < s.opts.Window {
+		limit := s.opts.BatchAlerts
+		if w.cursor < s.isolateThrough {
+			limit = 1
+		}
+		recs, err := s.spool.Read(w.cursor, limit, s.opts.BatchBytes)
+		if err != nil {
+			return fmt.Errorf("read spool: %w", err)
+		}
+		if len(recs) == 0 {
+			return nil
+		}
+		req := &errnowatchv1.PublishAlertsRequest{
+			BatchSequence: recs[len(recs)-1].Seq,
+			Alerts:        make([]*errnowatchv1.Alert, len(recs)),
+		}
+		resent := 0
+		for i := range recs {
+			req.Alerts[i] = alertpb.ToProto(&recs[i].Alert)
+			if recs[i].Seq <= s.highest {
+				resent++
+			}
+		}
+		if err := st.Send(req); err != nil {
+			w.broken = true
+			return nil
+		}
+		s.sent.Add(uint64(len(recs)))
+		s.resent.Add(uint64(resent))
+		s.highest = max(s.highest, req.BatchSequence)
+		w.cursor = req.BatchSequence
+		w.batches = append(w.batches, batch{seq: req.BatchSequence, n: len(recs)})
+		s.inFlight.Store(int64(len(w.batches)))
+	}
+	return nil
+}
+
+// reportDrops spools the report of alerts dropped while the spool was
+// full, if any; it reports whether there is one to send.
+func (s *Sender) reportDrops() bool {
+	n, err := s.spool.ReportDrops(s.opts.Node)
+	if err != nil {
+		s.log.Error("cannot spool the report of dropped alerts", zap.Error(err))
+		return false
+	}
+	if n > 0 {
+		s.log.Warn("reporting alerts dropped while the spool was full", zap.Uint64("dropped", n))
+	}
+	return n > 0
+}
+
+// answer takes the collector's answer to the oldest batch in the window:
+// the batch is acknowledged in the spool and leaves the window. An answer
+// out of order ends the stream.
+func (s *Sender) answer(w *window, r *errnowatchv1.PublishAlertsResponse) error {
+	if len(w.batches) == 0 || r.GetBatchSequence() != w.batches[0].seq {
+		want := "none"
+		if len(w.batches) > 0 {
+			want = strconv.FormatUint(w.batches[0].seq, 10)
+		}
+		return fmt.Errorf("collector answered batch %d, expected %s", r.GetBatchSequence(), want)
+	}
+	b := w.batches[0]
+	w.batches = w.batches[1:]
+	s.inFlight.Store(int64(len(w.batches)))
+	if err := s.spool.Ack(b.seq); err != nil {
+		// The batch will be sent again after a restart; the collector
+		// counts it as duplicates.
+		s.log.Warn("cannot record acknowledgement in the spool", zap.Error(err))
+	}
+	s.acked.Add(uint64(b.n))
+	s.stored.Add(uint64(r.GetStored()))
+	s.duplicates.Add(uint64(r.GetDuplicates()))
+	return nil
 }
 
 // endStatus handles the status a stream ended with. INVALID_ARGUMENT names
@@ -355,7 +387,7 @@ func (s *Sender) stream(ctx context.Context) (progressed bool, err error) {
 // a time so that only the bad alert is lost. Either is progress: the next
 // stream will not meet the same refusal, so the backoff starts over.
 func (s *Sender) endStatus(progressed bool, window []batch, err error) (bool, error) {
-	seq, rejected := client.RejectedBatch(err)
+	seq, rejected := alertpb.RejectedBatch(err)
 	if !rejected || len(window) == 0 || seq != window[0].seq {
 		return progressed, err
 	}

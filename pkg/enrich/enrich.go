@@ -32,7 +32,6 @@ import (
 	"go.uber.org/zap"
 	"k8s.io/utils/lru"
 
-	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
@@ -86,7 +85,7 @@ type Options struct {
 	Scope Scope
 	// Filter is the sensor whose cgroup sets the scope keeps current.
 	Filter CgroupFilter
-	Log    *zap.Logger
+	Logger *zap.Logger
 }
 
 func (o *Options) setDefaults() {
@@ -105,8 +104,8 @@ func (o *Options) setDefaults() {
 	if o.MaxCached <= 0 {
 		o.MaxCached = 16384
 	}
-	if o.Log == nil {
-		o.Log = zap.NewNop()
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
 	}
 }
 
@@ -156,7 +155,7 @@ func New(opts Options) (*Enricher, error) {
 	opts.setDefaults()
 	e := &Enricher{
 		opts:    opts,
-		log:     opts.Log,
+		log:     opts.Logger,
 		now:     time.Now,
 		byPod:   map[string][]uint64{},
 		pending: map[uint64]*held{},
@@ -296,7 +295,7 @@ func (e *Enricher) build(id uint64) (m *Meta, complete, cacheable bool, podKey s
 		return m, false, true, info.PodUID
 	}
 	m.Namespace, m.Pod, m.PodUID = pod.Namespace, pod.Name, pod.UID
-	m.Workload = alert.Workload{Kind: pod.Workload.Kind, Name: pod.Workload.Name}
+	m.Workload = pod.Workload
 	m.Labels = pod.Labels
 	if info.IsContainer {
 		c, ok := pod.ContainerByID(info.ContainerID)

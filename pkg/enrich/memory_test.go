@@ -72,7 +72,7 @@ func TestMemoryThousandPods(t *testing.T) {
 		ids[i] = top.Mkdir("besteffort/pod" + m.uid + "/" + m.id).ID
 	}
 
-	res, err := cgroup.NewResolver(zap.NewNop(), cgroup.Options{})
+	res, err := cgroup.NewResolver(cgroup.Options{Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,7 +22,7 @@ func TestPendingIsBounded(t *testing.T) {
 	log := zaptest.NewLogger(t)
 	uid, id := cgrouptest.PodUID(), cgrouptest.ContainerID()
 	cg := cgrouptest.New(t, cgrouptest.KubeletPath(cgroup.DriverCgroupfs, cgroup.RuntimeContainerd, cgroup.QoSBestEffort, uid, id))
-	res, err := cgroup.NewResolver(log, cgroup.Options{})
+	res, err := cgroup.NewResolver(cgroup.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

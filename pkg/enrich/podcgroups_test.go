@@ -17,7 +17,7 @@ import (
 // podCgroupsRig runs a real resolver on this host's cgroup v2 hierarchy.
 func podCgroupsRig(t *testing.T) (*cgroup.Resolver, context.Context) {
 	t.Helper()
-	res, err := cgroup.NewResolver(zaptest.NewLogger(t), cgroup.Options{ResyncInterval: -1})
+	res, err := cgroup.NewResolver(cgroup.Options{Logger: zaptest.NewLogger(t), ResyncInterval: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

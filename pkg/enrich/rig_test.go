@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/errnowatch/errnowatch/internal/testenv"
+	"github.com/errnowatch/errnowatch/internal/testutil"
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
@@ -67,12 +67,8 @@ func enoent(n int) {
 	}
 }
 
-type child struct {
-	t   *testing.T
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Scanner
-}
+// child is a test child in a cgroup that fails openat on command.
+type child struct{ *testutil.Child }
 
 // startChild starts a child in cg that fails first times at once.
 func startChild(t *testing.T, cg *cgrouptest.Dir, first int) *child {
@@ -80,45 +76,15 @@ func startChild(t *testing.T, cg *cgrouptest.Dir, first int) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childFirstEnv+"="+strconv.Itoa(first))
 	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cg.Start(cmd); err != nil {
-		t.Fatalf("start child in %s: %v", cg.Rel, err)
-	}
-	c := &child{t: t, cmd: cmd, in: in, out: bufio.NewScanner(out)}
-	t.Cleanup(c.stop)
-	c.expect("ready")
+	c := &child{testutil.StartChild(t, cg, cmd)}
+	c.Expect("ready")
 	return c
-}
-
-func (c *child) expect(want string) {
-	c.t.Helper()
-	if !c.out.Scan() {
-		c.t.Fatalf("child exited before %q: %v", want, c.out.Err())
-	}
-	if got := c.out.Text(); got != want {
-		c.t.Fatalf("child said %q, want %q", got, want)
-	}
 }
 
 // fail makes the child fail n openat calls.
 func (c *child) fail(n int) {
-	c.t.Helper()
-	if _, err := fmt.Fprintf(c.in, "enoent %d\n", n); err != nil {
-		c.t.Fatalf("send to child: %v", err)
-	}
-	c.expect("done")
-}
-
-func (c *child) stop() {
-	c.in.Close()
-	c.cmd.Wait()
+	c.Send(fmt.Sprintf("enoent %d", n))
+	c.Expect("done")
 }
 
 // runChild runs a child in cg that fails n times and exits.
@@ -176,7 +142,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	})
 
 	var err error
-	r.res, err = cgroup.NewResolver(log, cgroup.Options{})
+	r.res, err = cgroup.NewResolver(cgroup.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +165,7 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	t.Cleanup(func() { r.s.Close() })
 	r.e, err = enrich.New(enrich.Options{
 		Node: r.node, Cgroups: r.res, Pods: r.pods, Hold: o.hold,
-		Scope: o.scope, Filter: r.s, Log: log,
+		Scope: o.scope, Filter: r.s, Logger: log,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -5,7 +5,7 @@
 package enrich
 
 import (
-	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 )
 
@@ -18,7 +18,7 @@ type Meta struct {
 	Container   string
 	ContainerID string
 	Image       string
-	Workload    alert.Workload
+	Workload    kube.Workload
 	// Labels is the filtered set of pod labels kept for rules and alerts.
 	Labels map[string]string
 	// Host is true for processes outside any pod.

@@ -188,7 +188,8 @@ var ruleFields = []string{"id", "description", "severity", "tags", "match", "sco
 	"window", "group_by", "cooldown", "condition", "enabled"}
 
 // parseRule validates one rule mapping and compiles it; nil when it has
-// errors (all of them recorded) or is disabled.
+// errors (all of them recorded) or is disabled. Each field has its own
+// parser; they run in this order so errors are reported in it.
 func (l *loader) parseRule(file string, n *yaml.Node) *Rule {
 	nerr := len(l.errs)
 	r := &Rule{File: file, Line: n.Line, Window: DefaultWindow, Cooldown: DefaultCooldown,
@@ -197,49 +198,16 @@ func (l *loader) parseRule(file string, n *yaml.Node) *Rule {
 	if f == nil {
 		return nil
 	}
-	if id, ok := f["id"]; !ok {
-		l.at(file, n, "", "rule has no id")
-	} else if v, ok := l.scalar(file, id, ""); ok {
-		if !ruleIDRe.MatchString(v) {
-			l.at(file, id.value, "", "rule id %q must be lowercase letters, digits, '.', '_' or '-' (at most 63)", v)
-		}
-		r.ID = v
-	}
+	l.parseID(file, n, f, r)
 	id := r.ID
-	enabled := true
-	if e, ok := f["enabled"]; ok {
-		if v, ok := l.scalar(file, e, id); ok {
-			switch strings.ToLower(v) {
-			case "true", "yes", "on":
-			case "false", "no", "off":
-				enabled = false
-			default:
-				l.at(file, e.value, id, "enabled must be true or false, not %q", v)
-			}
-		}
-	}
+	enabled := l.parseEnabled(file, f, id)
 	if d, ok := f["description"]; ok {
 		r.Description, _ = l.scalar(file, d, id)
 		r.Description = strings.TrimSpace(r.Description)
 	}
-	if s, ok := f["severity"]; !ok {
-		l.at(file, n, id, "rule has no severity (want one of info, low, medium, high, critical)")
-	} else if v, ok := l.scalar(file, s, id); ok {
-		sev, err := alert.ParseSeverity(v)
-		if err != nil {
-			l.at(file, s.value, id, "%v", err)
-		}
-		r.Severity = sev
-	}
+	l.parseSeverity(file, n, f, r)
 	if t, ok := f["tags"]; ok {
-		nodes, _ := l.list(file, t, id)
-		for _, tn := range nodes {
-			if !mitreRe.MatchString(tn.Value) {
-				l.at(file, tn, id, "tag %q is not a MITRE ATT&CK technique id like T1611 or T1548.001", tn.Value)
-				continue
-			}
-			r.Tags = append(r.Tags, tn.Value)
-		}
+		r.Tags = l.parseTags(file, t, id)
 	}
 	if w, ok := f["window"]; ok {
 		r.Window = l.duration(file, w, id, time.Millisecond, MaxWindow)
@@ -248,27 +216,9 @@ func (l *loader) parseRule(file string, n *yaml.Node) *Rule {
 		r.Cooldown = l.duration(file, c, id, 0, 24*time.Hour)
 	}
 	if g, ok := f["group_by"]; ok {
-		if v, ok := l.scalar(file, g, id); ok {
-			switch gb := alert.GroupBy(strings.ToLower(v)); gb {
-			case alert.GroupByPod, alert.GroupByContainer, alert.GroupByProcess, alert.GroupByNode:
-				r.GroupBy = gb
-			default:
-				l.at(file, g.value, id, "group_by %q is not one of pod, container, process, node", v)
-			}
-		}
+		l.parseGroupBy(file, g, r)
 	}
-	r.sys.all = true
-	for i := range r.errnos {
-		r.errnos[i] = ^uint64(0)
-	}
-	r.errnos.del(0)
-	// ERESTARTSYS and the other kernel-internal codes are interrupted
-	// waits, not failures user space sees; a rule gets them only by name.
-	for e := uint16(1); e <= syscalls.MaxErrno; e++ {
-		if syscalls.IsKernelInternal(e) {
-			r.errnos.del(e)
-		}
-	}
+	matchAll(r)
 	if m, ok := f["match"]; ok {
 		l.parseMatch(file, m.value, r)
 	}
@@ -277,25 +227,7 @@ func (l *loader) parseRule(file string, n *yaml.Node) *Rule {
 	if s, ok := f["scope"]; ok {
 		l.parseScope(file, s.value, r)
 	}
-	condNode := n
-	if c, ok := f["condition"]; ok {
-		if v, ok := l.scalar(file, c, id); ok {
-			r.Condition = strings.TrimSpace(v)
-			condNode = c.value
-		}
-	}
-	{
-		cond, errs := compileCondition(r.Condition)
-		for _, ce := range errs {
-			line, col := condPosition(condNode, ce.line, ce.col)
-			l.errs = append(l.errs, &Error{File: file, Line: line, Column: col, Rule: id,
-				Msg: "condition: " + ce.msg})
-		}
-		r.cond = cond
-		if cond != nil && cond.usesDuration && (r.GroupBy == alert.GroupByProcess || r.scope.needsComm()) {
-			l.at(file, condNode, id, "condition reads duration, but latency histograms are per cgroup, not per process: use group_by container, pod or node and no comm scope")
-		}
-	}
+	l.parseCondition(file, n, f, r)
 	if len(l.errs) > nerr || !enabled {
 		return nil
 	}
@@ -303,6 +235,125 @@ func (l *loader) parseRule(file string, n *yaml.Node) *Rule {
 	canon, _ := yaml.Marshal(n)
 	r.fingerprint = sha256.Sum256(canon)
 	return r
+}
+
+// parseID reads the rule's id, which every rule must have.
+func (l *loader) parseID(file string, n *yaml.Node, f map[string]field, r *Rule) {
+	id, ok := f["id"]
+	if !ok {
+		l.at(file, n, "", "rule has no id")
+		return
+	}
+	if v, ok := l.scalar(file, id, ""); ok {
+		if !ruleIDRe.MatchString(v) {
+			l.at(file, id.value, "", "rule id %q must be lowercase letters, digits, '.', '_' or '-' (at most 63)", v)
+		}
+		r.ID = v
+	}
+}
+
+// parseEnabled reads enabled (default true).
+func (l *loader) parseEnabled(file string, f map[string]field, id string) bool {
+	e, ok := f["enabled"]
+	if !ok {
+		return true
+	}
+	v, ok := l.scalar(file, e, id)
+	if !ok {
+		return true
+	}
+	switch strings.ToLower(v) {
+	case "true", "yes", "on":
+	case "false", "no", "off":
+		return false
+	default:
+		l.at(file, e.value, id, "enabled must be true or false, not %q", v)
+	}
+	return true
+}
+
+// parseSeverity reads the severity, which every rule must have.
+func (l *loader) parseSeverity(file string, n *yaml.Node, f map[string]field, r *Rule) {
+	s, ok := f["severity"]
+	if !ok {
+		l.at(file, n, r.ID, "rule has no severity (want one of info, low, medium, high, critical)")
+		return
+	}
+	if v, ok := l.scalar(file, s, r.ID); ok {
+		sev, err := alert.ParseSeverity(v)
+		if err != nil {
+			l.at(file, s.value, r.ID, "%v", err)
+		}
+		r.Severity = sev
+	}
+}
+
+// parseTags reads the MITRE ATT&CK technique ids of tags.
+func (l *loader) parseTags(file string, t field, id string) []string {
+	var tags []string
+	nodes, _ := l.list(file, t, id)
+	for _, tn := range nodes {
+		if !mitreRe.MatchString(tn.Value) {
+			l.at(file, tn, id, "tag %q is not a MITRE ATT&CK technique id like T1611 or T1548.001", tn.Value)
+			continue
+		}
+		tags = append(tags, tn.Value)
+	}
+	return tags
+}
+
+// parseGroupBy reads group_by.
+func (l *loader) parseGroupBy(file string, g field, r *Rule) {
+	v, ok := l.scalar(file, g, r.ID)
+	if !ok {
+		return
+	}
+	switch gb := alert.GroupBy(strings.ToLower(v)); gb {
+	case alert.GroupByPod, alert.GroupByContainer, alert.GroupByProcess, alert.GroupByNode:
+		r.GroupBy = gb
+	default:
+		l.at(file, g.value, r.ID, "group_by %q is not one of pod, container, process, node", v)
+	}
+}
+
+// matchAll is what a rule matches before its match field narrows it: every
+// syscall and every failure errno. ERESTARTSYS and the other
+// kernel-internal codes are interrupted waits, not failures user space
+// sees; a rule gets them only by name.
+func matchAll(r *Rule) {
+	r.sys.all = true
+	for i := range r.errnos {
+		r.errnos[i] = ^uint64(0)
+	}
+	r.errnos.del(0)
+	for e := uint16(1); e <= syscalls.MaxErrno; e++ {
+		if syscalls.IsKernelInternal(e) {
+			r.errnos.del(e)
+		}
+	}
+}
+
+// parseCondition reads and compiles the condition (DefaultCondition when
+// unset), reporting CEL errors at their place in the file.
+func (l *loader) parseCondition(file string, n *yaml.Node, f map[string]field, r *Rule) {
+	id := r.ID
+	condNode := n
+	if c, ok := f["condition"]; ok {
+		if v, ok := l.scalar(file, c, id); ok {
+			r.Condition = strings.TrimSpace(v)
+			condNode = c.value
+		}
+	}
+	cond, errs := compileCondition(r.Condition)
+	for _, ce := range errs {
+		line, col := condPosition(condNode, ce.line, ce.col)
+		l.errs = append(l.errs, &Error{File: file, Line: line, Column: col, Rule: id,
+			Msg: "condition: " + ce.msg})
+	}
+	r.cond = cond
+	if cond != nil && cond.usesDuration && (r.GroupBy == alert.GroupByProcess || r.scope.needsComm()) {
+		l.at(file, condNode, id, "condition reads duration, but latency histograms are per cgroup, not per process: use group_by container, pod or node and no comm scope")
+	}
 }
 
 // peekID returns the id of a rule mapping, so that errors found before the

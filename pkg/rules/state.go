@@ -297,7 +297,8 @@ func fillMeta(a *alert.Alert, g alert.GroupBy, m *enrich.Meta, node string) {
 		return
 	}
 	a.Host = m.Host
-	a.Namespace, a.Pod, a.PodUID, a.Workload = m.Namespace, m.Pod, m.PodUID, m.Workload
+	a.Namespace, a.Pod, a.PodUID = m.Namespace, m.Pod, m.PodUID
+	a.Workload = alert.Workload{Kind: m.Workload.Kind, Name: m.Workload.Name}
 	if g == alert.GroupByPod && !a.Host && a.Pod != "" {
 		return
 	}

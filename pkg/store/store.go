@@ -1,7 +1,8 @@
 // Package store is where alerts come to rest in the collector. It defines the
-// Store interface the collector's services use (ingest writes batches, query
-// lists and summarizes, the SIEM stream reads after a cursor) and the types
-// they exchange. Implementations live in sub-packages (sqlite,
+// role interfaces the collector's services use (Inserter for ingest, Reader
+// for queries and the SIEM stream, Retainer for retention; Store is all of
+// them for wiring), the types they exchange, and what both implementations
+// share: the migration runner (Migrate) and the paging of List (Page). Implementations live in sub-packages (sqlite,
 // postgres) and must pass the conformance suite in storetest.
 //
 // Both stores keep one body encoding (alertpb.Marshal, protobuf) and keep exact
@@ -161,9 +162,9 @@ type Health interface {
 	UndecodableRows() uint64
 }
 
-// Store keeps the latest revision of every alert. Every method is safe for
-// concurrent use.
-type Store interface {
+// Inserter is the role ingest needs: it stores batches. Like Prometheus'
+// storage.Appendable, it is the write side alone.
+type Inserter interface {
 	// Insert stores a batch atomically and durably: when it returns nil, the
 	// whole batch survives a crash; on error nothing of it is stored. An
 	// alert whose (ID, Revision) is new and higher than the stored revision
@@ -171,6 +172,11 @@ type Store interface {
 	// (else it is Foreign); otherwise it is a duplicate. Alerts
 	// must be valid (alert.Validate); an invalid one fails the batch.
 	Insert(ctx context.Context, batch []alert.Alert) (InsertResult, error)
+}
+
+// Reader is the role queries and the SIEM stream need: they read what was
+// stored and never change it (Prometheus' storage.Queryable).
+type Reader interface {
 	// List returns one page of alerts matching f, by ID descending, and
 	// whether more follow.
 	List(ctx context.Context, f Filter, opts ListOptions) (page []Stored, more bool, err error)
@@ -186,8 +192,22 @@ type Store interface {
 	ReadAfter(ctx context.Context, after uint64, f Filter, limit int) (revs []Stored, cursor uint64, err error)
 	// LastSeq returns the largest sequence ever given, 0 for a new store.
 	LastSeq(ctx context.Context) (uint64, error)
+}
+
+// Retainer is the role retention needs: it deletes what a Retention does
+// not keep.
+type Retainer interface {
 	// Retain deletes what r does not keep and returns how many alerts went.
 	Retain(ctx context.Context, r Retention) (deleted int64, err error)
+}
+
+// Store keeps the latest revision of every alert: all three roles and Close,
+// for the code that opens a store and hands each role to its user. Every
+// method is safe for concurrent use.
+type Store interface {
+	Inserter
+	Reader
+	Retainer
 	// Close releases the store; it waits for writes in flight.
 	Close() error
 }

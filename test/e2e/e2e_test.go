@@ -21,6 +21,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertfmt"
 	"github.com/errnowatch/errnowatch/test/attacks"
+	"github.com/errnowatch/errnowatch/test/hostbaseline"
 )
 
 // TestWholeSystem is one story, in order, because each step builds on the
@@ -290,7 +291,7 @@ func testAttacks(t *testing.T, r reader) {
 		case a.Host:
 			// Host alerts are checked at the end of the run, over all of
 			// it (testChartHostAlerts).
-			t.Logf("host alert: %s", describeHost(a))
+			t.Logf("host alert: %s", hostbaseline.Describe(&a.Alert))
 		default:
 			t.Errorf("alert outside the attacks: %s on %s/%s (%s)", a.RuleID, a.Namespace, a.Pod, a.Message)
 		}

@@ -15,8 +15,6 @@ import (
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertfmt"
-	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
-	"github.com/errnowatch/errnowatch/test/attacks"
 	"github.com/errnowatch/errnowatch/test/hostbaseline"
 )
 
@@ -128,26 +126,7 @@ func testHostAttack(t *testing.T, r reader) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	sweep, err := hostbaseline.ProcReader(dir, hostbaseline.SweepComm, hostbaseline.Nobody, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, _ := attacks.Lookup("permission-probing")
-	attack := w.Command(attacks.Scratch(t))
-	// Each in a host cgroup of its own (outside any pod, as a systemd
-	// service is): in the root cgroup they would share one alert key with
-	// each other and with whatever else runs there, and a second pattern
-	// on an open alert only updates it, once per cooldown.
-	for _, c := range []struct {
-		cmd *exec.Cmd
-		cg  string
-	}{{sweep, "host-procsweep"}, {attack, "host-attack"}} {
-		var out strings.Builder
-		c.cmd.Stdout, c.cmd.Stderr = &out, &out
-		if err := cgrouptest.New(t, c.cg).Run(c.cmd); err != nil {
-			t.Fatalf("%s: %v: %s", c.cmd.Path, err, out.String())
-		}
-	}
+	sweep, attack := hostbaseline.RunHostAttacks(t, dir)
 	causes := []hostCause{
 		{rule: "permission-probing", pids: []int{attack.Process.Pid},
 			reason: "the host-attack step's permission-probing attack, run as a host process"},

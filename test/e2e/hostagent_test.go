@@ -243,20 +243,6 @@ func explain(a alertfmt.Record, causes []hostCause) string {
 	return ""
 }
 
-// describeHost prints a host alert with what says who made it.
-func describeHost(a alertfmt.Record) string {
-	var procs []string
-	for _, p := range a.Processes {
-		procs = append(procs, fmt.Sprintf("%s[%d] uid %d", p.Comm, p.PID, p.UID))
-	}
-	var counts []string
-	for _, c := range a.Counts {
-		counts = append(counts, fmt.Sprintf("%s %s %d", c.Syscall, c.Errno, c.Count))
-	}
-	return fmt.Sprintf("%s on %s (%s): %s; processes %s; counts %s", a.RuleID, a.CgroupPath, a.Node, a.Message,
-		strings.Join(procs, ", "), strings.Join(counts, ", "))
-}
-
 // checkHostAlerts fails the test for every host alert no cause explains,
 // and logs the explained ones with their reason.
 func checkHostAlerts(t *testing.T, who string, as []alertfmt.Record, causes []hostCause) {
@@ -266,10 +252,10 @@ func checkHostAlerts(t *testing.T, who string, as []alertfmt.Record, causes []ho
 			continue
 		}
 		if why := explain(a, causes); why != "" {
-			t.Logf("%s: expected host alert %s: %s", who, describeHost(a), why)
+			t.Logf("%s: expected host alert %s: %s", who, hostbaseline.Describe(&a.Alert), why)
 			continue
 		}
-		t.Errorf("%s: unexplained host alert %s", who, describeHost(a))
+		t.Errorf("%s: unexplained host alert %s", who, hostbaseline.Describe(&a.Alert))
 	}
 }
 

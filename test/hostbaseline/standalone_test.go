@@ -75,26 +75,7 @@ func TestStandaloneQuiet(t *testing.T) {
 	quiet := a.snapshot()
 
 	// The rules still see the host.
-	sweep, err := ProcReader(dir, SweepComm, Nobody, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, _ := attacks.Lookup("permission-probing")
-	attack := w.Command(attacks.Scratch(t))
-	// Each in a host cgroup of its own (outside any pod, as a systemd
-	// service is): in the root cgroup they would share one alert key with
-	// each other and with whatever else runs there, and a second pattern
-	// on an open alert only updates it, once per cooldown.
-	for _, c := range []struct {
-		cmd *exec.Cmd
-		cg  string
-	}{{sweep, "host-procsweep"}, {attack, "host-attack"}} {
-		var out strings.Builder
-		c.cmd.Stdout, c.cmd.Stderr = &out, &out
-		if err := cgrouptest.New(t, c.cg).Run(c.cmd); err != nil {
-			t.Fatalf("%s: %v: %s", c.cmd.Path, err, out.String())
-		}
-	}
+	sweep, attack := RunHostAttacks(t, dir)
 	causes := []cause{
 		{rule: "permission-probing", pid: sweep.Process.Pid,
 			why: "the /proc sweep as nobody under a name the default rules do not exclude"},
@@ -111,11 +92,11 @@ func TestStandaloneQuiet(t *testing.T) {
 	all := a.snapshot()
 	t.Logf("%d alerts in %s of host activity (%d before the host attacks):", len(all), *quietFor, len(quiet))
 	for _, al := range all {
-		t.Logf("  %s", describe(al))
+		t.Logf("  %s", Describe(&al))
 	}
 	for _, al := range all {
 		if al.CgroupPath == exporter.Rel {
-			t.Errorf("the benign %s readers raised %s", ExporterComm, describe(al))
+			t.Errorf("the benign %s readers raised %s", ExporterComm, Describe(&al))
 			continue
 		}
 		if !al.Host {
@@ -127,7 +108,7 @@ func TestStandaloneQuiet(t *testing.T) {
 			t.Logf("expected: %s: %s", al.RuleID, why)
 			continue
 		}
-		t.Errorf("unexplained host alert: %s", describe(al))
+		t.Errorf("unexplained host alert: %s", Describe(&al))
 	}
 }
 
@@ -189,18 +170,6 @@ func explain(a alert.Alert, causes []cause) string {
 // testCgroupPrefix starts the path of every cgroup cgrouptest makes.
 const testCgroupPrefix = "/errnowatch-test-"
 
-func describe(a alert.Alert) string {
-	var procs []string
-	for _, p := range a.Processes {
-		procs = append(procs, fmt.Sprintf("%s[%d] uid %d", p.Comm, p.PID, p.UID))
-	}
-	where := a.CgroupPath
-	if a.Host {
-		where = "host " + where
-	}
-	return fmt.Sprintf("%s (rev %d) on %s: %s; processes: %s", a.RuleID, a.Revision, where, a.Message, strings.Join(procs, ", "))
-}
-
 // runAll starts the commands together in cg and waits for all; each must
 // exit 0. It returns their standard output.
 func runAll(t *testing.T, cg *cgrouptest.Dir, cmds []*exec.Cmd) []string {
@@ -247,7 +216,7 @@ func startAgent(t *testing.T) *runningAgent {
 		SpoolDir:      t.TempDir(),
 		Interval:      time.Second,
 		HealthAddress: health,
-		Log:           zap.NewNop(),
+		Logger:        zap.NewNop(),
 		OnAlert: func(al alert.Alert) {
 			a.mu.Lock()
 			defer a.mu.Unlock()

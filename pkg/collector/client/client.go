@@ -1,7 +1,8 @@
 // Package client dials a collector for the agent's delivery and the CLI:
 // TLS or mutual TLS over TCP, or a local unix socket, with the caller's
 // ServiceAccount token attached to every call and re-read when the kubelet
-// rotates it.
+// rotates it. What its callers' errors mean (retry, back off, drop a
+// batch) is alertpb's status vocabulary, shared with the collector.
 package client
 
 import (
@@ -11,28 +12,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
-	"google.golang.org/grpc/status"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 )
-
-// ErrorReasonInvalidBatch is the ErrorInfo reason of a PublishAlerts batch
-// the collector will never store; metadata key "batch_sequence" names it.
-const ErrorReasonInvalidBatch = "INVALID_BATCH"
-
-// ErrorDomain is the ErrorInfo domain of errnowatch errors.
-const ErrorDomain = "errnowatch.io"
 
 // Options says how to reach a collector.
 type Options struct {
@@ -184,47 +174,6 @@ func (t *tokenCreds) current() (string, error) {
 	}
 	t.cache, t.mod = tok, fi.ModTime()
 	return tok, nil
-}
-
-// RejectedBatch reports whether err (from a PublishAlerts stream) says a
-// batch can never be stored, and which one: drop it from the spool instead
-// of resending it.
-func RejectedBatch(err error) (batchSequence uint64, ok bool) {
-	st, isStatus := status.FromError(err)
-	if !isStatus || st.Code() != codes.InvalidArgument {
-		return 0, false
-	}
-	for _, d := range st.Details() {
-		if info, isInfo := d.(*errdetails.ErrorInfo); isInfo && info.GetReason() == ErrorReasonInvalidBatch {
-			seq, err := strconv.ParseUint(info.GetMetadata()["batch_sequence"], 10, 64)
-			return seq, err == nil
-		}
-	}
-	return 0, false
-}
-
-// Retryable reports whether a call that failed with err may succeed later
-// unchanged (collector down or busy), as opposed to needing a fix.
-func Retryable(err error) bool {
-	switch status.Code(err) {
-	case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted:
-		return true
-	}
-	return false
-}
-
-// RetryDelay returns the delay a RESOURCE_EXHAUSTED error asks for, if any.
-func RetryDelay(err error) (time.Duration, bool) {
-	st, ok := status.FromError(err)
-	if !ok {
-		return 0, false
-	}
-	for _, d := range st.Details() {
-		if ri, isRetry := d.(*errdetails.RetryInfo); isRetry && ri.GetRetryDelay() != nil {
-			return ri.GetRetryDelay().AsDuration(), true
-		}
-	}
-	return 0, false
 }
 
 // caFile is a CA bundle re-read when its modification time or size

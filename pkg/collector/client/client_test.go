@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"sync"
@@ -115,18 +114,6 @@ func TestDialChecksItsOptions(t *testing.T) {
 			c.Close()
 			t.Errorf("%s: Dial succeeded", name)
 		}
-	}
-}
-
-func TestErrorHelpers(t *testing.T) {
-	if _, ok := client.RejectedBatch(errors.New("plain")); ok {
-		t.Errorf("RejectedBatch accepted a plain error")
-	}
-	if _, ok := client.RejectedBatch(status.Error(codes.InvalidArgument, "no details")); ok {
-		t.Errorf("RejectedBatch accepted an INVALID_ARGUMENT without ErrorInfo")
-	}
-	if client.Retryable(status.Error(codes.PermissionDenied, "x")) || !client.Retryable(status.Error(codes.Unavailable, "x")) {
-		t.Errorf("Retryable misclassifies PERMISSION_DENIED or UNAVAILABLE")
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
 // migrateLock is the advisory lock key replicas take while migrating, so
@@ -145,29 +147,34 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
 	}
+	return store.Migrate(ctx, schema{conn}, migrations)
+}
+
+// schema keeps the version in schema_migrations, one row per migration
+// applied, inserted in the migration's own transaction.
+type schema struct{ conn *pgxpool.Conn }
+
+func (s schema) Version(ctx context.Context) (int, error) {
 	var version int
-	if err := conn.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&version); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	err := s.conn.QueryRow(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&version)
+	return version, err
+}
+
+func (s schema) Apply(ctx context.Context, v int, statements string) error {
+	tx, err := s.conn.Begin(ctx)
+	if err != nil {
+		return store.Step("begin", v, err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this errnowatch knows (%d): upgrade errnowatch", version, len(migrations))
+	if _, err := tx.Exec(ctx, statements); err != nil {
+		tx.Rollback(ctx) //nolint:errcheck // the error that matters is the one above
+		return store.Step("apply", v, err)
 	}
-	for v := version; v < len(migrations); v++ {
-		tx, err := conn.Begin(ctx)
-		if err != nil {
-			return fmt.Errorf("begin migration %d: %w", v+1, err)
-		}
-		if _, err := tx.Exec(ctx, migrations[v]); err != nil {
-			tx.Rollback(ctx) //nolint:errcheck // the error that matters is the one above
-			return fmt.Errorf("apply migration %d: %w", v+1, err)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v+1); err != nil {
-			tx.Rollback(ctx) //nolint:errcheck // the error that matters is the one above
-			return fmt.Errorf("record migration %d: %w", v+1, err)
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return fmt.Errorf("commit migration %d: %w", v+1, err)
-		}
+	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version) VALUES ($1)`, v); err != nil {
+		tx.Rollback(ctx) //nolint:errcheck // the error that matters is the one above
+		return store.Step("record", v, err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return store.Step("commit", v, err)
 	}
 	return nil
 }

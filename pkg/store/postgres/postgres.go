@@ -387,43 +387,26 @@ func (s *Store) List(ctx context.Context, f store.Filter, opts store.ListOptions
 		return nil, false, err
 	}
 	defer leave()
-	if opts.Limit <= 0 {
-		return nil, false, fmt.Errorf("list limit must be positive, got %d", opts.Limit)
-	}
-	// Read until the page (and one more, to know whether more follow) is
-	// full or the rows end: skipped rows must not end a page early.
-	var page []store.Stored
-	before := opts.BeforeID
-	for len(page) <= opts.Limit {
+	return store.Page(opts, func(before string, want int) ([]store.Stored, int, string, error) {
 		w, args := where(f, nil)
 		if before != "" {
 			args = append(args, before)
 			w += " AND id < $" + strconv.Itoa(len(args))
 		}
-		want := opts.Limit + 1 - len(page)
 		args = append(args, want)
 		// id is COLLATE "C" (migration 1), so IDs compare bytewise as ULIDs
 		// must, whatever the database's collation.
 		rows, err := s.pool.Query(ctx, `SELECT `+selectCols+` FROM alerts WHERE `+w+
 			` ORDER BY id DESC LIMIT $`+strconv.Itoa(len(args)), args...)
 		if err != nil {
-			return nil, false, fmt.Errorf("list alerts: %w", err)
+			return nil, 0, "", fmt.Errorf("list alerts: %w", err)
 		}
 		sc, err := s.scanStored(rows)
 		if err != nil {
-			return nil, false, err
+			return nil, 0, "", err
 		}
-		page = append(page, sc.out...)
-		if sc.rows < want {
-			break
-		}
-		before = sc.lastID
-	}
-	more := len(page) > opts.Limit
-	if more {
-		page = page[:opts.Limit]
-	}
-	return page, more, nil
+		return sc.out, sc.rows, sc.lastID, nil
+	})
 }
 
 // Summarize implements store.Store. Filters the rollups can answer
@@ -599,17 +582,13 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 		if err := s.pool.QueryRow(ctx, `SELECT COUNT(*) FROM alerts`).Scan(&n); err != nil {
 			return total, fmt.Errorf("count alerts: %w", err)
 		}
-		for excess := n - r.MaxAlerts; excess > 0; {
-			tag, err := s.deleteLocked(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT $1)`, min(excess, retainChunk))
-			if err != nil {
-				return total, fmt.Errorf("delete oldest alerts: %w", err)
-			}
-			got := tag.RowsAffected()
-			total += got
-			excess -= got
-			if got == 0 {
-				break
-			}
+		n, err := store.DeleteOldest(n-r.MaxAlerts, retainChunk, func(chunk int64) (int64, error) {
+			tag, err := s.deleteLocked(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT $1)`, chunk)
+			return tag.RowsAffected(), err
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("delete oldest alerts: %w", err)
 		}
 	}
 	return total, nil
@@ -684,33 +663,20 @@ func (s *Store) retainPerNode(ctx context.Context, quota int64) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("count alerts per node: %w", err)
 	}
-	over := map[string]int64{}
-	for rows.Next() {
-		var node string
-		var n int64
-		if err := rows.Scan(&node, &n); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("count alerts per node: %w", err)
-		}
-		over[node] = n - quota
-	}
+	over, err := store.NodeExcess(rows, quota)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("count alerts per node: %w", err)
 	}
 	var total int64
 	for node, excess := range over {
-		for excess > 0 {
-			tag, err := s.pool.Exec(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE node = $1 ORDER BY seq LIMIT $2)`, node, min(excess, retainChunk))
-			if err != nil {
-				return total, fmt.Errorf("delete oldest alerts of node %q: %w", node, err)
-			}
-			got := tag.RowsAffected()
-			total += got
-			excess -= got
-			if got == 0 {
-				break
-			}
+		n, err := store.DeleteOldest(excess, retainChunk, func(chunk int64) (int64, error) {
+			tag, err := s.pool.Exec(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE node = $1 ORDER BY seq LIMIT $2)`, node, chunk)
+			return tag.RowsAffected(), err
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("delete oldest alerts of node %q: %w", node, err)
 		}
 	}
 	return total, nil

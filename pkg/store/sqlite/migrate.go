@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+
+	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
 // migrations are applied in order, each in its own transaction together with
@@ -103,29 +105,34 @@ const rollupRemove = `
 // migrate brings the schema to the latest version and refuses a database
 // written by a newer errnowatch.
 func migrate(ctx context.Context, db *sql.DB) error {
+	return store.Migrate(ctx, schema{db}, migrations)
+}
+
+// schema keeps the version in PRAGMA user_version, set in the migration's
+// own transaction.
+type schema struct{ db *sql.DB }
+
+func (s schema) Version(ctx context.Context) (int, error) {
 	var version int
-	if err := db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
+	err := s.db.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version)
+	return version, err
+}
+
+func (s schema) Apply(ctx context.Context, v int, statements string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return store.Step("begin", v, err)
 	}
-	if version > len(migrations) {
-		return fmt.Errorf("database schema version %d is newer than this errnowatch knows (%d): upgrade errnowatch", version, len(migrations))
+	if _, err := tx.ExecContext(ctx, statements); err != nil {
+		tx.Rollback() //nolint:errcheck // the error that matters is the one above
+		return store.Step("apply", v, err)
 	}
-	for v := version; v < len(migrations); v++ {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("begin migration %d: %w", v+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
-			tx.Rollback() //nolint:errcheck // the error that matters is the one above
-			return fmt.Errorf("apply migration %d: %w", v+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v+1)); err != nil {
-			tx.Rollback() //nolint:errcheck // the error that matters is the one above
-			return fmt.Errorf("record migration %d: %w", v+1, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("commit migration %d: %w", v+1, err)
-		}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, v)); err != nil {
+		tx.Rollback() //nolint:errcheck // the error that matters is the one above
+		return store.Step("record", v, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return store.Step("commit", v, err)
 	}
 	return nil
 }

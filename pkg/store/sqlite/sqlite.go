@@ -636,37 +636,20 @@ func (s *Store) List(ctx context.Context, f store.Filter, opts store.ListOptions
 	if s.isClosed() {
 		return nil, false, store.ErrClosed
 	}
-	if opts.Limit <= 0 {
-		return nil, false, fmt.Errorf("list limit must be positive, got %d", opts.Limit)
-	}
 	w, args := where(f, f.Namespace == "" || f.Pod == "")
-	// Read until the page (and one more, to know whether more follow) is
-	// full or the rows end: skipped rows must not end a page early.
-	var page []store.Stored
-	before := opts.BeforeID
-	for len(page) <= opts.Limit {
+	return store.Page(opts, func(before string, want int) ([]store.Stored, int, string, error) {
 		q, qargs := w, args
 		if before != "" {
 			q += " AND id < ?"
 			qargs = append(slices.Clip(qargs), before)
 		}
-		want := opts.Limit + 1 - len(page)
 		qargs = append(slices.Clip(qargs), want)
 		sc, err := s.queryStored(ctx, s.rdb, `SELECT `+selectCols+` FROM alerts WHERE `+q+` ORDER BY id DESC LIMIT ?`, qargs...)
 		if err != nil {
-			return nil, false, fmt.Errorf("list alerts: %w", err)
+			return nil, 0, "", fmt.Errorf("list alerts: %w", err)
 		}
-		page = append(page, sc.out...)
-		if sc.rows < want {
-			break
-		}
-		before = sc.lastID
-	}
-	more := len(page) > opts.Limit
-	if more {
-		page = page[:opts.Limit]
-	}
-	return page, more, nil
+		return sc.out, sc.rows, sc.lastID, nil
+	})
 }
 
 // Summarize implements store.Store. Filters the rollups can answer
@@ -825,19 +808,12 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 		if err := s.wdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM alerts`).Scan(&n); err != nil {
 			return total, fmt.Errorf("count alerts: %w", err)
 		}
-		if excess := n - r.MaxAlerts; excess > 0 {
-			for excess > 0 {
-				chunk := min(excess, retainChunk)
-				got, err := s.retainDelete(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT ?)`, chunk)
-				if err != nil {
-					return total, fmt.Errorf("delete oldest alerts: %w", err)
-				}
-				total += got
-				excess -= got
-				if got == 0 {
-					break
-				}
-			}
+		n, err := store.DeleteOldest(n-r.MaxAlerts, retainChunk, func(chunk int64) (int64, error) {
+			return s.retainDelete(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT ?)`, chunk)
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("delete oldest alerts: %w", err)
 		}
 	}
 	return total, nil
@@ -872,32 +848,19 @@ func (s *Store) retainPerNode(ctx context.Context, quota int64) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("count alerts per node: %w", err)
 	}
-	over := map[string]int64{}
-	for rows.Next() {
-		var node string
-		var n int64
-		if err := rows.Scan(&node, &n); err != nil {
-			rows.Close()
-			return 0, fmt.Errorf("count alerts per node: %w", err)
-		}
-		over[node] = n - quota
-	}
+	over, err := store.NodeExcess(rows, quota)
 	rows.Close()
-	if err := rows.Err(); err != nil {
+	if err != nil {
 		return 0, fmt.Errorf("count alerts per node: %w", err)
 	}
 	var total int64
 	for node, excess := range over {
-		for excess > 0 {
-			got, err := s.retainDelete(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE node = ? ORDER BY seq LIMIT ?)`, node, min(excess, retainChunk))
-			if err != nil {
-				return total, fmt.Errorf("delete oldest alerts of node %q: %w", node, err)
-			}
-			total += got
-			excess -= got
-			if got == 0 {
-				break
-			}
+		n, err := store.DeleteOldest(excess, retainChunk, func(chunk int64) (int64, error) {
+			return s.retainDelete(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE node = ? ORDER BY seq LIMIT ?)`, node, chunk)
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("delete oldest alerts of node %q: %w", node, err)
 		}
 	}
 	return total, nil

@@ -1,4 +1,4 @@
-package console
+package alertfmt
 
 import (
 	"strings"
@@ -8,7 +8,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/alert"
 )
 
-func TestAlertLineEscapesHostileStrings(t *testing.T) {
+func TestLineEscapesHostileStrings(t *testing.T) {
 	a := alert.Alert{
 		LastSeen:   time.Date(2026, 3, 1, 12, 0, 0, 0, time.Local),
 		Severity:   alert.SeverityHigh,
@@ -16,12 +16,12 @@ func TestAlertLineEscapesHostileStrings(t *testing.T) {
 		CgroupPath: "/sys/fs/cgroup/evil\n\x1b[2J",
 		Message:    "comm \x1b]0;pwned\x07 failed\nALERT forged",
 	}
-	got := alertLine(&a)
+	got := Line(&a)
 	want := `ALERT 12:00:00 high [scan] /sys/fs/cgroup/evil\n\x1b[2J: comm \x1b]0;pwned\x07 failed\nALERT forged`
 	if got != want {
-		t.Fatalf("alertLine = %q, want %q", got, want)
+		t.Fatalf("Line = %q, want %q", got, want)
 	}
 	if strings.ContainsAny(got, "\x1b\n\x07") {
-		t.Fatalf("alertLine keeps control characters: %q", got)
+		t.Fatalf("Line keeps control characters: %q", got)
 	}
 }

@@ -1,4 +1,9 @@
-package agent
+// Package embedded runs a collector inside another process (the agent's
+// standalone mode, `errnowatch agent --embedded-collector DIR`): a SQLite
+// store and a unix socket in one directory, for one host with no cluster.
+// It lives on the collector's side of the tree so that a node agent links
+// the collector server and SQLite only when its command embeds them.
+package embedded
 
 import (
 	"context"
@@ -13,17 +18,29 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/store/sqlite"
 )
 
-// Embedded is a collector inside the agent's process, for one host with no
+// Collector is a collector inside the agent's process, for one host with no
 // cluster: its SQLite store and its unix socket live in one directory, and
 // `errnowatch alerts ... --server unix://DIR/collector.sock` queries it.
-type Embedded struct {
+type Collector struct {
 	Socket string
 	server *collector.Server
 	store  *sqlite.Store
 }
 
-// StartEmbedded starts a collector with its store in dir.
-func StartEmbedded(ctx context.Context, dir string, log *zap.Logger) (*Embedded, error) {
+// Config says where the embedded collector keeps its store and socket.
+type Config struct {
+	// Dir holds alerts.db and collector.sock; it is made mode 0700.
+	Dir string
+	// Logger gets the collector's and the store's log; nil discards it.
+	Logger *zap.Logger
+}
+
+// Start starts a collector with its store in cfg.Dir.
+func Start(ctx context.Context, cfg Config) (*Collector, error) {
+	dir, log := cfg.Dir, cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("embedded collector: %w", err)
 	}
@@ -41,14 +58,14 @@ func StartEmbedded(ctx context.Context, dir string, log *zap.Logger) (*Embedded,
 		st.Close()
 		return nil, fmt.Errorf("embedded collector: %w", err)
 	}
-	return &Embedded{Socket: sock, server: srv, store: st}, nil
+	return &Collector{Socket: sock, server: srv, store: st}, nil
 }
 
 // Address is the collector's address for clients.
-func (e *Embedded) Address() string { return "unix://" + e.Socket }
+func (e *Collector) Address() string { return "unix://" + e.Socket }
 
 // Close stops the collector and closes its store.
-func (e *Embedded) Close() error {
+func (e *Collector) Close() error {
 	if e == nil {
 		return nil
 	}
