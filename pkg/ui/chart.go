@@ -111,9 +111,16 @@ func buildChart(id, title string, lo, hi int64, legend []Series, pts []chartPoin
 		b.Title = fmt.Sprintf("%s – %s UTC: %d", from.Format("Jan 2 15:04"), to.Format("15:04"), sum)
 		c.Bars = append(c.Bars, b)
 	}
-	for i := 0; i <= 4; i++ {
-		v := peak * uint64(i) / 4
-		c.YTicks = append(c.YTicks, Tick{Pos: chartH - padB - plotH*float64(i)/4, Label: compact(v)})
+	// Whole-number ticks: niceCeil's peaks divide by one of these.
+	n := uint64(4)
+	for _, d := range []uint64{4, 5, 2} {
+		if peak%d == 0 {
+			n = d
+			break
+		}
+	}
+	for i := uint64(0); i <= n; i++ {
+		c.YTicks = append(c.YTicks, Tick{Pos: chartH - padB - plotH*float64(i)/float64(n), Label: compact(peak * i / n)})
 	}
 	labels := 6
 	for i := 0; i < labels; i++ {
