@@ -105,6 +105,10 @@ type UIReader interface {
 	Get(ctx context.Context, id string) (s Stored, ok bool, err error)
 }
 
+// IndexedRange is the longest From..To range RollupSQL reads through the
+// rollups' bucket index.
+const IndexedRange = 7 * 24 * time.Hour
+
 // RollupSQL renders q as one statement over the alert_rollups table both
 // stores keep; ph names the i-th argument (1-based) in the store's dialect.
 // It selects the grouped keys in By's order (bucket, namespace, pod, node,
@@ -144,7 +148,19 @@ func RollupSQL(q RollupQuery, ph func(i int) string) (string, []any) {
 	}
 	lo, hi := BucketRange(q.From, q.To)
 	if !q.From.IsZero() {
-		conds = append(conds, "bucket >= "+arg(lo))
+		// The bucket index pays for a recent range; over a long one its
+		// lookups cost more than reading every rollup once, and a store
+		// without statistics cannot tell, so the unary + keeps the index
+		// out of a long range's plan.
+		col := "bucket"
+		to := q.To
+		if to.IsZero() {
+			to = time.Now()
+		}
+		if to.Sub(q.From) > IndexedRange {
+			col = "+bucket"
+		}
+		conds = append(conds, col+" >= "+arg(lo))
 	}
 	if !q.To.IsZero() {
 		conds = append(conds, "bucket < "+arg(hi))

@@ -39,6 +39,7 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	removeBenchStore()
 	if kube.env != nil {
 		_ = kube.env.Stop()
 	}

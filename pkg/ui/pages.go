@@ -148,32 +148,23 @@ func (s *Server) listAlerts(v *view, path string) (AlertList, error) {
 	return out, nil
 }
 
-// severityChart and ruleChart read the alert counts per hour.
-func (s *Server) severityChart(v *view, path, id string) (Chart, error) {
-	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByBucket|store.BySeverity))
+// hourCharts draws the alerts per hour by severity and by rule from one
+// read of the rollups.
+func (s *Server) hourCharts(v *view, path, sevID string) (bySev, byRule Chart, err error) {
+	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByBucket|store.ByRule|store.BySeverity))
 	if err != nil {
-		return Chart{}, err
-	}
-	pts := make([]chartPoint, 0, len(rows))
-	for _, r := range rows {
-		pts = append(pts, chartPoint{bucket: r.Bucket, series: int(r.Severity) - 1, n: r.Alerts})
-	}
-	lo, hi := v.f.span()
-	return buildChart(id, "Alerts per hour by severity", lo, hi, severityLegend, pts, v.zoom(path)), nil
-}
-
-func (s *Server) ruleChart(v *view, path string) (Chart, error) {
-	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByBucket|store.ByRule))
-	if err != nil {
-		return Chart{}, err
+		return Chart{}, Chart{}, err
 	}
 	legend, idx := ruleLegend(rows, 8)
-	pts := make([]chartPoint, 0, len(rows))
+	sev := make([]chartPoint, 0, len(rows))
+	rule := make([]chartPoint, 0, len(rows))
 	for _, r := range rows {
-		pts = append(pts, chartPoint{bucket: r.Bucket, series: idx[r.RuleID], n: r.Alerts})
+		sev = append(sev, chartPoint{bucket: r.Bucket, series: int(r.Severity) - 1, n: r.Alerts})
+		rule = append(rule, chartPoint{bucket: r.Bucket, series: idx[r.RuleID], n: r.Alerts})
 	}
 	lo, hi := v.f.span()
-	return buildChart("by-rule", "Alerts per hour by rule", lo, hi, legend, pts, v.zoom(path)), nil
+	return buildChart(sevID, "Alerts per hour by severity", lo, hi, severityLegend, sev, v.zoom(path)),
+		buildChart("by-rule", "Alerts per hour by rule", lo, hi, legend, rule, v.zoom(path)), nil
 }
 
 func (v *view) zoom(path string) func(from, to time.Time) string {
@@ -197,31 +188,79 @@ type NodeRow struct {
 // sensorRulePrefix names the rules about the sensor itself.
 const sensorRulePrefix = "errnowatch.sensor."
 
+// maxNodes bounds the nodes the overview lists (the busiest).
+const maxNodes = 100
+
 func (s *Server) nodes(v *view) ([]NodeRow, error) {
-	q := v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByNode)
-	q.Limit = 50
-	rows, err := s.src.Rollups(v.ctx, q)
+	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByNode|store.ByRule))
 	if err != nil {
 		return nil, err
 	}
-	sq := v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByNode|store.ByRule)
-	sq.RulePrefix = sensorRulePrefix
-	sensor, err := s.src.Rollups(v.ctx, sq)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]NodeRow, 0, len(rows))
+	byNode := map[string]*NodeRow{}
 	for _, r := range rows {
-		n := NodeRow{Node: r.Node, Alerts: r.Alerts, LastSeen: r.LastSeen, Quiet: time.Since(r.LastSeen) > 24*time.Hour}
-		for _, sr := range sensor {
-			if sr.Node == r.Node {
-				n.Sensor = append(n.Sensor, sr)
-			}
+		n := byNode[r.Node]
+		if n == nil {
+			n = &NodeRow{Node: r.Node}
+			byNode[r.Node] = n
 		}
-		out = append(out, n)
+		n.Alerts += r.Alerts
+		if r.LastSeen.After(n.LastSeen) {
+			n.LastSeen = r.LastSeen
+		}
+		if strings.HasPrefix(r.RuleID, sensorRulePrefix) {
+			n.Sensor = append(n.Sensor, r)
+		}
 	}
+	out := make([]NodeRow, 0, len(byNode))
+	for _, n := range byNode {
+		n.Quiet = time.Since(n.LastSeen) > 24*time.Hour
+		out = append(out, *n)
+	}
+	// The busiest nodes, listed by name.
+	slices.SortFunc(out, func(a, b NodeRow) int { return cmpCount(a.Alerts, b.Alerts, a.Node, b.Node) })
+	out = out[:min(len(out), maxNodes)]
 	slices.SortFunc(out, func(a, b NodeRow) int { return strings.Compare(a.Node, b.Node) })
 	return out, nil
+}
+
+// cmpCount orders by count descending, then by name.
+func cmpCount(a, b uint64, an, bn string) int {
+	switch {
+	case a > b:
+		return -1
+	case a < b:
+		return 1
+	}
+	return strings.Compare(an, bn)
+}
+
+// tops ranks namespaces and pods from one read of the rollups.
+func (s *Server) tops(v *view, n int) (namespaces, pods []store.RollupRow, err error) {
+	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByNamespace|store.ByPod))
+	if err != nil {
+		return nil, nil, err
+	}
+	byNS := map[string]*store.RollupRow{}
+	for _, r := range rows {
+		ns := byNS[r.Namespace]
+		if ns == nil {
+			ns = &store.RollupRow{Namespace: r.Namespace}
+			byNS[r.Namespace] = ns
+		}
+		ns.Alerts += r.Alerts
+		ns.Failures += r.Failures
+		if r.LastSeen.After(ns.LastSeen) {
+			ns.LastSeen = r.LastSeen
+		}
+	}
+	for _, ns := range byNS {
+		namespaces = append(namespaces, *ns)
+	}
+	slices.SortFunc(namespaces, func(a, b store.RollupRow) int { return cmpCount(a.Alerts, b.Alerts, a.Namespace, b.Namespace) })
+	slices.SortFunc(rows, func(a, b store.RollupRow) int {
+		return cmpCount(a.Alerts, b.Alerts, a.Namespace+"/"+a.Pod, b.Namespace+"/"+b.Pod)
+	})
+	return namespaces[:min(len(namespaces), n)], rows[:min(len(rows), n)], nil
 }
 
 // OverviewData is the overview page.
@@ -252,20 +291,10 @@ func (s *Server) overviewData(v *view) (OverviewData, error) {
 		d   OverviewData
 		err error
 	)
-	if d.Severity, err = s.severityChart(v, "/", "by-severity"); err != nil {
+	if d.Severity, d.Rules, err = s.hourCharts(v, "/", "by-severity"); err != nil {
 		return d, err
 	}
-	if d.Rules, err = s.ruleChart(v, "/"); err != nil {
-		return d, err
-	}
-	nsq := v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByNamespace)
-	nsq.Limit = 10
-	if d.TopNamespaces, err = s.src.Rollups(v.ctx, nsq); err != nil {
-		return d, err
-	}
-	pq := v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByNamespace|store.ByPod)
-	pq.Limit = 10
-	if d.TopPods, err = s.src.Rollups(v.ctx, pq); err != nil {
+	if d.TopNamespaces, d.TopPods, err = s.tops(v, 10); err != nil {
 		return d, err
 	}
 	if d.Nodes, err = s.nodes(v); err != nil {
@@ -320,19 +349,19 @@ func (s *Server) timelineData(v *view) (TimelineData, error) {
 			return d, err
 		}
 	}
-	if d.Severity, err = s.severityChart(v, "/timeline", "alerts"); err != nil {
-		return d, err
-	}
-	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(nss, store.ByBucket))
+	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(nss, store.ByBucket|store.BySeverity))
 	if err != nil {
 		return d, err
 	}
-	pts := make([]chartPoint, 0, len(rows))
+	sev := make([]chartPoint, 0, len(rows))
+	fails := make([]chartPoint, 0, len(rows))
 	for _, r := range rows {
-		pts = append(pts, chartPoint{bucket: r.Bucket, n: r.Failures})
+		sev = append(sev, chartPoint{bucket: r.Bucket, series: int(r.Severity) - 1, n: r.Alerts})
+		fails = append(fails, chartPoint{bucket: r.Bucket, n: r.Failures})
 	}
 	lo, hi := v.f.span()
-	d.Failures = buildChart("failures", "Failed syscalls per hour (in alerts)", lo, hi, []Series{{Name: "failures", Class: "c-fail"}}, pts, v.zoom("/timeline"))
+	d.Severity = buildChart("alerts", "Alerts per hour by severity", lo, hi, severityLegend, sev, v.zoom("/timeline"))
+	d.Failures = buildChart("failures", "Failed syscalls per hour (in alerts)", lo, hi, []Series{{Name: "failures", Class: "c-fail"}}, fails, v.zoom("/timeline"))
 	if v.f.Namespace != "" && v.f.Pod == "" {
 		q := v.f.rollupQuery(nss, store.ByPod)
 		q.Limit = 20
