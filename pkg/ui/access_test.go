@@ -51,6 +51,21 @@ func TestNamespaceTokenSeesNothingElse(t *testing.T) {
 		}
 	})
 
+	t.Run("a token without RBAC sees no namespace", func(t *testing.T) {
+		tokNone := token(t, k, "default", "nobody")
+		c := f.httpClient(t)
+		f.signIn(t, c, tokNone)
+		for _, p := range []string{"/", "/?range=30d", "/timeline", "/rules"} {
+			body := f.get(t, c, p, http.StatusOK)
+			for _, leak := range []string{"iso-a", "iso-b", "node-of-b", "host-node", "rule-only-in-b", "rule-1"} {
+				if strings.Contains(body, leak) {
+					t.Fatalf("%s shows %q to a token without RBAC", p, leak)
+				}
+			}
+		}
+		f.get(t, c, "/?namespace=iso-a", http.StatusForbidden)
+	})
+
 	ctx := newBrowser(t)
 	browserSignIn(t, ctx, f, tokA)
 	for _, p := range []string{"/", "/?range=30d", "/timeline", "/timeline?namespace=iso-a", "/rules"} {

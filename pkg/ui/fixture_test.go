@@ -22,6 +22,7 @@ import (
 	authnv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -257,17 +258,11 @@ func reader(t *testing.T, k kubernetes.Interface, ns, sa string) string {
 	}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	exp := int64(3600)
-	tr, err := k.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authnv1.TokenRequest{
-		Spec: authnv1.TokenRequestSpec{Audiences: []string{auth.DefaultAudience}, ExpirationSeconds: &exp},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := token(t, k, ns, sa)
 	// The API server's RBAC authorizer learns of new bindings from its
 	// informers: wait until it answers yes.
 	a := auth.NewKubernetes(k, auth.Options{AllowTTL: time.Millisecond, DenyTTL: time.Millisecond})
-	id, err := a.Authenticate(ctx, tr.Status.Token)
+	id, err := a.Authenticate(ctx, tok)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,10 +272,28 @@ func reader(t *testing.T, k kubernetes.Interface, ns, sa string) string {
 			t.Fatal(err)
 		}
 		if ok {
-			return tr.Status.Token
+			return tok
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("RBAC does not allow %s/%s to read alerts 30s after the binding", ns, sa)
 		}
 	}
+}
+
+// token returns a token (audience errnowatch, one hour) for the
+// ServiceAccount ns/sa, making the ServiceAccount when it is missing.
+func token(t *testing.T, k kubernetes.Interface, ns, sa string) string {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := k.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	exp := int64(3600)
+	tr, err := k.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authnv1.TokenRequest{
+		Spec: authnv1.TokenRequestSpec{Audiences: []string{auth.DefaultAudience}, ExpirationSeconds: &exp},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token for %s/%s: %v", ns, sa, err)
+	}
+	return tr.Status.Token
 }

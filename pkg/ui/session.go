@@ -238,6 +238,9 @@ func (sc scope) rollupNamespaces(ns string) []string {
 		return []string{ns}
 	case sc.all:
 		return nil
+	case len(sc.namespaces) == 0:
+		// Not nil: nil would read every namespace.
+		return []string{}
 	}
 	return sc.namespaces
 }
