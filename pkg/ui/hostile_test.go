@@ -223,4 +223,22 @@ func TestHostileInput(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	})
+	t.Run("sign-out with the page's token ends the session", func(t *testing.T) {
+		m := csrfField.FindStringSubmatch(f.get(t, c, "/", http.StatusOK))
+		if m == nil {
+			t.Fatal("no sign-out token on the page")
+		}
+		req, _ := http.NewRequest("POST", f.url+"/logout", strings.NewReader(url.Values{"csrf": {m[1]}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", f.url)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
+			t.Fatalf("sign-out: %s", resp.Status)
+		}
+		f.get(t, c, "/", http.StatusUnauthorized)
+	})
 }
