@@ -158,7 +158,7 @@ func (f filters) values() url.Values {
 		if f.Range != defaultRange {
 			v.Set("range", f.Range)
 		}
-	} else {
+	} else if !f.From.IsZero() {
 		v.Set("from", f.From.Format(time.RFC3339))
 		v.Set("to", f.To.Format(time.RFC3339))
 	}

@@ -516,16 +516,42 @@ func (s *Server) rulesData(v *view) ([]RuleRow, error) {
 		if i >= maxRuleDescriptions {
 			continue
 		}
-		// What the rule catches is in its alerts: agents send each rule's
-		// description, so this shows the rules the agents really run.
-		f := store.Filter{RuleID: out[i].RuleID, Namespace: busiestNS[out[i].RuleID].Namespace}
-		page, _, err := s.src.List(v.ctx, f, store.ListOptions{Limit: 1})
+		d, err := s.describe(v, out[i].RuleID, busiestNS[out[i].RuleID].Namespace)
 		if err != nil {
 			return nil, err
 		}
-		if len(page) == 1 {
-			out[i].Description, out[i].Tags = page[0].Alert.Description, page[0].Alert.Tags
-		}
+		out[i].Description, out[i].Tags = d.text, d.tags
 	}
 	return out, nil
+}
+
+// ruleDescription is what a rule catches, as its alerts say.
+type ruleDescription struct {
+	text string
+	tags []string
+}
+
+// describeTTL is how long a rule's description is reused.
+const describeTTL = 5 * time.Minute
+
+// describe finds what a rule catches in its newest alert: agents send each
+// rule's description with its alerts, so this shows the rules the agents
+// really run. A description is the rule's, the same in every namespace, so
+// it is cached by rule; it is looked up in a namespace the person may read
+// (ns, empty for everyone's).
+func (s *Server) describe(v *view, rule, ns string) (ruleDescription, error) {
+	if d, ok := s.ruleDescs.Get(rule); ok {
+		return d.(ruleDescription), nil
+	}
+	f := store.Filter{RuleID: rule}
+	if !v.sc.all {
+		f.Namespace = ns
+	}
+	page, _, err := s.src.List(v.ctx, f, store.ListOptions{Limit: 1})
+	if err != nil || len(page) == 0 {
+		return ruleDescription{}, err
+	}
+	d := ruleDescription{text: page[0].Alert.Description, tags: page[0].Alert.Tags}
+	s.ruleDescs.Add(rule, d, describeTTL)
+	return d, nil
 }

@@ -91,6 +91,7 @@ type Server struct {
 	csrfKey   []byte
 	peers     *cache.LRUExpireCache
 	scopes    *cache.LRUExpireCache
+	ruleDescs *cache.LRUExpireCache // rule ID → ruleDescription
 	mux       *http.ServeMux
 	streamsMu sync.Mutex
 	streams   map[string]int
@@ -146,16 +147,17 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("ui csrf key: %w", err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		src:     cfg.Source,
-		metrics: newMetrics(cfg.Registerer),
-		pages:   pages,
-		static:  http.StripPrefix("/static/", http.FileServer(http.FS(static))),
-		csrfKey: key,
-		peers:   cache.NewLRUExpireCache(4096),
-		scopes:  cache.NewLRUExpireCache(1024),
-		streams: map[string]int{},
+		cfg:       cfg,
+		log:       cfg.Logger,
+		src:       cfg.Source,
+		metrics:   newMetrics(cfg.Registerer),
+		pages:     pages,
+		static:    http.StripPrefix("/static/", http.FileServer(http.FS(static))),
+		csrfKey:   key,
+		peers:     cache.NewLRUExpireCache(4096),
+		scopes:    cache.NewLRUExpireCache(1024),
+		ruleDescs: cache.NewLRUExpireCache(1024),
+		streams:   map[string]int{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /static/", s.serveStatic)
