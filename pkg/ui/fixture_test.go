@@ -170,10 +170,10 @@ func testAlerts(namespaces []string, start, n int) []alert.Alert {
 		}
 		as[i].FirstSeen = now.Add(-time.Duration(k%12)*time.Hour - time.Duration(k)*time.Second)
 		as[i].LastSeen = as[i].FirstSeen.Add(time.Second)
-		as[i].Description = "Catches " + as[i].RuleID + " in tests."
 		if k%9 == 0 {
 			as[i].RuleID = "errnowatch.sensor.evasion"
 		}
+		as[i].Description = "Catches " + as[i].RuleID + " in tests."
 	}
 	return as
 }
