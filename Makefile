@@ -20,11 +20,12 @@ include mk/kube.mk
 #   test:     postgresql (the PostgreSQL store's tests start private servers
 #             from its binaries); containerd, runc, the CNI plugins, iptables,
 #             conntrack, iproute2 and util-linux (the e2e node); busybox-static
-#             (the e2e workload image).
+#             (the e2e workload image); chromium (the web UI's browser tests,
+#             pkg/ui, driven headless with chromedp).
 #   bench:    bpftrace and libbpf-tools' syscount, the baselines of make bench.
 DEPS_GENERATE := clang-19 llvm-19 libbpf-dev
 DEPS_TEST     := git ca-certificates postgresql containerd runc containernetworking-plugins \
-	iptables conntrack iproute2 util-linux busybox-static
+	iptables conntrack iproute2 util-linux busybox-static chromium
 DEPS_BENCH    := bpftrace libbpf-tools
 
 # $(call timed,PHASE,COMMAND): run COMMAND, then say how long PHASE took,
@@ -47,7 +48,7 @@ RUN_DIR ?= $(CURDIR)/.errnowatch
 run: build ## Run errnowatch standalone on this host: live failures and alerts, stored in .errnowatch/ (needs root).
 	$(BIN)/errnowatch agent --no-kubernetes --rules $(CURDIR)/rules --embedded-collector $(RUN_DIR) \
 		--spool-dir $(RUN_DIR)/spool --print-alerts --print-summary 5s \
-		--metrics-address 127.0.0.1:9090 --health-address 127.0.0.1:9090
+		--metrics-address 127.0.0.1:9090 --health-address 127.0.0.1:9090 --ui-address 127.0.0.1:9444
 
 .PHONY: deps
 deps: ## Install the Debian packages that generate and test need, when missing (as root; quick when all are there).
@@ -103,6 +104,11 @@ fuzz: ## Run every Fuzz target in the repo for FUZZTIME each (default 30s); a fa
 	done; \
 	test $$found -gt 0 || { echo "no fuzz targets found in $(FUZZPKGS)"; exit 1; }; \
 	echo "ran $$found fuzz targets for $(FUZZTIME) each"
+
+.PHONY: screenshots
+screenshots: deps ## Regenerate the web UI's screenshots in docs/ui/ (its layout tests in headless chromium).
+	mkdir -p docs/ui
+	UI_SCREENSHOTS=$(CURDIR)/docs/ui $(GO) test -count=1 -run 'TestLayout' ./pkg/ui/
 
 .PHONY: bench
 bench: deps kube-bins ## Run the report's benchmarks, each against its baseline, and write docs/bench/report.md and charts.

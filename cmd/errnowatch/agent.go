@@ -22,7 +22,7 @@ import (
 
 func newAgentCmd(g *globalFlags) *cobra.Command {
 	var c agent.Config
-	var configFile, embedded string
+	var configFile, embedded, uiAddr string
 	var printAlerts bool
 	var summaryEvery time.Duration
 	cmd := &cobra.Command{
@@ -56,6 +56,15 @@ Flags may also come from --config, a YAML file whose keys are flag names.`,
 				c.Collector.Address = e.Address()
 				fmt.Fprintf(cmd.ErrOrStderr(), "errnowatch: alerts are stored in %s; list them with: errnowatch alerts list --server %s\n",
 					embedded, e.Address())
+				if uiAddr != "" {
+					u, key, err := e.ServeUI(uiAddr)
+					if err != nil {
+						return err
+					}
+					defer u.Close()
+					// The key goes to the terminal only, never to the log.
+					fmt.Fprintf(cmd.ErrOrStderr(), "errnowatch: web UI at %s; sign in with the access key %s (valid while this agent runs)\n", u.URL(), key)
+				}
 			}
 			if printAlerts {
 				out := cmd.OutOrStdout()
@@ -82,6 +91,7 @@ Flags may also come from --config, a YAML file whose keys are flag names.`,
 	fl.StringVar(&c.Scope.ExcludeSelector, "exclude-pod-selector", "", "ignore pods matching this label selector")
 	addCollectorFlags(fl, &c)
 	fl.StringVar(&embedded, "embedded-collector", "", "run a collector in this process with its SQLite store in this directory (one host, no cluster)")
+	fl.StringVar(&uiAddr, "ui-address", "", "with --embedded-collector, serve its web UI on this loopback address (e.g. 127.0.0.1:9444), signed in with a key printed at start (empty: off)")
 	fl.BoolVar(&printAlerts, "print-alerts", false, "print every alert raised or updated on stdout")
 	fl.DurationVar(&summaryEvery, "print-summary", 0, "print the top failures on stdout this often (0: never)")
 	fl.StringVar(&c.SpoolDir, "spool-dir", "/var/lib/errnowatch/spool", "directory that holds alerts until the collector acknowledges them")

@@ -37,6 +37,7 @@ type collectorFlags struct {
 	kubeconfig                string
 	agentServiceAccounts      []string
 	metricsAddr, healthAdr    string
+	uiAddr                    string
 }
 
 // storeEnv names the environment variable that may hold the store address
@@ -98,6 +99,16 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 			if err := srv.Start(ctx, f.listen); err != nil {
 				return err
 			}
+			if f.uiAddr != "" {
+				// The web UI: same TLS certificate, tokens and RBAC as the API.
+				u, err := srv.ServeUI(collector.UIListen{Address: f.uiAddr,
+					TLS: collector.TLSFiles{CertFile: f.listen.TLS.CertFile, KeyFile: f.listen.TLS.KeyFile}})
+				if err != nil {
+					srv.Close()
+					return err
+				}
+				defer u.Close()
+			}
 			stop, err := serveOps(reg, f.metricsAddr, f.healthAdr, st, log)
 			if err != nil {
 				srv.Close()
@@ -125,6 +136,7 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.audience, "token-audience", auth.DefaultAudience, "audience agent and client tokens must carry")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig for the reviews (default: in-cluster)")
 	fl.StringSliceVar(&f.agentServiceAccounts, "agent-service-accounts", nil, "the agents' ServiceAccounts (namespace:name): they alone may publish alerts, each for its own node")
+	fl.StringVar(&f.uiAddr, "ui-address", "", "serve the web UI here over TLS (--tls-cert, --tls-key), signed in with Kubernetes tokens (empty: off)")
 	fl.StringVar(&f.metricsAddr, "metrics-address", ":9090", "serve /metrics here (empty: off)")
 	fl.StringVar(&f.healthAdr, "health-address", ":9091", "serve /healthz here (empty: off)")
 	return cmd

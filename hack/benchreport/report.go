@@ -32,7 +32,7 @@ func writeReport(res *results, dir, resultsFile string) (string, error) {
 		}
 	}
 	var notes []string
-	for _, sec := range []struct {
+	for _, sec := range append([]struct {
 		id     string
 		render func(*mdWriter, *figureResults, string) ([]string, error)
 	}{
@@ -43,7 +43,7 @@ func writeReport(res *results, dir, resultsFile string) (string, error) {
 		{"records", recordsSection},
 		{"recrules", recRulesSection},
 		{"rss", rssSection},
-	} {
+	}, extraSections...) {
 		f := res.Get(sec.id)
 		if f == nil {
 			fig, _ := figureByID(sec.id)

@@ -362,6 +362,7 @@ func TestCollectorRunsNonRootConfined(t *testing.T) {
 		"--retention=720h",
 		"--retention-max-alerts=5000000",
 		"--retention-max-alerts-per-node=100000",
+		"--ui-address=:9444",
 		"--auth=kubernetes",
 		"--token-audience=errnowatch",
 		"--agent-service-accounts=errnowatch:errnowatch-agent",
@@ -392,7 +393,7 @@ func TestCollectorRunsNonRootConfined(t *testing.T) {
 	for _, p := range svc.Spec.Ports {
 		ports[p.Name] = p.Port
 	}
-	if !reflect.DeepEqual(ports, map[string]int32{"grpc": 9443, "metrics": 9090}) {
+	if !reflect.DeepEqual(ports, map[string]int32{"grpc": 9443, "metrics": 9090, "ui": 9444}) {
 		t.Errorf("service ports = %v", ports)
 	}
 	if !reflect.DeepEqual(svc.Spec.Selector, ss.Spec.Selector.MatchLabels) {

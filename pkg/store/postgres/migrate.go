@@ -98,6 +98,11 @@ var migrations = []string{
 	CREATE TRIGGER alerts_rollup_delete AFTER DELETE ON alerts
 		REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION alert_rollups_remove();
 	DROP INDEX alerts_pod_summary;`,
+	// web UI (issue 17): the rollups by hour, so a chart or ranking of the
+	// last day reads that day's rollups instead of all of them. Only a new
+	// rollup row adds an entry; counting into an existing one changes no
+	// indexed column.
+	`CREATE INDEX alert_rollups_bucket ON alert_rollups (bucket);`,
 }
 
 // rollupAdd counts the rows of new_rows in their rollups.

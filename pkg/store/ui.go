@@ -1,0 +1,237 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/errnowatch/errnowatch/pkg/alert"
+)
+
+// Rollup keys a RollupQuery may group by.
+const (
+	ByBucket RollupKeys = 1 << iota
+	ByNamespace
+	ByPod
+	ByNode
+	ByRule
+	BySeverity
+)
+
+// RollupKeys is a set of By* keys.
+type RollupKeys uint8
+
+// MaxRollupNamespaces bounds RollupQuery.Namespaces: a query names at most
+// this many, so a caller allowed in many namespaces cannot build an
+// unbounded statement.
+const MaxRollupNamespaces = 512
+
+// RollupQuery reads the summary rollups (alert counts per namespace, pod,
+// node, rule, severity and hour of LastSeen) grouped by some of their keys.
+// It is what the web UI charts and ranks with: it never reads the alerts
+// table, so its cost follows the rollups, not the alerts.
+type RollupQuery struct {
+	// Namespaces keeps rows of these namespaces only ("" is host alerts);
+	// nil keeps every namespace, an empty non-nil slice none.
+	Namespaces []string
+	// Pod, Node and RuleID keep rows equal to them when set; RulePrefix keeps
+	// rules whose id starts with it.
+	Pod, Node, RuleID, RulePrefix string
+	MinSeverity                   alert.Severity
+	// From and To bound LastSeen's hour: rows whose bucket holds any time in
+	// [From, To) count, so a range is widened to whole hours. Zero is
+	// unbounded.
+	From, To time.Time
+	By       RollupKeys
+	// Limit keeps the groups with most alerts (ties by key), 0 all.
+	Limit int
+}
+
+// RollupRow is one group of a RollupQuery; keys not grouped by are zero.
+type RollupRow struct {
+	Bucket                       int64 // hours since the epoch
+	Namespace, Pod, Node, RuleID string
+	Severity                     alert.Severity
+	Alerts, Failures             uint64
+	LastSeen                     time.Time // the newest LastSeen of the group
+}
+
+// BucketStart is when a rollup bucket begins.
+func BucketStart(b int64) time.Time { return time.Unix(0, b*int64(RollupBucket)).UTC() }
+
+// BucketRange is the half-open range of buckets [lo, hi) that a
+// RollupQuery's From and To select.
+func BucketRange(from, to time.Time) (lo, hi int64) {
+	lo, hi = -1<<62, 1<<62
+	b := int64(RollupBucket)
+	if !from.IsZero() {
+		lo = floorDiv(from.UnixNano(), b)
+	}
+	if !to.IsZero() {
+		hi = floorDiv(to.UnixNano()-1, b) + 1
+	}
+	return lo, hi
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if (a%b != 0) && ((a < 0) != (b < 0)) {
+		q--
+	}
+	return q
+}
+
+// Check reports a query no store should run.
+func (q *RollupQuery) Check() error {
+	switch {
+	case len(q.Namespaces) > MaxRollupNamespaces:
+		return fmt.Errorf("rollup query names %d namespaces, at most %d: filter by namespace", len(q.Namespaces), MaxRollupNamespaces)
+	case q.Limit < 0:
+		return fmt.Errorf("rollup query limit %d is negative", q.Limit)
+	case !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To):
+		return fmt.Errorf("rollup query range %s..%s is empty", q.From, q.To)
+	}
+	return nil
+}
+
+// UIReader is what the web UI reads besides store.Store: rollups grouped
+// its way, and one alert by ID. Both stores implement it.
+type UIReader interface {
+	Rollups(ctx context.Context, q RollupQuery) ([]RollupRow, error)
+	// Get returns the stored alert with this ID, or ok false.
+	Get(ctx context.Context, id string) (s Stored, ok bool, err error)
+}
+
+// IndexedRange is the longest From..To range RollupSQL reads through the
+// rollups' bucket index.
+const IndexedRange = 7 * 24 * time.Hour
+
+// RollupSQL renders q as one statement over the alert_rollups table both
+// stores keep; ph names the i-th argument (1-based) in the store's dialect.
+// It selects the grouped keys in By's order (bucket, namespace, pod, node,
+// rule, severity), then alerts, failures and the newest last_seen.
+func RollupSQL(q RollupQuery, ph func(i int) string) (string, []any) {
+	var (
+		conds []string
+		args  []any
+	)
+	arg := func(v any) string {
+		args = append(args, v)
+		return ph(len(args))
+	}
+	if q.Namespaces != nil {
+		if len(q.Namespaces) == 0 {
+			conds = append(conds, "1 = 0")
+		} else {
+			in := make([]string, len(q.Namespaces))
+			for i, ns := range q.Namespaces {
+				in[i] = arg(ns)
+			}
+			conds = append(conds, "namespace IN ("+strings.Join(in, ", ")+")")
+		}
+	}
+	for _, c := range []struct{ col, v string }{{"pod", q.Pod}, {"node", q.Node}, {"rule_id", q.RuleID}} {
+		if c.v != "" {
+			conds = append(conds, c.col+" = "+arg(c.v))
+		}
+	}
+	if q.RulePrefix != "" {
+		// substr rather than LIKE: no wildcards to escape, and no collation
+		// (a range compare would follow the database's locale).
+		conds = append(conds, fmt.Sprintf("substr(rule_id, 1, %d) = %s", utf8.RuneCountInString(q.RulePrefix), arg(q.RulePrefix)))
+	}
+	if q.MinSeverity > alert.SeverityUnknown {
+		conds = append(conds, "severity >= "+arg(int(q.MinSeverity)))
+	}
+	lo, hi := BucketRange(q.From, q.To)
+	if !q.From.IsZero() {
+		// The bucket index pays for a recent range; over a long one its
+		// lookups cost more than reading every rollup once, and a store
+		// without statistics cannot tell, so the unary + keeps the index
+		// out of a long range's plan.
+		col := "bucket"
+		to := q.To
+		if to.IsZero() {
+			to = time.Now()
+		}
+		if to.Sub(q.From) > IndexedRange {
+			col = "+bucket"
+		}
+		conds = append(conds, col+" >= "+arg(lo))
+	}
+	if !q.To.IsZero() {
+		conds = append(conds, "bucket < "+arg(hi))
+	}
+	var keys []string
+	for _, k := range []struct {
+		k   RollupKeys
+		col string
+	}{{ByBucket, "bucket"}, {ByNamespace, "namespace"}, {ByPod, "pod"}, {ByNode, "node"}, {ByRule, "rule_id"}, {BySeverity, "severity"}} {
+		if q.By&k.k != 0 {
+			keys = append(keys, k.col)
+		}
+	}
+	sel := append(slices.Clone(keys),
+		"CAST(COALESCE(SUM(alerts), 0) AS BIGINT)", "CAST(COALESCE(SUM(failures), 0) AS BIGINT)", "COALESCE(MAX(max_last_seen), 0)")
+	s := "SELECT " + strings.Join(sel, ", ") + " FROM alert_rollups"
+	if len(conds) > 0 {
+		s += " WHERE " + strings.Join(conds, " AND ")
+	}
+	if len(keys) > 0 {
+		s += " GROUP BY " + strings.Join(keys, ", ")
+	}
+	switch {
+	case q.Limit > 0:
+		order := "3 DESC"
+		if len(keys) > 0 {
+			order = fmt.Sprintf("%d DESC, %s", len(keys)+1, strings.Join(keys, ", "))
+		}
+		s += " ORDER BY " + order + " LIMIT " + arg(q.Limit)
+	case len(keys) > 0:
+		s += " ORDER BY " + strings.Join(keys, ", ")
+	}
+	return s, args
+}
+
+// RollupScanner scans one row of RollupSQL's result.
+type RollupScanner interface{ Scan(dest ...any) error }
+
+// ScanRollup reads one row of RollupSQL(q)'s result.
+func ScanRollup(q RollupQuery, row RollupScanner) (RollupRow, error) {
+	var (
+		r                RollupRow
+		sev              int64
+		alerts, failures int64
+		last             int64
+	)
+	var dest []any
+	if q.By&ByBucket != 0 {
+		dest = append(dest, &r.Bucket)
+	}
+	if q.By&ByNamespace != 0 {
+		dest = append(dest, &r.Namespace)
+	}
+	if q.By&ByPod != 0 {
+		dest = append(dest, &r.Pod)
+	}
+	if q.By&ByNode != 0 {
+		dest = append(dest, &r.Node)
+	}
+	if q.By&ByRule != 0 {
+		dest = append(dest, &r.RuleID)
+	}
+	if q.By&BySeverity != 0 {
+		dest = append(dest, &sev)
+	}
+	dest = append(dest, &alerts, &failures, &last)
+	if err := row.Scan(dest...); err != nil {
+		return RollupRow{}, fmt.Errorf("scan rollup: %w", err)
+	}
+	r.Severity = alert.Severity(sev)
+	r.Alerts, r.Failures = uint64(max(alerts, 0)), uint64(max(failures, 0))
+	r.LastSeen = time.Unix(0, last).UTC()
+	return r, nil
+}
