@@ -434,7 +434,7 @@ func agentMetrics(t *testing.T) []string {
 		SpoolDir:     t.TempDir(),
 		Interval:     100 * time.Millisecond,
 		PodMetrics:   agent.PodMetrics{Enabled: true},
-		Log:          zap.NewNop(),
+		Logger:          zap.NewNop(),
 	})
 	if err != nil {
 		cancel()

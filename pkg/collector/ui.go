@@ -47,9 +47,9 @@ type UIServer struct {
 // and ingest signal: its live alerts wake on the same signal as
 // StreamAlerts subscribers. Close the UIServer before the collector.
 func (s *Server) ServeUI(l UIListen) (*UIServer, error) {
-	src, ok := s.store.(ui.Source)
+	src, ok := s.reader.(ui.Source)
 	if !ok {
-		return nil, fmt.Errorf("the %T store cannot serve the web UI", s.store)
+		return nil, fmt.Errorf("the %T store cannot serve the web UI", s.reader)
 	}
 	cfg := l.Options
 	cfg.Source, cfg.Wake, cfg.Logger = src, s.signal.wait, s.log.Named("ui")
