@@ -471,7 +471,8 @@ static __always_inline bool record_allowed(struct count_key *key, u32 *saturated
 	}
 	/* A compare-and-swap loop keeps "at most limit per window" exact when
 	 * several CPUs race on one key; a CPU that loses four times in a row
-	 * gives up this one record, never the count. */
+	 * gives up this one record, never the count, and counts it lost like a
+	 * record the ring had no room for. */
 	for (i = 0; i < 4; i++) {
 		old = *(volatile u64 *)state;
 		if ((u32)(old >> 32) != win)
@@ -484,6 +485,7 @@ static __always_inline bool record_allowed(struct count_key *key, u32 *saturated
 		if (__sync_val_compare_and_swap(state, old, next) == old)
 			return true;
 	}
+	stat_inc(STAT_RING_DROPS);
 	return false;
 }
 

@@ -214,35 +214,99 @@ func BenchmarkAgentRSS(b *testing.B) {
 	}
 	kubepods := cgrouptest.New(b, "kubepods")
 	made := 0
+	var rels []string // each pod's container cgroup, below kubepods
+	var relsMu sync.Mutex
 	for _, pods := range []int{0, 250, 500, 1000} {
 		// Pods are added to those of the previous step.
 		var g errgroup.Group
 		g.SetLimit(16)
 		for i := made; i < pods; i++ {
-			g.Go(func() error { return benchPod(ctx, env, kubepods, node, ns, i) })
+			g.Go(func() error {
+				rel, err := benchPod(ctx, env, kubepods, node, ns, i)
+				relsMu.Lock()
+				rels = append(rels, rel)
+				relsMu.Unlock()
+				return err
+			})
 		}
 		if err := g.Wait(); err != nil {
 			b.Fatal(err)
 		}
 		made = pods
 		b.Run(fmt.Sprintf("pods=%d", pods), func(b *testing.B) {
-			rss, hwm := agentRSS(b, kubeconfig, node)
-			b.ReportMetric(float64(pods), "pods")
-			b.ReportMetric(rss, "rss-MiB")
-			b.ReportMetric(hwm, "peak-rss-MiB")
-			b.ReportMetric(0, "ns/op")
+			reportAgentRSS(b, kubeconfig, node, pods, 0)
 		})
+	}
+	// The same 1000 pods, now with benchFailingPods of them failing
+	// benchFailers syscalls each, all the time: benchFailingPods ×
+	// len(benchFailers) (cgroup, syscall, errno) keys in every interval,
+	// their records and the default pack's rules over them.
+	b.Run(fmt.Sprintf("pods=%d/keys=%d", made, benchFailingPods*len(benchFailers)), func(b *testing.B) {
+		for _, rel := range rels[:benchFailingPods] {
+			child := exec.Command(os.Args[0], "-test.run=^$")
+			child.Env = append(os.Environ(), benchFailerEnv+"=1")
+			if err := kubepods.Mkdir(rel).Start(child); err != nil {
+				b.Fatal(err)
+			}
+			defer func() { child.Process.Kill(); child.Wait() }()
+		}
+		reportAgentRSS(b, kubeconfig, node, made, benchFailingPods*len(benchFailers))
+	})
+}
+
+func reportAgentRSS(b *testing.B, kubeconfig, node string, pods, keys int) {
+	m := agentRSS(b, kubeconfig, node)
+	b.ReportMetric(float64(pods), "pods")
+	b.ReportMetric(float64(keys), "failure-keys")
+	b.ReportMetric(m.rss, "rss-MiB")
+	b.ReportMetric(m.hwm, "peak-rss-MiB")
+	b.ReportMetric(m.anon, "rss-anon-MiB")
+	b.ReportMetric(m.file, "rss-file-MiB")
+	b.ReportMetric(0, "ns/op")
+}
+
+// The failing pods of BenchmarkAgentRSS: each runs this test binary as a
+// child that makes benchFailers, every one failing with EBADF, ten rounds a
+// second until it is killed.
+const (
+	benchFailerEnv   = "ERRNOWATCH_BENCH_FAILER"
+	benchFailingPods = 20
+)
+
+var benchFailers = []func(){
+	func() { syscall.Close(-1) },
+	func() { syscall.Dup(-1) },
+	func() { var st syscall.Stat_t; syscall.Fstat(-1, &st) },
+	func() { syscall.Fchdir(-1) },
+	func() { syscall.Fsync(-1) },
+	func() { syscall.Fdatasync(-1) },
+	func() { syscall.Fchmod(-1, 0) },
+	func() { syscall.Fchown(-1, 0, 0) },
+	func() { syscall.Flock(-1, 0) },
+	func() { syscall.Ftruncate(-1, 0) },
+}
+
+func init() {
+	if os.Getenv(benchFailerEnv) == "" {
+		return
+	}
+	for {
+		for _, f := range benchFailers {
+			f()
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
-// benchPod makes pod i on node with one running container and its cgroup.
-func benchPod(ctx context.Context, env *testenv.Env, kubepods *cgrouptest.Dir, node, ns string, i int) error {
+// benchPod makes pod i on node with one running container and its cgroup,
+// and returns the cgroup's path below kubepods.
+func benchPod(ctx context.Context, env *testenv.Env, kubepods *cgrouptest.Dir, node, ns string, i int) (string, error) {
 	pod, err := env.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("web-%d", i), Labels: map[string]string{"app": "web", "shard": strconv.Itoa(i % 10)}},
 		Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "shop/web:1.0"}}},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return fmt.Errorf("create pod %d: %w", i, err)
+		return "", fmt.Errorf("create pod %d: %w", i, err)
 	}
 	cid := cgrouptest.ContainerID()
 	pod.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: fmt.Sprintf("10.1.%d.%d", i/250, i%250+1),
@@ -251,42 +315,52 @@ func benchPod(ctx context.Context, env *testenv.Env, kubepods *cgrouptest.Dir, n
 			State: corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: metav1.Now()}},
 		}}}
 	if _, err := env.Client.CoreV1().Pods(ns).UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
-		return fmt.Errorf("pod %d status: %w", i, err)
+		return "", fmt.Errorf("pod %d status: %w", i, err)
 	}
-	rel := cgrouptest.KubeletPath(cgroup.DriverCgroupfs, cgroup.RuntimeContainerd, cgroup.QoSBestEffort, string(pod.UID), cid)
-	return os.MkdirAll(filepath.Join(kubepods.Path, strings.TrimPrefix(rel, "kubepods/")), 0o755)
+	rel := strings.TrimPrefix(cgrouptest.KubeletPath(cgroup.DriverCgroupfs, cgroup.RuntimeContainerd, cgroup.QoSBestEffort, string(pod.UID), cid), "kubepods/")
+	return rel, os.MkdirAll(filepath.Join(kubepods.Path, rel), 0o755)
+}
+
+// agentMemory is what agentRSS measured, in MiB.
+type agentMemory struct {
+	rss, hwm, anon, file float64
 }
 
 // agentRSS runs the agent until it is ready and has run for a while, and
-// returns the median of its resident set over the following seconds and
-// its peak, in MiB.
-func agentRSS(b *testing.B, kubeconfig, node string) (rss, hwm float64) {
+// returns the median of its resident set (and of its anonymous and file
+// parts) over the following seconds and its peak. The agent gives back its
+// start-up pages 10 s after it is ready (pkg/agent trimAfterStart), so the
+// samples start 15 s after: the steady state, not the start-up.
+func agentRSS(b *testing.B, kubeconfig, node string) agentMemory {
 	ops := testutil.FreeAddr(b)
 	repo, _ := filepath.Abs("../..")
 	agent := startProcess(b, "agent", "agent", "--node-name", node, "--kubeconfig", kubeconfig,
 		"--rules", filepath.Join(repo, "rules"), "--spool-dir", filepath.Join(b.TempDir(), "spool"),
 		"--metrics-address", ops, "--health-address", ops, "--log-level", "error")
 	benchWaitHTTP(b, "http://"+ops+"/readyz", 60*time.Second)
-	time.Sleep(5 * time.Second) // intervals pass, caches fill, the first GC cycles run
-	var samples []float64
+	time.Sleep(15 * time.Second) // intervals pass, caches fill, the start-up trim runs
+	var rss, anon, file []float64
+	var m agentMemory
 	for range 10 {
-		r, h := procMemory(b, agent.Process.Pid)
-		samples = append(samples, r)
-		hwm = h
+		s := procMemory(b, agent.Process.Pid)
+		rss, anon, file = append(rss, s.rss), append(anon, s.anon), append(file, s.file)
+		m.hwm = s.hwm
 		time.Sleep(500 * time.Millisecond)
 	}
-	slices.Sort(samples)
 	agent.Process.Signal(syscall.SIGTERM)
 	agent.Wait()
-	return samples[len(samples)/2], hwm
+	med := func(v []float64) float64 { slices.Sort(v); return v[len(v)/2] }
+	m.rss, m.anon, m.file = med(rss), med(anon), med(file)
+	return m
 }
 
-// procMemory reads VmRSS and VmHWM of pid in MiB.
-func procMemory(b *testing.B, pid int) (rss, hwm float64) {
+// procMemory reads VmRSS, VmHWM, RssAnon and RssFile of pid in MiB.
+func procMemory(b *testing.B, pid int) agentMemory {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		b.Fatalf("agent exited: %v", err)
 	}
+	var m agentMemory
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
 		if len(f) < 2 {
@@ -295,12 +369,16 @@ func procMemory(b *testing.B, pid int) (rss, hwm float64) {
 		kb, _ := strconv.ParseFloat(f[1], 64)
 		switch f[0] {
 		case "VmRSS:":
-			rss = kb / 1024
+			m.rss = kb / 1024
 		case "VmHWM:":
-			hwm = kb / 1024
+			m.hwm = kb / 1024
+		case "RssAnon:":
+			m.anon = kb / 1024
+		case "RssFile:":
+			m.file = kb / 1024
 		}
 	}
-	return rss, hwm
+	return m
 }
 
 func benchWaitHTTP(b *testing.B, url string, timeout time.Duration) {

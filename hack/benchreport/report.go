@@ -112,7 +112,7 @@ func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) 
 		"that only increments a per-CPU counter, attached to the same tracepoint at the same time, so it sees the " +
 		"same exits: it is what any program on this tracepoint costs here, the statistics' own overhead included. " +
 		"Workload: both CPUs alternate a failing `close(-1)` (EBADF) and a succeeding `getppid()`; " +
-		"medians of 15 rounds (tools) and 7 rounds (errnowatch alone). A program's run time includes whatever " +
+		"medians of 15 rounds (tools) and 7 rounds in each attach order (errnowatch alone). A program's run time includes whatever " +
 		"interrupts or hypervisor pauses hit it, so on a loaded machine single figures move by tens of ns.")
 	w.p("The tools run as their users run them, in the same modes: failures only — errnowatch's default, " +
 		"`bpftrace -e 'tracepoint:raw_syscalls:sys_exit /args->ret < 0/ { @[args->id, args->ret] = count(); }'` and " +
@@ -166,24 +166,37 @@ func kernelSection(w *mdWriter, f *figureResults, dir string) ([]string, error) 
 		"hash map (double-buffered for draining) and samples failure records (comm, pid, uid, cgroup), rate-limited " +
 		"per key, into a ring buffer; bpftrace counts per (syscall, return value) in a per-CPU hash map; syscount " +
 		"counts per syscall only (`-x`: failures only), without cgroup, errno or records.")
-	w.p("errnowatch's sensor alone against the counter (`BenchmarkKernelCost`, its own window; here errnowatch is " +
-		"attached first and the counter after it; sys_exit program only, sys_enter per run shown apart):")
-	w.line("| mode | errnowatch sys_exit ns/exit | minimal ns/exit | over minimal | sys_enter ns/run |")
-	w.line("|---|---:|---:|---:|---:|")
+	w.p("errnowatch's sensor alone against the counter (`BenchmarkKernelCost`, its own window; sys_exit program " +
+		"only, sys_enter per run shown apart). Programs on a tracepoint run in attach order and the first pays for " +
+		"cold caches, so the rounds alternate: errnowatch attached first and the counter after it (the figure earlier " +
+		"reports gave), then the counter first. The order penalty falls on errnowatch in the one and on the counter in " +
+		"the other, so the mean of the two is errnowatch's own cost over the counter; issue 16's goal for all-exits " +
+		"mode is at most 40 ns over it.")
+	w.line("| mode | errnowatch, attached first | counter, second | over | counter, attached first | errnowatch, second | over | over, mean of both orders | sys_enter ns/run |")
+	w.line("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, mode := range modes {
 		b := "KernelCost/" + mode
 		exit, ok := f.Value(b, "ns/exit-sensor")
 		if !ok {
-			w.line(fmt.Sprintf("| %s | not measured | | | |", mode))
+			w.line(fmt.Sprintf("| %s | not measured | | | | | | | |", mode))
 			continue
 		}
 		mn, _ := f.Value(b, "ns/exit-minimal")
 		over, _ := f.Value(b, "ns/exit-over-minimal")
-		enter := "–"
-		if e, has := f.Value(b, "ns/enter-sensor"); has {
-			enter = fmt.Sprintf("%.1f", e)
+		cell := func(unit string) string {
+			if v, has := f.Value(b, unit); has {
+				return fmt.Sprintf("%.1f", v)
+			}
+			return "–"
 		}
-		w.line(fmt.Sprintf("| %s | %.1f | %.1f | %.1f | %s |", mode, exit, mn, over, enter))
+		enter := cell("ns/enter-sensor")
+		if mean, has := f.Value(b, "ns/exit-over-minimal-mean"); has && mode == "all-exits" && mean > 40 {
+			notes = append(notes, fmt.Sprintf("kernel cost, all exits: %.1f ns/exit over the counter (mean of both attach "+
+				"orders) misses issue 16's goal of at most 40 ns", mean))
+		}
+		w.line(fmt.Sprintf("| %s | %.1f | %.1f | %.1f | %s | %s | %s | %s | %s |", mode, exit, mn, over,
+			cell("ns/exit-minimal-first"), cell("ns/exit-sensor-second"), cell("ns/exit-over-minimal-second"),
+			cell("ns/exit-over-minimal-mean"), enter))
 	}
 	w.line("")
 	chart := barChart{Title: "Kernel time per sys_exit, each tool in one window with errnowatch and the counter",
@@ -325,9 +338,9 @@ func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, erro
 	if okI && okS {
 		w.p("Ingest over gRPC reaches %.0f %% of the bare store's rate and costs %+.1f µs of CPU per alert over it.",
 			100*ingest/insert, ingestCPU-insertCPU)
-		if ingest < 20000 {
-			notes = append(notes, fmt.Sprintf("collector ingest: %s alerts/s is below the 20 000/s target (the bare store "+
-				"reached %s/s in its run: a loaded machine's disk and CPU set both)", thousands(ingest), thousands(insert)))
+		if ingest < 50000 {
+			notes = append(notes, fmt.Sprintf("collector ingest: %s alerts/s is below issue 16's goal of 50 000/s (the bare "+
+				"store reached %s/s in its run)", thousands(ingest), thousands(insert)))
 		}
 		chart := barChart{Title: "Durable alert ingest: gRPC + mTLS collector against the bare store",
 			Groups: []string{"thousand alerts/s (higher is better)", "CPU µs per alert (lower is better)"}, Format: "%.1f",
@@ -361,6 +374,11 @@ func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, erro
 		}
 	}
 	w.line("")
+	w.p("Issue 16's goals: ingest of 50 000 alerts/s, durable, over gRPC with mTLS on these 2 cores; the namespace " +
+		"summary at p99 under 50 ms at 1 M alerts (it reads the summary rollups kept on ingest).")
+	if p99, ok := f.Value("SummarizeNamespace", "p99-ms"); ok && p99 >= 50 {
+		notes = append(notes, fmt.Sprintf("namespace summary: p99 %.1f ms misses issue 16's goal of 50 ms", p99))
+	}
 	if v, ok := f.Value("StreamFanOut", "alerts/s/subscriber"); ok {
 		w.p("Stream fan-out: every stored alert delivered to 10 live `StreamAlerts` subscribers at %s alerts/s each.", thousands(v))
 	}
@@ -370,28 +388,47 @@ func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, erro
 func rssSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
 	w.p("The real agent binary against a real kube-apiserver (envtest: etcd + kube-apiserver from `make kube-bins`), " +
 		"with N running pods on its node, each with a container ID in its status and a matching kubelet-shaped " +
-		"cgroup (cgroupfs driver, containerd) on the host, so the agent holds both the pod cache and the cgroup map. " +
-		"RSS is the median of 10 samples of VmRSS taken over 5 s after the agent has been ready for 5 s; peak is " +
-		"VmHWM. The baseline is the same agent with 0 pods. The Go runtime returns freed memory lazily, so " +
-		"steps of a few MiB between neighbouring counts are within noise; compare 0 with 1000.")
-	counts := []int{0, 250, 500, 1000}
+		"cgroup (cgroupfs driver, containerd) on the host, so the agent holds both the pod cache and the cgroup map, " +
+		"and the default rule pack. The last row keeps the 1000 pods and runs, in 20 of their cgroups, a process " +
+		"that fails 10 different syscalls ten times a second: 200 active failure keys in every interval, with their " +
+		"records and rule evaluations. RSS is the median of 10 samples of VmRSS taken over 5 s after the agent has " +
+		"been ready for 15 s (it gives back its start-up pages 10 s after it is ready); anonymous and file are " +
+		"the medians of RssAnon and RssFile (file: the agent's own executable, mostly); peak is VmHWM, which start-up " +
+		"sets. The baseline is the same agent with 0 pods. The Go runtime returns freed memory lazily, so steps of " +
+		"a few MiB between neighbouring counts are within noise; compare 0 with 1000. Issue 16's goal: under 64 MiB " +
+		"with 1000 pods.")
+	rows := []struct {
+		name  string
+		pods  int
+		bench string
+	}{
+		{"0", 0, "AgentRSS/pods=0"}, {"250", 250, "AgentRSS/pods=250"}, {"500", 500, "AgentRSS/pods=500"},
+		{"1000", 1000, "AgentRSS/pods=1000"}, {"1000, 200 failure keys", -1, "AgentRSS/pods=1000/keys=200"},
+	}
 	var xs, rss []float64
 	var missing []bool
 	base, haveBase := f.Value("AgentRSS/pods=0", "rss-MiB")
-	w.line("| pods | RSS | peak RSS | over 0 pods |")
-	w.line("|---:|---:|---:|---:|")
-	for _, n := range counts {
-		b := fmt.Sprintf("AgentRSS/pods=%d", n)
-		r, ok := f.Value(b, "rss-MiB")
-		h, _ := f.Value(b, "peak-rss-MiB")
-		xs, rss, missing = append(xs, float64(n)), append(rss, r), append(missing, !ok)
+	w.line("| pods | RSS | anonymous | file | peak RSS | over 0 pods |")
+	w.line("|---:|---:|---:|---:|---:|---:|")
+	for _, row := range rows {
+		r, ok := f.Value(row.bench, "rss-MiB")
+		h, _ := f.Value(row.bench, "peak-rss-MiB")
+		cell := func(unit string) string {
+			if v, has := f.Value(row.bench, unit); has {
+				return fmt.Sprintf("%.1f MiB", v)
+			}
+			return "–"
+		}
+		if row.pods >= 0 {
+			xs, rss, missing = append(xs, float64(row.pods)), append(rss, r), append(missing, !ok)
+		}
 		switch {
 		case !ok:
-			w.line(fmt.Sprintf("| %d | not measured | | |", n))
+			w.line(fmt.Sprintf("| %s | not measured | | | | |", row.name))
 		case haveBase:
-			w.line(fmt.Sprintf("| %d | %.1f MiB | %.1f MiB | %+.1f MiB |", n, r, h, r-base))
+			w.line(fmt.Sprintf("| %s | %.1f MiB | %s | %s | %.1f MiB | %+.1f MiB |", row.name, r, cell("rss-anon-MiB"), cell("rss-file-MiB"), h, r-base))
 		default:
-			w.line(fmt.Sprintf("| %d | %.1f MiB | %.1f MiB | |", n, r, h))
+			w.line(fmt.Sprintf("| %s | %.1f MiB | %s | %s | %.1f MiB | |", row.name, r, cell("rss-anon-MiB"), cell("rss-file-MiB"), h))
 		}
 	}
 	w.line("")
@@ -399,8 +436,14 @@ func rssSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
 	if r1000, ok := f.Value("AgentRSS/pods=1000", "rss-MiB"); ok && haveBase {
 		w.p("Per pod: %.1f KiB of resident memory (1000 pods against 0).", (r1000-base)*1024/1000)
 	}
-	// Peak RSS stays within a few hundred KiB of the median, so the chart
-	// shows the median only (the table has both).
+	for _, b := range []string{"AgentRSS/pods=1000", "AgentRSS/pods=1000/keys=200"} {
+		if r, ok := f.Value(b, "rss-MiB"); ok && r >= 64 {
+			notes = append(notes, fmt.Sprintf("agent memory: %s is %.1f MiB, over issue 16's goal of 64 MiB", b, r))
+		}
+		if h, ok := f.Value(b, "peak-rss-MiB"); ok && h >= 64 {
+			notes = append(notes, fmt.Sprintf("agent memory: the start-up peak (%s) is %.1f MiB, over 64 MiB; the steady state is what the goal measures", b, h))
+		}
+	}
 	chart := lineChart{Title: "Agent resident memory by pods on the node", XLabel: "pods on the node (with their cgroups)",
 		YLabel: "RSS, MiB", X: xs, Format: "%.1f", Baseline: base, BaselineLabel: "0 pods (baseline)", Series: []series{
 			{Name: "RSS (median at steady state)", Values: rss, Missing: missing, Color: palette[0]},

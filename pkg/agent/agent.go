@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,8 @@ type Config struct {
 	// MaxRecordsPerInterval bounds the records kept for one interval's
 	// rules; more are counted as dropped (the counts stay exact).
 	MaxRecordsPerInterval int
+	// PodMetrics turns on the per-pod failure counter (metrics.go).
+	PodMetrics PodMetrics
 	// ShutdownFlush is how long a stopping agent keeps delivering its spool
 	// (default 5 s).
 	ShutdownFlush time.Duration
@@ -207,8 +210,16 @@ func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	defer func() { stopBG(); a.pipe.Wait() }()
+	// The memory trim (memlimit.go) is the agent's own goroutine beside
+	// the pipeline's; both end with bg.
+	var wg sync.WaitGroup
+	defer func() { stopBG(); a.pipe.Wait(); wg.Wait() }()
 	a.pipe.Start(bg)
+	wg.Go(func() {
+		if err := a.trimAfterStart(bg); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("agent component stopped", zap.String("component", "memory-trim"), zap.Error(err))
+		}
+	})
 	stopServing, err := a.serve()
 	defer stopServing()
 	if err != nil {
@@ -305,6 +316,7 @@ func (a *Agent) deliver(alerts []alert.Alert, retryHeld bool) {
 	if len(alerts) == 0 && !retryHeld {
 		return
 	}
+	a.metrics.alerted(alerts)
 	if err := a.spool.Append(alerts...); err != nil {
 		a.log.Error("spool alerts", zap.Error(err), zap.Int("alerts", len(alerts)))
 	}

@@ -244,3 +244,27 @@ type closedRing struct{}
 
 func (closedRing) ReadInto(*ringbuf.Record) error { return errors.Join(os.ErrClosed) }
 func (closedRing) Close() error                   { return nil }
+
+func TestRingBytesFollowsTheRecordRate(t *testing.T) {
+	for _, c := range []struct {
+		perWindow int
+		window    time.Duration
+		want      int
+	}{
+		{DefaultRecordsPerWindow, time.Second, 1 << 20}, // 8 × 512 × 768 B / 4 = 768 KiB
+		{-1, time.Second, 64 << 10},                     // no records: the smallest ring
+		{1, time.Second, 128 << 10},
+		{64, time.Second, 8 << 20},
+		{1 << 20, time.Second, 16 << 20}, // capped
+		{8, 100 * time.Millisecond, 8 << 20},
+	} {
+		if got := ringBytesFor(c.perWindow, c.window); got != c.want {
+			t.Errorf("ringBytesFor(%d, %s) = %d, want %d", c.perWindow, c.window, got, c.want)
+		}
+	}
+	var cfg Config
+	cfg.setDefaults()
+	if cfg.RingBytes != 1<<20 {
+		t.Errorf("default ring = %d bytes, want 1 MiB", cfg.RingBytes)
+	}
+}

@@ -63,7 +63,8 @@ type Config struct {
 	// ExcludeSelf ignores this process's own syscalls.
 	ExcludeSelf bool
 	// QueueSize bounds the decoded records waiting for the consumer
-	// (default 8192).
+	// (default 2048: more than the default ring holds, and the buffer is
+	// allocated whole, 254 bytes a record, and scanned by every GC).
 	QueueSize int
 	// MaxKeys bounds the distinct (cgroup, syscall, errno) keys per drain
 	// interval (default 8192). A cgroup's exits that find the map full are
@@ -80,7 +81,8 @@ type Config struct {
 	// interval (default 4096).
 	MaxHistKeys int
 	// RingBytes is the ring buffer size, a power of two multiple of the
-	// page size (default 4 MiB).
+	// page size (default: ringBytesFor the record rate, 1 MiB with the
+	// default rate limit).
 	RingBytes int
 }
 
@@ -95,7 +97,7 @@ func (c *Config) setDefaults() {
 		c.RateWindow = time.Second
 	}
 	if c.QueueSize <= 0 {
-		c.QueueSize = 8192
+		c.QueueSize = 2048
 	}
 	if c.MaxKeys <= 0 {
 		c.MaxKeys = 8192
@@ -107,8 +109,37 @@ func (c *Config) setDefaults() {
 		c.MaxHistKeys = 4096
 	}
 	if c.RingBytes <= 0 {
-		c.RingBytes = 4 << 20
+		c.RingBytes = ringBytesFor(c.RecordsPerWindow, c.RateWindow)
 	}
+}
+
+// Ring sizing. The ring only has to hold what the kernel writes while the
+// reader is late: records are rate-limited per key, so that is the record
+// rate, not the exit rate. The default holds a quarter of a second of
+// ringBurstKeys keys all failing at their limit; a record that finds the
+// ring full is counted in Stats.RingDrops, and counts never depend on the
+// ring. User space maps the ring's data twice (for wrap-around), so every
+// MiB of ring is two MiB of the agent's resident set once written.
+const (
+	ringRecordBytes = 768 // sizeof(struct record) + the ring's 8-byte header
+	ringBurstKeys   = 512
+	ringMinBytes    = 64 << 10
+	ringMaxBytes    = 16 << 20
+)
+
+// ringBytesFor is the ring size for a record rate limit: the smallest power
+// of two, between ringMinBytes and ringMaxBytes, that holds a quarter
+// second of ringBurstKeys keys at recordsPerWindow per window.
+func ringBytesFor(recordsPerWindow int, window time.Duration) int {
+	if recordsPerWindow <= 0 || window <= 0 {
+		return ringMinBytes
+	}
+	want := float64(recordsPerWindow) * ringBurstKeys * ringRecordBytes * (float64(250*time.Millisecond) / float64(window))
+	n := ringMinBytes
+	for float64(n) < want && n < ringMaxBytes {
+		n <<= 1
+	}
+	return n
 }
 
 // Sensor is the loaded and attached kernel program.

@@ -168,8 +168,9 @@ type Overflow struct {
 type Stats struct {
 	// Records is the number of records decoded from the ring buffer.
 	Records uint64
-	// RingDrops is, per CPU, the records the kernel could not reserve room
-	// for in the ring buffer.
+	// RingDrops is, per CPU, the records the kernel lost: it could not
+	// reserve room for them in the ring buffer, or (rarely) the CPU lost
+	// the race for the key's record limit to other CPUs four times in a row.
 	RingDrops []uint64
 	// MapFull is the number of exits whose aggregate key found the counts
 	// map full and whose cgroup had no room for its overflow either

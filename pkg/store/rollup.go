@@ -70,3 +70,69 @@ func AppendSummary(out []PodSummary, r SummaryRow) []PodSummary {
 	rs.MaxSeverity = max(rs.MaxSeverity, r.Severity)
 	return out
 }
+
+// RollupKey is one row of the summary rollups: the alerts of one namespace,
+// pod, node, rule and severity whose LastSeen falls in one bucket.
+type RollupKey struct {
+	Namespace, Pod, Node, RuleID string
+	Severity                     int
+	Bucket                       int64 // LastSeen.UnixNano() / RollupBucket
+}
+
+// RollupBucketOf is the bucket of a LastSeen in unix ns; it truncates like
+// the stores' SQL integer division.
+func RollupBucketOf(lastSeenNs int64) int64 { return lastSeenNs / int64(RollupBucket) }
+
+// RollupDelta is what one transaction changes in one rollup row: alerts
+// and failures added (negative when rows went), the largest LastSeen of
+// the rows added, and of the rows removed.
+type RollupDelta struct {
+	Alerts, Failures     int64
+	Added, Removed       bool
+	MaxAdded, MaxRemoved int64 // unix ns; valid when Added, Removed
+}
+
+// NeedsMaxReread tells whether the row's max_last_seen must be read again
+// from the alerts after the delta: only when a removed row may have held
+// the maximum and no added row is at least as late. (A stored maximum above
+// MaxRemoved belongs to a row still there; one at or below it is replaced
+// by MaxAdded when MaxAdded >= MaxRemoved, since every remaining row is at
+// most the old maximum.)
+func (d *RollupDelta) NeedsMaxReread() bool {
+	return d.Removed && (!d.Added || d.MaxAdded < d.MaxRemoved)
+}
+
+// RollupDeltas gathers a transaction's changes to the rollups, so that a
+// store applies one change per rollup row instead of one per alert row.
+type RollupDeltas map[RollupKey]*RollupDelta
+
+func (m RollupDeltas) at(k RollupKey) *RollupDelta {
+	d := m[k]
+	if d == nil {
+		d = &RollupDelta{}
+		m[k] = d
+	}
+	return d
+}
+
+// Add counts a row stored.
+func (m RollupDeltas) Add(k RollupKey, lastSeen, total int64) {
+	d := m.at(k)
+	d.Alerts++
+	d.Failures += total
+	if !d.Added || lastSeen > d.MaxAdded {
+		d.MaxAdded = lastSeen
+	}
+	d.Added = true
+}
+
+// Remove counts a row deleted.
+func (m RollupDeltas) Remove(k RollupKey, lastSeen, total int64) {
+	d := m.at(k)
+	d.Alerts--
+	d.Failures -= total
+	if !d.Removed || lastSeen > d.MaxRemoved {
+		d.MaxRemoved = lastSeen
+	}
+	d.Removed = true
+}

@@ -69,6 +69,12 @@ var migrations = []string{
 	CREATE TRIGGER alerts_rollup_insert AFTER INSERT ON alerts BEGIN ` + rollupAdd + ` END;
 	CREATE TRIGGER alerts_rollup_update AFTER UPDATE ON alerts BEGIN ` + rollupAdd + rollupRemove + ` END;
 	CREATE TRIGGER alerts_rollup_delete AFTER DELETE ON alerts BEGIN ` + rollupRemove + ` END;`,
+	// 3: the store's Go code keeps the rollups (rollup.go), once per rollup
+	// row and transaction instead of once per alert row; every write to
+	// alerts (commit, Retain) goes through it.
+	`DROP TRIGGER alerts_rollup_insert;
+	DROP TRIGGER alerts_rollup_update;
+	DROP TRIGGER alerts_rollup_delete;`,
 }
 
 // rollupAdd counts the row new in its rollup.

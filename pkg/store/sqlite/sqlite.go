@@ -58,6 +58,7 @@ type Store struct {
 	rdb    *sql.DB // read-only connections
 	maxGrp int
 	upsert *sql.Stmt // upsertSQL(upsertRows), prepared once on wdb
+	rollup *sql.Stmt // rollupUpsertSQL, prepared once on wdb
 
 	undecodable atomic.Uint64
 
@@ -139,6 +140,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("prepare insert into %s: %w", path, err)
 	}
+	rollup, err := wdb.PrepareContext(ctx, rollupUpsertSQL)
+	if err != nil {
+		wdb.Close()
+		return nil, fmt.Errorf("prepare rollup update of %s: %w", path, err)
+	}
 	var last uint64
 	if err := wdb.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'last_seq'`).Scan(&last); err != nil {
 		wdb.Close()
@@ -166,6 +172,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		rdb:     rdb,
 		maxGrp:  opts.MaxGroupAlerts,
 		upsert:  upsert,
+		rollup:  rollup,
 		reqs:    make(chan *writeReq),
 		cancel:  cancel,
 		done:    make(chan struct{}),
@@ -187,7 +194,7 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	<-s.done
-	return errors.Join(s.upsert.Close(), s.rdb.Close(), s.wdb.Close())
+	return errors.Join(s.upsert.Close(), s.rollup.Close(), s.rdb.Close(), s.wdb.Close())
 }
 
 // quickCheckErrors bounds what an integrity check reports.
@@ -324,15 +331,22 @@ const upsertCols = `seq, id, revision, rule_id, severity, namespace, pod, contai
 
 const nUpsertCols = 16
 
-// upsertRows is how many rows one INSERT statement carries: fewer
-// statements is most of the write speed with this driver.
-const upsertRows = 64
+// upsertRows is how many rows one INSERT statement carries. One: SQLite
+// runs a statement of several rows, which could fail halfway, inside a
+// statement journal that copies every page it changes (a quarter of ingest
+// CPU with 64 rows and 16 KiB pages); a prepared one-row statement has
+// none, and costs less per row than the copies did.
+const upsertRows = 1
 
-// upsertSQL returns an INSERT of n rows that replaces the row of an existing
-// ID. Only rows that commit decided are new revisions reach it.
+// upsertSQL returns an INSERT of n rows. A new revision of a stored alert
+// replaces its row: commit deletes the old row first (which also counts it
+// out of its rollup), so the insert never meets its ID. OR ROLLBACK: any
+// constraint failure fails the whole transaction, which commit does
+// anyway, and it spares SQLite the statement journal an abortable
+// multi-row statement needs (a copy of every page it touches).
 func upsertSQL(n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT INTO alerts (" + upsertCols + ") VALUES ")
+	b.WriteString("INSERT OR ROLLBACK INTO alerts (" + upsertCols + ") VALUES ")
 	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", nUpsertCols), ", ") + ")"
 	for i := range n {
 		if i > 0 {
@@ -340,11 +354,6 @@ func upsertSQL(n int) string {
 		}
 		b.WriteString(row)
 	}
-	b.WriteString(` ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, revision = excluded.revision,
-	rule_id = excluded.rule_id, severity = excluded.severity, namespace = excluded.namespace, pod = excluded.pod,
-	container = excluded.container, node = excluded.node, workload_kind = excluded.workload_kind,
-	workload_name = excluded.workload_name, first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-	total = excluded.total, stored_at = excluded.stored_at, body = excluded.body`)
 	return b.String()
 }
 
@@ -421,25 +430,20 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 		return nil, fmt.Errorf("look up stored revisions: %w", err)
 	}
 
+	// Decide every alert first: which are new revisions, and which stored
+	// rows they replace. A later revision of the same ID in this group
+	// supersedes an earlier one before it is written (it keeps its
+	// sequence number in the results, as a revision the upsert replaced
+	// did).
 	results := make([]store.InsertResult, len(group))
-	args := make([]any, 0, upsertRows*nUpsertCols)
-	rows := 0
-	flush := func() error {
-		if rows == 0 {
-			return nil
-		}
-		var err error
-		if rows == upsertRows {
-			_, err = tx.StmtContext(ctx, s.upsert).ExecContext(ctx, args...)
-		} else {
-			_, err = tx.ExecContext(ctx, upsertSQL(rows), args...)
-		}
-		if err != nil {
-			return fmt.Errorf("store alerts: %w", err)
-		}
-		args, rows = args[:0], 0
-		return nil
+	type pending struct {
+		a    *alert.Alert
+		body []byte
+		seq  uint64
 	}
+	var rows []pending
+	latest := map[string]int{} // ID -> index in rows of its latest revision
+	var replaced []any         // IDs whose stored row goes
 	for gi, req := range group {
 		res := &results[gi]
 		for i := range req.batch {
@@ -457,19 +461,65 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 			// against this one.
 			revs[a.ID] = storedRev{a.Revision, a.Node}
 			seq++
-			args = append(args, seq, a.ID, a.Revision, a.RuleID, int(a.Severity),
-				a.Namespace, a.Pod, a.Container, a.Node, a.Workload.Kind, a.Workload.Name,
-				a.FirstSeen.UnixNano(), a.LastSeen.UnixNano(), int64(a.Total), now.UnixNano(), req.body[i])
-			rows++
+			if j, again := latest[a.ID]; again {
+				rows[j].a = nil
+			} else if ok {
+				replaced = append(replaced, a.ID)
+			}
+			latest[a.ID] = len(rows)
+			rows = append(rows, pending{a: a, body: req.body[i], seq: seq})
 			res.New = append(res.New, store.Stored{Seq: seq, StoredAt: now, Alert: *a})
-			if rows == upsertRows {
-				if err := flush(); err != nil {
-					return nil, err
-				}
+		}
+	}
+
+	deltas := store.RollupDeltas{}
+	for start := 0; start < len(replaced); start += lookupChunk {
+		chunk := replaced[start:min(start+lookupChunk, len(replaced))]
+		if _, err := deleteReturning(ctx, tx, deltas, `DELETE FROM alerts WHERE id IN (`+
+			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, chunk...); err != nil {
+			return nil, fmt.Errorf("replace stored revisions: %w", err)
+		}
+	}
+	args := make([]any, 0, upsertRows*nUpsertCols)
+	n := 0
+	flush := func() error {
+		if n == 0 {
+			return nil
+		}
+		var err error
+		if n == upsertRows {
+			_, err = tx.StmtContext(ctx, s.upsert).ExecContext(ctx, args...)
+		} else {
+			_, err = tx.ExecContext(ctx, upsertSQL(n), args...)
+		}
+		if err != nil {
+			return fmt.Errorf("store alerts: %w", err)
+		}
+		args, n = args[:0], 0
+		return nil
+	}
+	for _, r := range rows {
+		a := r.a
+		if a == nil {
+			continue
+		}
+		first, last := a.FirstSeen.UnixNano(), a.LastSeen.UnixNano()
+		args = append(args, r.seq, a.ID, a.Revision, a.RuleID, int(a.Severity),
+			a.Namespace, a.Pod, a.Container, a.Node, a.Workload.Kind, a.Workload.Name,
+			first, last, int64(a.Total), now.UnixNano(), r.body)
+		n++
+		deltas.Add(store.RollupKey{Namespace: a.Namespace, Pod: a.Pod, Node: a.Node, RuleID: a.RuleID,
+			Severity: int(a.Severity), Bucket: store.RollupBucketOf(last)}, last, int64(a.Total))
+		if n == upsertRows {
+			if err := flush(); err != nil {
+				return nil, err
 			}
 		}
 	}
 	if err := flush(); err != nil {
+		return nil, err
+	}
+	if err := applyRollups(ctx, tx, tx.StmtContext(ctx, s.rollup), deltas); err != nil {
 		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE store_meta SET value = ? WHERE key = 'last_seq'`, seq); err != nil {
@@ -730,11 +780,7 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 	var total int64
 	del := func(query string, args ...any) error {
 		for {
-			res, err := s.wdb.ExecContext(ctx, query, args...)
-			if err != nil {
-				return err
-			}
-			n, err := res.RowsAffected()
+			n, err := s.retainDelete(ctx, query, args...)
 			if err != nil {
 				return err
 			}
@@ -763,11 +809,7 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 			return total, fmt.Errorf("count alerts: %w", err)
 		}
 		n, err := store.DeleteOldest(n-r.MaxAlerts, retainChunk, func(chunk int64) (int64, error) {
-			res, err := s.wdb.ExecContext(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT ?)`, chunk)
-			if err != nil {
-				return 0, err
-			}
-			return res.RowsAffected()
+			return s.retainDelete(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts ORDER BY seq LIMIT ?)`, chunk)
 		})
 		total += n
 		if err != nil {
@@ -775,6 +817,28 @@ func (s *Store) Retain(ctx context.Context, r store.Retention) (int64, error) {
 		}
 	}
 	return total, nil
+}
+
+// retainDelete runs one of Retain's deletes (at most retainChunk rows) and
+// takes the deleted alerts out of their rollups, in one transaction.
+func (s *Store) retainDelete(ctx context.Context, query string, args ...any) (int64, error) {
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("begin retention delete: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	deltas := store.RollupDeltas{}
+	n, err := deleteReturning(ctx, tx, deltas, query, args...)
+	if err != nil {
+		return 0, err
+	}
+	if err := applyRollups(ctx, tx, tx.StmtContext(ctx, s.rollup), deltas); err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("commit retention delete: %w", err)
+	}
+	return n, nil
 }
 
 // retainPerNode deletes, for each node over quota, its alerts stored
@@ -792,11 +856,7 @@ func (s *Store) retainPerNode(ctx context.Context, quota int64) (int64, error) {
 	var total int64
 	for node, excess := range over {
 		n, err := store.DeleteOldest(excess, retainChunk, func(chunk int64) (int64, error) {
-			res, err := s.wdb.ExecContext(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE node = ? ORDER BY seq LIMIT ?)`, node, chunk)
-			if err != nil {
-				return 0, err
-			}
-			return res.RowsAffected()
+			return s.retainDelete(ctx, `DELETE FROM alerts WHERE seq IN (SELECT seq FROM alerts WHERE node = ? ORDER BY seq LIMIT ?)`, node, chunk)
 		})
 		total += n
 		if err != nil {
