@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -209,13 +210,16 @@ func (a *Agent) Registry() *prometheus.Registry { return a.registry }
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.close()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	trimDone := make(chan struct{})
-	defer func() { stopBG(); a.pipe.Wait(); <-trimDone }()
+	// The memory trim (memlimit.go) is the agent's own goroutine beside
+	// the pipeline's; both end with bg.
+	var wg sync.WaitGroup
+	defer func() { stopBG(); a.pipe.Wait(); wg.Wait() }()
 	a.pipe.Start(bg)
-	go func() { // memlimit.go: give back start-up pages once ready
-		defer close(trimDone)
-		_ = a.trimAfterStart(bg)
-	}()
+	wg.Go(func() {
+		if err := a.trimAfterStart(bg); err != nil && !errors.Is(err, context.Canceled) {
+			a.log.Error("agent component stopped", zap.String("component", "memory-trim"), zap.Error(err))
+		}
+	})
 	stopServing, err := a.serve()
 	defer stopServing()
 	if err != nil {
