@@ -96,6 +96,8 @@ var migrations = []string{
 	CREATE TRIGGER alerts_rollup_delete AFTER DELETE ON alerts
 		REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION alert_rollups_remove();
 	DROP INDEX alerts_pod_summary;`,
+	// 4: sink cursors and leases (cursor.go).
+	sinkCursorsMigration,
 }
 
 // rollupAdd counts the rows of new_rows in their rollups.

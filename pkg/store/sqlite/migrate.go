@@ -67,6 +67,8 @@ var migrations = []string{
 	CREATE TRIGGER alerts_rollup_insert AFTER INSERT ON alerts BEGIN ` + rollupAdd + ` END;
 	CREATE TRIGGER alerts_rollup_update AFTER UPDATE ON alerts BEGIN ` + rollupAdd + rollupRemove + ` END;
 	CREATE TRIGGER alerts_rollup_delete AFTER DELETE ON alerts BEGIN ` + rollupRemove + ` END;`,
+	// 3: sink cursors and leases (cursor.go).
+	sinkCursorsMigration,
 }
 
 // rollupAdd counts the row new in its rollup.
