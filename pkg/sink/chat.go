@@ -107,7 +107,7 @@ type slackObj struct {
 }
 
 type slackBlock struct {
-	Type     string       `json:"type"`
+	Type     string     `json:"type"`
 	Text     *slackObj  `json:"text,omitempty"`
 	Fields   []slackObj `json:"fields,omitempty"`
 	Elements []slackObj `json:"elements,omitempty"`
