@@ -144,7 +144,8 @@ func (s *syslogSender) message(r *Record) ([]byte, error) {
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "<%d>1 %s %s %s - %s ", s.facility*8+syslogSeverity(r.Severity),
-		r.LastSeen.UTC().Format("2006-01-02T15:04:05.000000Z07:00"), s.hostname, s.appName, msgID(r.RuleID))
+		r.LastSeen.UTC().Format("2006-01-02T15:04:05.000000Z07:00"), headerField(s.hostname, 255), headerField(s.appName, 48),
+		msgID(r.RuleID))
 	b.WriteString(structuredData(r))
 	b.WriteByte(' ')
 	b.Write(payload)
