@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -115,3 +116,5 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 func testutilGauge(g *prometheus.GaugeVec, labels ...string) float64 {
 	return testutil.ToFloat64(g.WithLabelValues(labels...))
 }
+
+func protojsonRecord(s string, r *Record) error { return json.Unmarshal([]byte(s), r) }
