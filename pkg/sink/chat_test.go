@@ -202,8 +202,8 @@ func TestChatFormatsEscapeHostileText(t *testing.T) {
 				Type    string `json:"type"`
 				Version string `json:"version"`
 				Body    []struct {
-					Type  string `json:"type"`
-					Text  string `json:"text"`
+					Type  string                          `json:"type"`
+					Text  string                          `json:"text"`
 					Facts []struct{ Title, Value string } `json:"facts"`
 				} `json:"body"`
 			} `json:"content"`
