@@ -37,6 +37,7 @@ type collectorFlags struct {
 	kubeconfig                string
 	agentServiceAccounts      []string
 	metricsAddr, healthAdr    string
+	sinksConfig               string
 }
 
 // storeEnv names the environment variable that may hold the store address
@@ -95,6 +96,11 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			stopSinks, err := startSinks(ctx, f.sinksConfig, st, reg, log)
+			if err != nil {
+				return err
+			}
+			defer stopSinks()
 			if err := srv.Start(ctx, f.listen); err != nil {
 				return err
 			}
@@ -127,6 +133,7 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 	fl.StringSliceVar(&f.agentServiceAccounts, "agent-service-accounts", nil, "the agents' ServiceAccounts (namespace:name): they alone may publish alerts, each for its own node")
 	fl.StringVar(&f.metricsAddr, "metrics-address", ":9090", "serve /metrics here (empty: off)")
 	fl.StringVar(&f.healthAdr, "health-address", ":9091", "serve /healthz here (empty: off)")
+	fl.StringVar(&f.sinksConfig, "sinks-config", "", "YAML file of alert sinks (webhook, slack, teams, mattermost, splunk-hec, syslog, otlp; docs/sinks.md) the collector delivers to (empty: none)")
 	return cmd
 }
 
