@@ -299,7 +299,7 @@ type runner struct {
 func (r *runner) run(ctx context.Context) {
 	held := false
 	defer func() {
-		r.m.leader.WithLabelValues(r.spec.Name).Set(0)
+		r.notLeader()
 		if held {
 			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
@@ -312,7 +312,7 @@ func (r *runner) run(ctx context.Context) {
 		cursor, err := r.claim(ctx)
 		if err != nil {
 			held = false
-			r.m.leader.WithLabelValues(r.spec.Name).Set(0)
+			r.notLeader()
 			if !errors.Is(err, store.ErrLeaseHeld) && ctx.Err() == nil {
 				r.log.Warn("claim sink lease", zap.Error(err))
 			}
@@ -330,13 +330,21 @@ func (r *runner) run(ctx context.Context) {
 		}
 		if errors.Is(err, store.ErrLeaseHeld) {
 			held = false
-			r.m.leader.WithLabelValues(r.spec.Name).Set(0)
+			r.notLeader()
 			r.log.Warn("lost the sink's lease to another replica; it resumes from the last acknowledged alert")
 			continue
 		}
 		r.log.Warn("sink stopped; resuming from the last acknowledged alert", zap.Error(err))
 		sleep(ctx, r.spec.Retry.Initial)
 	}
+}
+
+// notLeader zeroes what only the lease holder measures, so that the
+// largest value over replicas is the holder's.
+func (r *runner) notLeader() {
+	r.m.leader.WithLabelValues(r.spec.Name).Set(0)
+	r.m.lag.WithLabelValues(r.spec.Name).Set(0)
+	r.m.lagSeconds.WithLabelValues(r.spec.Name).Set(0)
 }
 
 func (r *runner) claim(ctx context.Context) (uint64, error) {
