@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/store/storetest"
 )
 
 // hostile is an alert whose attacker-chosen fields try to break out of
@@ -250,5 +251,58 @@ func TestRevisionPolicies(t *testing.T) {
 	}
 	if len(first.last) > maxPolicyIDs || len(first.order) > maxPolicyIDs {
 		t.Fatalf("policy remembers %d IDs, bound %d", len(first.last), maxPolicyIDs)
+	}
+}
+
+// TestTeamsAndMattermostPost sends through the runner to receivers that
+// check each incoming webhook's documented shape: Mattermost's "text",
+// Teams' message with one Adaptive Card attachment.
+func TestTeamsAndMattermostPost(t *testing.T) {
+	checks := map[string]func(body []byte) error{
+		TypeMattermost: func(body []byte) error {
+			var p struct {
+				Text string `json:"text"`
+			}
+			if err := json.Unmarshal(body, &p); err != nil || p.Text == "" {
+				return fmt.Errorf("no text: %v", err)
+			}
+			return nil
+		},
+		TypeTeams: func(body []byte) error {
+			var p struct {
+				Type        string `json:"type"`
+				Attachments []struct {
+					ContentType string         `json:"contentType"`
+					Content     map[string]any `json:"content"`
+				} `json:"attachments"`
+			}
+			if err := json.Unmarshal(body, &p); err != nil || p.Type != "message" || len(p.Attachments) != 1 ||
+				p.Attachments[0].ContentType != "application/vnd.microsoft.card.adaptive" ||
+				p.Attachments[0].Content["type"] != "AdaptiveCard" {
+				return fmt.Errorf("not a message with one Adaptive Card: %v", err)
+			}
+			return nil
+		},
+	}
+	for kind, check := range checks {
+		t.Run(kind, func(t *testing.T) {
+			rc := newReceiver(t, func(r *http.Request, body []byte) error { return check(body) })
+			st := openStore(t)
+			start(t, st, fmt.Sprintf(`
+sinks:
+- name: chat
+  type: %s
+  startAt: beginning
+  chat: {url: "%s/hooks/xyz", revisions: first}
+`, kind, rc.srv.URL), Options{})
+			a := gen(0, 1)[0]
+			insert(t, st, []alert.Alert{a})
+			eventually(t, 10*time.Second, "one message", func() bool { return rc.count() == 1 })
+			insert(t, st, []alert.Alert{storetest.Update(a, time.Second)})
+			time.Sleep(300 * time.Millisecond)
+			if rc.count() != 1 {
+				t.Errorf("revisions: first posted the second revision too (%d messages)", rc.count())
+			}
+		})
 	}
 }

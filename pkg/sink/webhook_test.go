@@ -307,3 +307,36 @@ func TestFitBoundsSize(t *testing.T) {
 		t.Fatalf("fit into 10 bytes: %v, want a permanent error", err)
 	}
 }
+
+func TestOversizedAlertIsCutThenDeadLettered(t *testing.T) {
+	rc := newReceiver(t, func(_ *http.Request, body []byte) error {
+		if len(body) > 1024 {
+			return fmt.Errorf("body of %d bytes over maxMessageBytes 1024", len(body))
+		}
+		return nil
+	})
+	st := openStore(t)
+	run := start(t, st, fmt.Sprintf(`
+sinks:
+- name: hook
+  type: webhook
+  startAt: beginning
+  maxMessageBytes: 1024
+  webhook: {url: %s}
+`, rc.srv.URL), Options{})
+	a := gen(0, 3)
+	a[0].Message = strings.Repeat("m", 4000) // cut down until it fits
+	a[1].Image = strings.Repeat("i", 2000)   // nothing to cut: dead letter
+	insert(t, st, a)
+	eventually(t, 10*time.Second, "two delivered, one dead letter", func() bool {
+		return rc.count() == 2 && run.counter(run.m.deadLetters, "hook", deadTooLarge) == 1
+	})
+	for _, r := range rc.records(t) {
+		if r.ID == a[1].ID {
+			t.Fatalf("the oversized alert was delivered")
+		}
+		if r.ID == a[0].ID && (len(r.Message) > 300 || r.Targets != nil) {
+			t.Errorf("the long alert was not cut down: message %d bytes, %d targets", len(r.Message), len(r.Targets))
+		}
+	}
+}
