@@ -466,7 +466,23 @@ func (r *runner) deliver(ctx context.Context, recs []Record) error {
 		d := r.backoff(attempt)
 		r.log.Warn("deliver alerts; retrying", zap.Error(err), zap.Int("attempt", attempt), zap.Duration("backoff", d),
 			zap.Uint64("sequence", recs[0].Sequence))
-		sleep(ctx, d)
+		if err := r.wait(ctx, d); err != nil {
+			return err
+		}
+	}
+	return ctx.Err()
+}
+
+// wait sleeps d, renewing the lease meanwhile: a backoff longer than the
+// lease must not hand the sink to another replica while this one still
+// holds unacknowledged alerts.
+func (r *runner) wait(ctx context.Context, d time.Duration) error {
+	for end := time.Now().Add(d); ctx.Err() == nil; {
+		left := time.Until(end)
+		if left <= 0 {
+			break
+		}
+		sleep(ctx, min(left, r.ttl/3))
 		if err := r.renew(ctx); err != nil {
 			return err
 		}
