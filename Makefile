@@ -57,7 +57,7 @@ deps: ## Install the Debian packages that generate and test need, when missing (
 	@hack/deps.sh $(DEPS_GENERATE) $(DEPS_TEST)
 
 .PHONY: test
-test: deps kube-bins cluster-bins otelcol ## Run every test (as root: real kernel, real kube-apiserver), then the whole-system tests (make e2e).
+test: deps kube-bins cluster-bins prom-tools otelcol ## Run every test (as root: real kernel, real kube-apiserver), then the whole-system tests (make e2e).
 	@$(call timed,unit and kernel tests (go test ./...),$(GO) test -count=1 -timeout 40m $(GOTESTFLAGS) ./...)
 	@$(call timed,whole-system tests (make e2e),$(MAKE) e2e)
 
@@ -151,6 +151,26 @@ CHART_VALUES = $(sort $(wildcard $(CHART)/ci/*-values.yaml))
 # The default install with certificates from a Secret the user creates:
 # the chart's zero-config TLS makes random certificates on every render.
 MANIFEST_FLAGS := --namespace errnowatch --set tls.mode=existingSecret
+
+# promtool and promql-metrics, built from the Prometheus module in their own
+# tool module (tools/promtool, GOWORK=off): pkg/chart's tests check the
+# chart's PrometheusRule (promtool check rules, promtool test rules) and the
+# metric names of every rule and dashboard query with them. The build tag
+# remove_all_sd leaves out Prometheus's service discoveries (cloud SDKs),
+# which checking rules never uses. Cached: rebuilt only when the module moves.
+PROM_TOOLS_DIR := $(CURDIR)/tools/promtool
+PROM_BUILD     := GOWORK=off $(GO) build -tags remove_all_sd -trimpath -ldflags='-s -w'
+
+.PHONY: prom-tools
+prom-tools: $(BIN)/promtool $(BIN)/promql-metrics ## Build bin/promtool and bin/promql-metrics for the chart's tests (cached; cold ~8 CPU-min).
+
+$(BIN)/promtool: $(PROM_TOOLS_DIR)/go.mod $(PROM_TOOLS_DIR)/go.sum
+	@$(call timed,build bin/promtool,cd $(PROM_TOOLS_DIR) && $(PROM_BUILD) -o $@ github.com/prometheus/prometheus/cmd/promtool)
+	@touch $@
+
+$(BIN)/promql-metrics: $(PROM_TOOLS_DIR)/go.mod $(PROM_TOOLS_DIR)/go.sum $(PROM_TOOLS_DIR)/promql-metrics/main.go
+	@$(call timed,build bin/promql-metrics,cd $(PROM_TOOLS_DIR) && $(PROM_BUILD) -o $@ ./promql-metrics)
+	@touch $@
 
 .PHONY: chart-rules
 chart-rules: ## Copy rules/default.yaml into the chart.

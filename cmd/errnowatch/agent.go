@@ -92,6 +92,8 @@ Flags may also come from --config, a YAML file whose keys are flag names.`,
 	fl.Int64Var(&c.SpoolMaxBytes, "spool-max-bytes", 256<<20, "bound of the spool on disk; past it the oldest alerts are dropped and counted")
 	fl.StringVar(&c.MetricsAddress, "metrics-address", ":9090", "serve /metrics here (empty: off)")
 	fl.StringVar(&c.HealthAddress, "health-address", ":9091", "serve /healthz and /readyz here (empty: off)")
+	fl.BoolVar(&c.PodMetrics.Enabled, "pod-metrics", false, "also export failures per pod (errnowatch_pod_failures_total), at most --pod-metrics-max-series pods")
+	fl.IntVar(&c.PodMetrics.MaxSeries, "pod-metrics-max-series", 500, "most pod series --pod-metrics exports; later pods are counted in namespace and pod \"_other\"")
 	return cmd
 }
 

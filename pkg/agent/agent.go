@@ -64,6 +64,8 @@ type Config struct {
 	// MaxRecordsPerInterval bounds the records kept for one interval's
 	// rules; more are counted as dropped (the counts stay exact).
 	MaxRecordsPerInterval int
+	// PodMetrics turns on the per-pod failure counter (metrics.go).
+	PodMetrics PodMetrics
 	// ShutdownFlush is how long a stopping agent keeps delivering its spool
 	// (default 5 s).
 	ShutdownFlush time.Duration
@@ -360,6 +362,7 @@ func (a *Agent) deliver(alerts []alert.Alert, retryHeld bool) {
 	if len(alerts) == 0 && !retryHeld {
 		return
 	}
+	a.metrics.alerted(alerts)
 	if err := a.spool.Append(alerts...); err != nil {
 		a.log.Error("spool alerts", zap.Error(err), zap.Int("alerts", len(alerts)))
 	}

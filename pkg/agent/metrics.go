@@ -3,11 +3,14 @@ package agent
 import (
 	"math"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/enrich"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/sensor"
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
@@ -33,7 +36,12 @@ type metrics struct {
 	latency   map[seriesKey]*latencySeries
 	latencyDs *prometheus.Desc
 	arch      syscalls.Arch
+	alerts    *prometheus.CounterVec
+	alertKeys map[alertKey]bool
+	pods      *podFailures // nil unless Config.PodMetrics.Enabled
 }
+
+type alertKey struct{ rule, severity string }
 
 type latencySeries struct {
 	buckets [sensor.HistBuckets]uint64
@@ -58,12 +66,34 @@ func newMetrics(a *Agent) (*metrics, error) {
 			"Syscall latency per pod and syscall (duration mode), from the kernel's log2 histograms.",
 			[]string{"namespace", "pod", "syscall"}, nil),
 		arch: syscalls.Native(),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "errnowatch_alerts_total",
+			Help: "Alerts the rules raised (kind raised) and revised (kind updated), by rule and severity (past the series bound: rule \"_other\").",
+		}, []string{"rule", "severity", "kind"}),
+		alertKeys: map[alertKey]bool{},
 	}
 	reg := a.registry
-	for _, c := range []prometheus.Collector{
-		m.exits, m.failures, m, a.engine, a.watcher, a.enricher.Collector(), a.spool,
+	cs := []prometheus.Collector{
+		m.exits, m.failures, m.alerts, m, a.engine, a.watcher, a.enricher.Collector(), a.spool,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}
+	// Zeros for the rules loaded at start, so that a dashboard and an alert
+	// on increase() see each rule's series before its first alert.
+	if rs := a.engine.Rules(); rs != nil {
+		for _, r := range rs.Rules {
+			m.alertKeys[alertKey{rule: r.ID, severity: r.Severity.String()}] = true
+			m.alerts.WithLabelValues(r.ID, r.Severity.String(), "raised")
+		}
+	}
+	if a.cfg.PodMetrics.Enabled {
+		var gone func(uid string) bool
+		if a.pods != nil {
+			gone = podGone(a.pods)
+		}
+		m.pods = newPodFailures(a.cfg.PodMetrics, gone)
+		cs = append(cs, m.pods)
+	}
+	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -138,6 +168,9 @@ func (m *metrics) observe(b *enrich.Batch) {
 			errno: syscalls.ErrnoName(c.Errno)})
 		m.failures.WithLabelValues(k.namespace, k.syscall, k.errno).Add(float64(c.Count.Count))
 	}
+	if m.pods != nil {
+		m.pods.observe(b, time.Now())
+	}
 	for i := range b.Histograms {
 		h := &b.Histograms[i]
 		k := m.guard(seriesKey{namespace: namespaceOf(h.Meta), pod: podOf(h.Meta),
@@ -153,6 +186,31 @@ func (m *metrics) observe(b *enrich.Batch) {
 			// The middle of the bucket stands for its durations.
 			s.sumNS += float64(n) * 1.5 * math.Exp2(float64(i))
 		}
+	}
+}
+
+// alerted counts alerts by rule and severity. Rule ids come from the rule
+// files, not from pods, but a rule set reloaded often could still grow them:
+// past maxSeries pairs, new ones fold into rule "_other".
+func (m *metrics) alerted(as []alert.Alert) {
+	if len(as) == 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range as {
+		k := alertKey{rule: as[i].RuleID, severity: as[i].Severity.String()}
+		if !m.alertKeys[k] {
+			if len(m.alertKeys) >= maxSeries {
+				k.rule = "_other"
+			}
+			m.alertKeys[k] = true
+		}
+		kind := "updated"
+		if as[i].Revision <= 1 {
+			kind = "raised"
+		}
+		m.alerts.WithLabelValues(k.rule, k.severity, kind).Inc()
 	}
 }
 
@@ -205,4 +263,144 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstHistogram(m.latencyDs, s.count, s.sumNS/1e9, cum, k.namespace, k.pod, k.syscall)
 	}
+}
+
+// PodMetrics configures the optional per-pod failure counter,
+// errnowatch_pod_failures_total{namespace, pod}.
+type PodMetrics struct {
+	// Enabled exports it (off by default: a series per failing pod).
+	Enabled bool
+	// MaxSeries bounds the pod series one agent exports (default 500).
+	// Failures of pods past it are counted in the series
+	// {namespace="_other", pod="_other"}.
+	MaxSeries int
+	// SweepEvery is how often series of pods the API server no longer knows
+	// are removed (default 30 s).
+	SweepEvery time.Duration
+}
+
+// Label values of the per-pod counter for failures outside named pods, so
+// that its series add up to errnowatch_failures_total.
+const (
+	otherLabel      = "_other"
+	hostLabel       = "_host"
+	unresolvedLabel = "_unresolved"
+)
+
+type podKey struct{ namespace, pod string }
+
+type podSeries struct {
+	uid      string // "" for host and unresolved processes: never swept
+	failures float64
+}
+
+// podFailures is errnowatch_pod_failures_total: failures per pod, with a
+// bounded number of series. A pod gets a series while fewer than MaxSeries
+// exist; later pods are counted in the "_other" series (whose growth is the
+// overflow). The series of a pod the pod informer no longer knows (deleted,
+// and past its grace for late failures) is removed, freeing its slot.
+type podFailures struct {
+	max        int
+	sweepEvery time.Duration
+	gone       func(uid string) bool // nil: pods are never known to go (no Kubernetes)
+	desc       *prometheus.Desc
+	seriesDesc *prometheus.Desc
+
+	mu        sync.Mutex
+	series    map[podKey]*podSeries
+	other     float64
+	lastSweep time.Time
+}
+
+func newPodFailures(cfg PodMetrics, gone func(uid string) bool) *podFailures {
+	if cfg.MaxSeries <= 0 {
+		cfg.MaxSeries = 500
+	}
+	if cfg.SweepEvery <= 0 {
+		cfg.SweepEvery = 30 * time.Second
+	}
+	return &podFailures{
+		max: cfg.MaxSeries, sweepEvery: cfg.SweepEvery, gone: gone,
+		desc: prometheus.NewDesc("errnowatch_pod_failures_total",
+			"Failed syscalls by pod (--pod-metrics). Host processes: namespace and pod \"_host\"; pods the API did not name: \"_unresolved\"; pods past the series bound: \"_other\".",
+			[]string{"namespace", "pod"}, nil),
+		seriesDesc: prometheus.NewDesc("errnowatch_pod_failure_series",
+			"Pod series errnowatch_pod_failures_total exports, and how many it may (bound).",
+			[]string{"kind"}, nil),
+		series: map[podKey]*podSeries{},
+	}
+}
+
+// observe adds one interval's failures and, every sweepEvery, removes the
+// series of pods that went away.
+func (p *podFailures) observe(b *enrich.Batch, now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i := range b.Counts {
+		c := &b.Counts[i]
+		if c.Errno == 0 {
+			continue
+		}
+		k, uid := podSeriesKey(c.Meta)
+		s := p.series[k]
+		if s == nil {
+			if len(p.series) >= p.max {
+				p.other += float64(c.Count.Count)
+				continue
+			}
+			s = &podSeries{uid: uid}
+			p.series[k] = s
+		}
+		s.failures += float64(c.Count.Count)
+	}
+	if p.gone != nil && now.Sub(p.lastSweep) >= p.sweepEvery {
+		p.lastSweep = now
+		for k, s := range p.series {
+			if s.uid != "" && p.gone(s.uid) {
+				delete(p.series, k)
+			}
+		}
+	}
+}
+
+// podGone tells whether the pod informer no longer knows a pod: deleted,
+// and past the grace (kube.Options.DeletedTTL) it keeps deleted pods for
+// their late failures, so a swept series is not re-created at once.
+func podGone(p *kube.Pods) func(uid string) bool {
+	return func(uid string) bool {
+		_, ok := p.ByUID(uid)
+		return !ok
+	}
+}
+
+// podSeriesKey names the series of a failure's cgroup, and the pod UID that
+// tells when it goes away.
+func podSeriesKey(m *enrich.Meta) (podKey, string) {
+	switch {
+	case m == nil || (m.Unresolved && m.Pod == ""):
+		return podKey{unresolvedLabel, unresolvedLabel}, ""
+	case m.Host:
+		return podKey{hostLabel, hostLabel}, ""
+	case m.Pod == "":
+		return podKey{namespaceOf(m), unresolvedLabel}, ""
+	}
+	return podKey{m.Namespace, m.Pod}, m.PodUID
+}
+
+func (p *podFailures) Describe(ch chan<- *prometheus.Desc) {
+	ch <- p.desc
+	ch <- p.seriesDesc
+}
+
+func (p *podFailures) Collect(ch chan<- prometheus.Metric) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, s := range p.series {
+		ch <- prometheus.MustNewConstMetric(p.desc, prometheus.CounterValue, s.failures, k.namespace, k.pod)
+	}
+	// Exported from the start, so that an alert on its growth has a series
+	// to compare with.
+	ch <- prometheus.MustNewConstMetric(p.desc, prometheus.CounterValue, p.other, otherLabel, otherLabel)
+	ch <- prometheus.MustNewConstMetric(p.seriesDesc, prometheus.GaugeValue, float64(len(p.series)), "exported")
+	ch <- prometheus.MustNewConstMetric(p.seriesDesc, prometheus.GaugeValue, float64(p.max), "bound")
 }

@@ -3,6 +3,7 @@ package cgroup_test
 import (
 	"bufio"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -63,6 +64,14 @@ func TestFieldPaths(t *testing.T) {
 	rows := fieldPaths(t)
 	if len(rows) < 80 {
 		t.Fatalf("the field corpus has %d paths, want at least 80", len(rows))
+	}
+	// Every platform, runtime and hierarchy the corpus must cover (issue
+	// 14) names itself in at least one row's layout column.
+	for _, want := range []string{"GKE", "EKS", "Fargate", "AKS", "kind", "minikube", "k3s", "RKE2", "OpenShift",
+		"kubeadm", "containerd", "CRI-O", "conmon", "Docker", "Kata", "gVisor", "v1", "v2", "hybrid"} {
+		if !slices.ContainsFunc(rows, func(r fieldPath) bool { return strings.Contains(r.layout, want) }) {
+			t.Errorf("the field corpus has no path of %s: add one, with its source", want)
+		}
 	}
 	for _, r := range rows {
 		got := cgroup.Parse(r.in)

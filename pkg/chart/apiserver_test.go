@@ -79,6 +79,7 @@ func installCRDStubs(t *testing.T, cfg *rest.Config) {
 	}
 	for _, crd := range []*apiextensionsv1.CustomResourceDefinition{
 		crdStub("monitoring.coreos.com", "ServiceMonitor", "servicemonitors", "selector"),
+		crdStub("monitoring.coreos.com", "PrometheusRule", "prometheusrules", "groups"),
 		crdStub("cert-manager.io", "Certificate", "certificates", "secretName", "issuerRef"),
 		crdStub("cert-manager.io", "Issuer", "issuers"),
 	} {

@@ -18,6 +18,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 )
@@ -63,7 +64,7 @@ func combinations(t testing.TB) []string {
 	}
 	// The combinations the issue asks for; a lost file must fail, not shrink
 	// the test.
-	for _, want := range []string{"default", "privileged", "certmanager", "existingsecret", "monitoring", "scope"} {
+	for _, want := range []string{"default", "privileged", "certmanager", "existingsecret", "monitoring", "scope", "observability"} {
 		if !contains(names, want) {
 			t.Fatalf("charts/errnowatch/ci/%s-values.yaml is missing (have %v)", want, names)
 		}
@@ -247,21 +248,23 @@ func decode[T any](t testing.TB, o object) *T {
 // CRD kinds (ServiceMonitor, Certificate, Issuer) are checked by the
 // API server test.
 var typed = map[string]func() any{
-	"ServiceAccount":     func() any { return new(corev1.ServiceAccount) },
-	"Secret":             func() any { return new(corev1.Secret) },
-	"ConfigMap":          func() any { return new(corev1.ConfigMap) },
-	"Service":            func() any { return new(corev1.Service) },
-	"DaemonSet":          func() any { return new(appsv1.DaemonSet) },
-	"StatefulSet":        func() any { return new(appsv1.StatefulSet) },
-	"ClusterRole":        func() any { return new(rbacv1.ClusterRole) },
-	"ClusterRoleBinding": func() any { return new(rbacv1.ClusterRoleBinding) },
-	"Role":               func() any { return new(rbacv1.Role) },
-	"RoleBinding":        func() any { return new(rbacv1.RoleBinding) },
-	"NetworkPolicy":      func() any { return new(networkingv1.NetworkPolicy) },
+	"ServiceAccount":      func() any { return new(corev1.ServiceAccount) },
+	"Secret":              func() any { return new(corev1.Secret) },
+	"ConfigMap":           func() any { return new(corev1.ConfigMap) },
+	"Service":             func() any { return new(corev1.Service) },
+	"DaemonSet":           func() any { return new(appsv1.DaemonSet) },
+	"StatefulSet":         func() any { return new(appsv1.StatefulSet) },
+	"ClusterRole":         func() any { return new(rbacv1.ClusterRole) },
+	"ClusterRoleBinding":  func() any { return new(rbacv1.ClusterRoleBinding) },
+	"Role":                func() any { return new(rbacv1.Role) },
+	"RoleBinding":         func() any { return new(rbacv1.RoleBinding) },
+	"NetworkPolicy":       func() any { return new(networkingv1.NetworkPolicy) },
+	"PodDisruptionBudget": func() any { return new(policyv1.PodDisruptionBudget) },
 }
 
 var crdKinds = map[string]string{
 	"ServiceMonitor": "monitoring.coreos.com/v1",
+	"PrometheusRule": "monitoring.coreos.com/v1",
 	"Certificate":    "cert-manager.io/v1",
 	"Issuer":         "cert-manager.io/v1",
 }

@@ -165,6 +165,7 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 		s.log.Error("storing a batch failed", zap.Uint64("batch_sequence", seq), zap.Error(err))
 		return nil, status.Errorf(codes.Unavailable, "store did not take batch %d (%v); resend it later", seq, err)
 	}
+	s.metrics.stored(len(res.New), res.Duplicates)
 	if k := len(res.New); k > 0 {
 		s.signal.publish(res.New[k-1].Seq)
 	}

@@ -22,9 +22,10 @@ const (
 	refusedQueryDeadline = "query_deadline"  // a store query over its deadline
 )
 
-// metrics are the collector's counters of what it refused.
+// metrics are the collector's counters of what it stored and refused.
 type metrics struct {
 	refused *prometheus.CounterVec
+	alerts  *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,18 +34,30 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "errnowatch_collector_refused_total",
 			Help: "Calls, alerts and streams the collector refused or ended, by reason.",
 		}, []string{"reason"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "errnowatch_collector_alerts_total",
+			Help: "Alert revisions agents published, by result: stored, or duplicate (the store had it: a resend after a lost acknowledgement).",
+		}, []string{"result"}),
 	}
+	m.alerts.WithLabelValues("stored")
+	m.alerts.WithLabelValues("duplicate")
 	for _, r := range []string{refusedPeerRate, refusedUnauth, refusedNotAgent, refusedWrongNode, refusedForeign,
 		refusedTooLarge, refusedInvalid, refusedBatch, refusedPublishRate, refusedDenied, refusedQueryRate,
 		refusedStreams, refusedReauth, refusedSendTimeout, refusedQueryDeadline} {
 		m.refused.WithLabelValues(r) // export zeros, so a dashboard sees the series before the first refusal
 	}
 	if reg != nil {
-		reg.MustRegister(m.refused)
+		reg.MustRegister(m.refused, m.alerts)
 	}
 	return m
 }
 
 func (m *metrics) refuse(reason string, n int) {
 	m.refused.WithLabelValues(reason).Add(float64(n))
+}
+
+// stored counts the result of one stored batch.
+func (m *metrics) stored(stored, duplicates int) {
+	m.alerts.WithLabelValues("stored").Add(float64(stored))
+	m.alerts.WithLabelValues("duplicate").Add(float64(duplicates))
 }

@@ -103,6 +103,9 @@ func (e *Engine) raiseFast(s *ruleState, st *keyState, ck countKey, rec *enrich.
 	s.open[st] = struct{}{}
 	st.dirty = true
 	e.fastRaised.Add(1)
+	// The window's process list arrives with the interval; until then the
+	// alert names the process of the record that raised it.
+	st.alert.Processes = []alert.Process{{PID: rec.PID, Comm: rec.Comm, UID: rec.UID}}
 	out = e.emit(s, st, e.curSeq, now, out)
 	a := &out[len(out)-1]
 	if t := targetOf(&rec.Record); t.Kind != "" {

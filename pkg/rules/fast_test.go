@@ -41,6 +41,9 @@ func TestFastPathRaisesOnTheRecord(t *testing.T) {
 		!strings.HasSuffix(as[0].Message, "denied: openat EACCES /etc/shadow ×1") || as[0].Pod != "web-1" {
 		t.Fatalf("fast alerts %+v", as)
 	}
+	if ps := as[0].Processes; len(ps) != 1 || ps[0].PID != 9 || ps[0].Comm != "cat" || ps[0].UID != 1000 {
+		t.Errorf("fast alert processes %+v, want the record's: pid 9 cat uid 1000", ps)
+	}
 	id := as[0].ID
 	if again := e.Fast(&rec, at(1).Add(302e6)); len(again) != 0 {
 		t.Fatalf("a second record raised %v while the alert is open", ruleIDs(again))

@@ -433,6 +433,10 @@ var recordCases = []struct {
 	{"setuid-root-attempt", "setuid(1000)", false, 0, []map[string]any{rec("setuid", "EPERM",
 		"args", map[string]int64{"uid": 1000})}},
 
+	{"binary-discovery", "hunting interpreters", true, 954, execs("python2.0", "python2.1")},
+	{"binary-discovery", "pyenv's shims searching PATH for bash", false, 690, execs("bash")},
+	{"binary-discovery", "xargs -n1 true over 700 lines", false, 2100, execs("true")},
+	{"binary-discovery", "records turned off: the count alone", true, 700, nil},
 	{"tool-discovery", "nmap and ncat", true, 240, execs("nmap", "ncat", "socat")},
 	{"tool-discovery", "an entrypoint's helpers and nc", false, 0, execs("nc", "tini")},
 	{"tool-discovery", "curl or wget", false, 0, execs("curl", "wget")},

@@ -201,9 +201,11 @@ var hostCauses = []hostCause{
 	{comms: []string{"attacks.test", "hostbaseline.te", hostbaseline.SweepComm},
 		reason: "another package's tests on this machine (make test runs test/attacks and test/hostbaseline " +
 			"as host processes, and other checkouts share the machine): they make every attack on purpose"},
-	// Not benign to the product: a false binary-discovery on machines with
-	// pyenv (one python3 call fails about 230 execve through its shims),
-	// named so that another session's python call here does not fail the run.
+	// pyenv alone no longer fires binary-discovery (its shims only search
+	// PATH for bash: one name), but in the host's root cgroup its ~230
+	// execve ENOENT per python3 call can mix with another process searching
+	// another name; named so that a concurrent python call does not fail
+	// the run.
 	{rule: "binary-discovery", comms: []string{"pyenv", "pyenv-*", "python3"},
 		reason: "pyenv's shims searching PATH with execve (a python call on this machine)"},
 }

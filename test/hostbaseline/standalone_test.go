@@ -145,12 +145,11 @@ type cause struct {
 var otherTests = []cause{
 	{comms: []string{"attacks.test"}, why: "test/attacks runs every attack and benign workload as a host process " +
 		"to check that each makes the failures it claims"},
-	// Not benign to the product: a false binary-discovery on developer
-	// machines with pyenv, named here so that a concurrent python call
-	// does not fail the suite. Measured: one pyenv python3 call runs about
-	// 25 "#!/usr/bin/env bash" scripts, and env's execvp fails in every
-	// PATH directory before bash's, about 230 execve ENOENT (the rule
-	// fires at 150 in 5 s).
+	// pyenv alone no longer fires binary-discovery (its shims only search
+	// PATH for bash: one name, about 230 execve ENOENT per python3 call),
+	// but in the host's root cgroup its searches can mix with another
+	// process searching another name; named so that a concurrent python
+	// call does not fail the suite.
 	{rule: "binary-discovery", comms: []string{"pyenv", "pyenv-*", "python3"},
 		why: "pyenv's shims searching PATH with execve (a python call on this machine)"},
 }

@@ -106,3 +106,17 @@ and agents get the CA without access to a Secret that also holds the key. */}}
 {{- define "errnowatch.caConfigMap" -}}
 {{- printf "%s-collector-ca" (include "errnowatch.fullname" .) }}
 {{- end }}
+
+{{/* Endpoint fields both ServiceMonitors share. */}}
+{{- define "errnowatch.scrapeOptions" -}}
+{{- $sm := .Values.serviceMonitor -}}
+interval: {{ $sm.interval }}
+{{- with $sm.scrapeTimeout }}
+scrapeTimeout: {{ . }}
+{{- end }}
+scheme: {{ $sm.scheme }}
+{{- with $sm.tlsConfig }}
+tlsConfig:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
