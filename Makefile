@@ -13,6 +13,7 @@ GOTESTFLAGS ?=
 TOOLS   := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 
 include mk/kube.mk
+include mk/otelcol.mk
 
 # Debian packages, by what needs them. `make deps` installs the missing ones
 # (hack/deps.sh: nothing to do costs one dpkg-query).
@@ -21,11 +22,12 @@ include mk/kube.mk
 #             from its binaries); containerd, runc, the CNI plugins, iptables,
 #             conntrack, iproute2 and util-linux (the e2e node); busybox-static
 #             (the e2e workload image); chromium (the web UI's browser tests,
-#             pkg/ui, driven headless with chromedp).
+#             pkg/ui, driven headless with chromedp); rsyslog (pkg/sink's
+#             tests start a private rsyslogd as a real syslog receiver).
 #   bench:    bpftrace and libbpf-tools' syscount, the baselines of make bench.
 DEPS_GENERATE := clang-19 llvm-19 libbpf-dev
 DEPS_TEST     := git ca-certificates postgresql containerd runc containernetworking-plugins \
-	iptables conntrack iproute2 util-linux busybox-static chromium
+	iptables conntrack iproute2 util-linux busybox-static chromium rsyslog
 DEPS_BENCH    := bpftrace libbpf-tools
 
 # $(call timed,PHASE,COMMAND): run COMMAND, then say how long PHASE took,
@@ -55,7 +57,7 @@ deps: ## Install the Debian packages that generate and test need, when missing (
 	@hack/deps.sh $(DEPS_GENERATE) $(DEPS_TEST)
 
 .PHONY: test
-test: deps kube-bins cluster-bins prom-tools ## Run every test (as root: real kernel, real kube-apiserver), then the whole-system tests (make e2e).
+test: deps kube-bins cluster-bins prom-tools otelcol ## Run every test (as root: real kernel, real kube-apiserver), then the whole-system tests (make e2e).
 	@$(call timed,unit and kernel tests (go test ./...),$(GO) test -count=1 -timeout 40m $(GOTESTFLAGS) ./...)
 	@$(call timed,whole-system tests (make e2e),$(MAKE) e2e)
 

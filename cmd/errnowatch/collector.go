@@ -38,6 +38,7 @@ type collectorFlags struct {
 	agentServiceAccounts      []string
 	metricsAddr, healthAdr    string
 	uiAddr                    string
+	sinksConfig               string
 }
 
 // storeEnv names the environment variable that may hold the store address
@@ -96,6 +97,11 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			stopSinks, err := startSinks(ctx, f.sinksConfig, st, reg, log)
+			if err != nil {
+				return err
+			}
+			defer stopSinks()
 			if err := srv.Start(ctx, f.listen); err != nil {
 				return err
 			}
@@ -139,6 +145,7 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 	fl.StringVar(&f.uiAddr, "ui-address", "", "serve the web UI here over TLS (--tls-cert, --tls-key), signed in with Kubernetes tokens (empty: off)")
 	fl.StringVar(&f.metricsAddr, "metrics-address", ":9090", "serve /metrics here (empty: off)")
 	fl.StringVar(&f.healthAdr, "health-address", ":9091", "serve /healthz here (empty: off)")
+	fl.StringVar(&f.sinksConfig, "sinks-config", "", "YAML file of alert sinks (webhook, slack, teams, mattermost, splunk-hec, syslog, otlp; docs/sinks.md) the collector delivers to (empty: none)")
 	return cmd
 }
 

@@ -103,6 +103,8 @@ var migrations = []string{
 	// rollup row adds an entry; counting into an existing one changes no
 	// indexed column.
 	`CREATE INDEX alert_rollups_bucket ON alert_rollups (bucket);`,
+	// 5: sink cursors and leases (cursor.go).
+	sinkCursorsMigration,
 }
 
 // rollupAdd counts the rows of new_rows in their rollups.
