@@ -39,9 +39,9 @@ var stages = [][]string{
 	{"pkg/agent"},            // the node agent's wiring
 	{"pkg/auth"},             // who may publish and read
 	{"pkg/store/sqlite", "pkg/store/postgres", "pkg/store/storetest"},
-	{"pkg/collector"},      // ingest, queries, streams
 	{"pkg/alertfmt"},       // alerts as people and SIEMs read them
-	{"pkg/sink", "pkg/ui"}, // destinations and the web UI
+	{"pkg/sink", "pkg/ui"}, // destinations and the web UI: readers of the store
+	{"pkg/collector"},      // ingest, queries, streams; serves the UI beside its API
 	{"pkg/collector/embedded", "pkg/collector/collectortest", "pkg/console"},
 	{"cmd", "internal", "hack", "test", "tools", "pkg/chart"},
 }
