@@ -182,7 +182,7 @@ func resolvePod(ctx context.Context, kubeconfig, nodeName string, info cgroup.In
 	if err != nil {
 		return nil, err
 	}
-	pods, err := kube.New(cs, kube.Options{Node: node}, log)
+	pods, err := kube.New(cs, kube.Options{Node: node, Logger: log})
 	if err != nil {
 		return nil, err
 	}

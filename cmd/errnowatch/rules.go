@@ -57,7 +57,7 @@ alert raised or updated.`,
 				return err
 			}
 			defer f.Close()
-			alerts, err := rules.NewEngine(rs, rules.Config{Interval: interval}, log).Replay(f)
+			alerts, err := rules.NewEngine(rs, rules.Config{Interval: interval, Logger: log}).Replay(f)
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			for i := range alerts {
 				if err := enc.Encode(&alerts[i]); err != nil {

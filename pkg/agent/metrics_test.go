@@ -194,7 +194,7 @@ func TestPodFailuresForgetDeletedPods(t *testing.T) {
 	env := testenv.Shared(t)
 	ns := env.Namespace(t)
 	node := "node-" + ns
-	pods, err := kube.New(env.Client, kube.Options{Node: node, DeletedTTL: 300 * time.Millisecond}, zap.NewNop())
+	pods, err := kube.New(env.Client, kube.Options{Node: node, DeletedTTL: 300 * time.Millisecond, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

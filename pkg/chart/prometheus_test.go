@@ -326,7 +326,6 @@ var externalMetrics = map[string]string{
 	"kube_daemonset_status_number_ready":             "kube-state-metrics",
 }
 
-
 // Every query in the PrometheusRule and the dashboard parses (the
 // Prometheus module's parser, bin/promql-metrics) and names only metrics
 // the agent or the collector really export: the agent's are gathered from
@@ -426,7 +425,7 @@ func agentMetrics(t *testing.T) []string {
 		SpoolDir:     t.TempDir(),
 		Interval:     100 * time.Millisecond,
 		PodMetrics:   agent.PodMetrics{Enabled: true},
-		Logger:          zap.NewNop(),
+		Logger:       zap.NewNop(),
 	})
 	if err != nil {
 		cancel()

@@ -79,7 +79,7 @@ func TestMemoryThousandPods(t *testing.T) {
 	defer res.Close()
 
 	heap0, rss0 := memory()
-	pw, err := kube.New(env.Client, kube.Options{Node: node}, zap.NewNop())
+	pw, err := kube.New(env.Client, kube.Options{Node: node, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

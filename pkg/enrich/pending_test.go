@@ -27,7 +27,7 @@ func TestPendingIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Close()
-	pods, err := kube.New(nil, kube.Options{Node: "n"}, log)
+	pods, err := kube.New(nil, kube.Options{Node: "n", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -154,11 +154,11 @@ func newRig(t *testing.T, o rigOpts) *rig {
 		t.Fatal(err)
 	}
 	r.pods, err = kube.New(r.c, kube.Options{Node: r.node, DeletedTTL: o.deletedTTL,
-		Labels: kube.DefaultLabelFilter().With(keys...)}, log)
+		Labels: kube.DefaultLabelFilter().With(keys...), Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.s, err = sensor.Load(sensor.Config{RecordsPerWindow: 100, ExcludeSelf: true}, log)
+	r.s, err = sensor.Load(sensor.Config{RecordsPerWindow: 100, ExcludeSelf: true, Logger: log})
 	if err != nil {
 		t.Fatalf("load sensor: %v", err)
 	}

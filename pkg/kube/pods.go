@@ -19,6 +19,8 @@ import (
 
 // Options tunes Pods. Node is required; the rest have defaults.
 type Options struct {
+	// Logger gets the informer's log; nil discards it.
+	Logger *zap.Logger
 	// Node is the node whose pods are watched (spec.nodeName).
 	Node string
 	// Labels chooses the pod labels kept; the zero value (nil Keys and
@@ -135,7 +137,8 @@ type deletion struct {
 }
 
 // New makes the pod informer for opts.Node. Run starts it.
-func New(client kubernetes.Interface, opts Options, log *zap.Logger) (*Pods, error) {
+func New(client kubernetes.Interface, opts Options) (*Pods, error) {
+	log := opts.Logger
 	if opts.Node == "" {
 		return nil, errors.New("pods: node name is empty: pass --node-name or set " + NodeNameEnv)
 	}

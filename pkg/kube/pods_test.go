@@ -27,7 +27,8 @@ func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 // startPods runs Pods for node until the test ends and waits for its sync.
 func startPods(t *testing.T, client kubernetes.Interface, opts Options) *Pods {
 	t.Helper()
-	p, err := New(client, opts, zaptest.NewLogger(t))
+	opts.Logger = zaptest.NewLogger(t)
+	p, err := New(client, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +416,7 @@ func TestOwnersFallbackWhenForbidden(t *testing.T) {
 }
 
 func TestNewNeedsNode(t *testing.T) {
-	if _, err := New(nil, Options{}, nil); err == nil {
+	if _, err := New(nil, Options{}); err == nil {
 		t.Fatal("New without a node name succeeded")
 	}
 	t.Setenv(NodeNameEnv, "")

@@ -95,9 +95,9 @@ func New(cfg Config) (p *Pipeline, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("load rules: %w", err)
 		}
-		p.Engine = rules.NewEngine(rs, rules.Config{Interval: cfg.Interval, Node: cfg.Node}, p.log)
+		p.Engine = rules.NewEngine(rs, rules.Config{Interval: cfg.Interval, Node: cfg.Node, Logger: p.log})
 		if cfg.WatchRules {
-			p.Watcher = rules.NewWatcher(cfg.Rules, rs, p.Engine, p.log)
+			p.Watcher = rules.NewWatcher(cfg.Rules, rs, p.Engine, rules.WatchOptions{Logger: p.log})
 		}
 	}
 	mount := ""
@@ -115,7 +115,8 @@ func New(cfg Config) (p *Pipeline, err error) {
 			return nil, err
 		}
 	}
-	if p.Sensor, err = sensor.Load(sc, p.log); err != nil {
+	sc.Logger = p.log
+	if p.Sensor, err = sensor.Load(sc); err != nil {
 		return nil, err
 	}
 	if cfg.Kubernetes {
@@ -146,7 +147,7 @@ func openPods(cfg Config, log *zap.Logger) (*kube.Pods, error) {
 	if err != nil {
 		return nil, err
 	}
-	return kube.New(cs, kube.Options{Node: cfg.Node, Labels: kube.DefaultLabelFilter().With(keys...)}, log)
+	return kube.New(cs, kube.Options{Node: cfg.Node, Labels: kube.DefaultLabelFilter().With(keys...), Logger: log})
 }
 
 // Start runs the stages' background work (cgroup events, the pod informer,

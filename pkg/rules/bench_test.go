@@ -109,7 +109,7 @@ func benchEvaluate(b *testing.B, broad, noFloor int) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	e := NewEngine(rs, Config{Interval: time.Second, Node: "node-1"}, nil)
+	e := NewEngine(rs, Config{Interval: time.Second, Node: "node-1"})
 	batch := benchBatch(b, 10_000)
 	start := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
 	n := 0

@@ -95,7 +95,7 @@ rules:
   - id: any
     severity: low
     cooldown: 1h
-`), Config{MaxDispatch: 100}, nil)
+`), Config{MaxDispatch: 100})
 	p := src{pod("attack", "flooder", "app", 7, nil), 7}
 	var total uint64
 	// Errnos 1..500: the kernel-internal ones above 511 are no rule's.

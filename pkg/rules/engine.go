@@ -13,6 +13,8 @@ import (
 
 // Config tunes an Engine.
 type Config struct {
+	// Logger gets the engine's log; nil discards it.
+	Logger *zap.Logger
 	// Interval is the drain interval the batches come at (default 1s).
 	// Windows are whole numbers of intervals: a window is rounded up to the
 	// next multiple, so a 2.5s window at 1s intervals covers 3 intervals.
@@ -146,8 +148,9 @@ type Engine struct {
 }
 
 // NewEngine returns an engine running rs.
-func NewEngine(rs *RuleSet, cfg Config, log *zap.Logger) *Engine {
+func NewEngine(rs *RuleSet, cfg Config) *Engine {
 	cfg.defaults()
+	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}

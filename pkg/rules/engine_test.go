@@ -13,7 +13,7 @@ import (
 
 func newEngine(t testing.TB, yaml string) *Engine {
 	t.Helper()
-	return NewEngine(mustParse(t, yaml), Config{Interval: time.Second, Node: "node-1"}, nil)
+	return NewEngine(mustParse(t, yaml), Config{Interval: time.Second, Node: "node-1"})
 }
 
 func TestWindowSlides(t *testing.T) {
@@ -523,7 +523,7 @@ rules:
   - id: r
     severity: low
     condition: count >= 1000
-`), Config{MaxKeysPerRule: 10}, nil)
+`), Config{MaxKeysPerRule: 10})
 	b := newBatch(t, 1)
 	for i := range 15 {
 		b.count(src{pod("default", fmt.Sprint("p", i), "c", uint64(i+1), nil), uint64(i + 1)}, "openat", "EACCES", 1)

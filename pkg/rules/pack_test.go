@@ -147,7 +147,7 @@ func recordOf(t *testing.T, m map[string]any) *Record {
 func TestDefaultPackOnKernel(t *testing.T) {
 	rs := loadPack(t)
 	log := zaptest.NewLogger(t)
-	s, err := sensor.Load(sensor.Config{}, log)
+	s, err := sensor.Load(sensor.Config{Logger: log})
 	if err != nil {
 		t.Fatalf("load sensor: %v", err)
 	}
@@ -204,7 +204,7 @@ func newPackRun(t *testing.T, w attacks.Workload, rs *RuleSet) *packRun {
 	r := &packRun{w: w, cg: cg, done: make(chan error, 1), byKey: map[string]uint64{},
 		meta: &enrich.Meta{Node: "test-node", Namespace: "attacks", Pod: w.Name + "-7d9f", PodUID: podUID,
 			Container: "workload", ContainerID: ctrID, CgroupPath: cg.Rel},
-		eng: NewEngine(rs, Config{Interval: time.Second, Node: "test-node"}, zaptest.NewLogger(t)),
+		eng: NewEngine(rs, Config{Interval: time.Second, Node: "test-node", Logger: zaptest.NewLogger(t)}),
 		cmd: w.Command(attacks.Scratch(t)),
 	}
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out

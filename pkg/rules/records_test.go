@@ -133,7 +133,7 @@ func TestGlob(t *testing.T) {
 
 func TestHasFlag(t *testing.T) {
 	rs := mustParse(t, "rules:\n  - id: r\n    severity: low\n    condition: has_flag(6, 2) && has_flag(6, 6) && !has_flag(6, 1) && !has_flag(6, 9)\n")
-	e := NewEngine(rs, Config{Interval: 1e9}, nil)
+	e := NewEngine(rs, Config{Interval: 1e9})
 	web := src{pod("shop", "web-1", "app", 11, nil), 11}
 	if as := e.Process(newBatch(t, 1).count(web, "openat", "EACCES", 1).get()); len(as) != 1 {
 		t.Errorf("has_flag: the condition was false")

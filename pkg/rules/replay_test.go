@@ -18,7 +18,7 @@ func defaultEngine(t *testing.T) *Engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewEngine(rs, Config{Interval: time.Second, Node: "node-1"}, nil)
+	return NewEngine(rs, Config{Interval: time.Second, Node: "node-1"})
 }
 
 func TestReplayTrace(t *testing.T) {

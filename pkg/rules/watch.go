@@ -51,10 +51,17 @@ type Watcher struct {
 	watching chan struct{}
 }
 
+// WatchOptions are the Watcher's options.
+type WatchOptions struct {
+	// Logger gets the watcher's log; nil discards it.
+	Logger *zap.Logger
+}
+
 // NewWatcher watches paths (as given to Load) and hands every good reload
 // to target. current is the rule set target runs now (from the initial
 // Load), so an event that changes nothing is not a reload.
-func NewWatcher(paths []string, current *RuleSet, target RuleSetter, log *zap.Logger) *Watcher {
+func NewWatcher(paths []string, current *RuleSet, target RuleSetter, opts WatchOptions) *Watcher {
+	log := opts.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}

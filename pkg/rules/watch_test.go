@@ -62,9 +62,9 @@ func TestReloadConfigMapGoodBadGood(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(rs, Config{}, nil)
+	e := NewEngine(rs, Config{})
 	core, logs := observer.New(zap.InfoLevel)
-	w := NewWatcher([]string{dir}, rs, e, zap.New(core))
+	w := NewWatcher([]string{dir}, rs, e, WatchOptions{Logger: zap.New(core)})
 	w.debounce = 50 * time.Millisecond
 	runWatcher(t, w)
 
@@ -126,8 +126,8 @@ func TestReloadFileReplacedByRename(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(rs, Config{}, nil)
-	w := NewWatcher([]string{path}, rs, e, nil)
+	e := NewEngine(rs, Config{})
+	w := NewWatcher([]string{path}, rs, e, WatchOptions{})
 	w.debounce = 50 * time.Millisecond
 	runWatcher(t, w)
 

@@ -24,12 +24,12 @@ func BenchmarkRecordCost(b *testing.B) {
 	defer stats.Close()
 	only := Filter{AllowSyscalls: []SyscallID{{Nr: unix.SYS_OPENAT}}}
 	// A window of an hour and no limit to speak of: every failure is a record.
-	rec, err := Load(Config{Filter: only, RecordsPerWindow: 1 << 30, RateWindow: time.Hour, RingBytes: 64 << 20}, nil)
+	rec, err := Load(Config{Filter: only, RecordsPerWindow: 1 << 30, RateWindow: time.Hour, RingBytes: 64 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer rec.Close()
-	bare, err := Load(Config{Filter: only, RecordsPerWindow: -1}, nil)
+	bare, err := Load(Config{Filter: only, RecordsPerWindow: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -91,7 +91,7 @@ func BenchmarkKernelCost(b *testing.B) {
 				b.Fatalf("enable BPF run-time statistics: %v", err)
 			}
 			defer stats.Close()
-			s, err := Load(mode.cfg, nil)
+			s, err := Load(mode.cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

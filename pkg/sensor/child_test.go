@@ -132,7 +132,7 @@ func childOp(op string, n int, args []string) string {
 			return "error " + err.Error()
 		}
 	case "load": // try to load the sensor; answers the error
-		s, err := Load(Config{}, nil)
+		s, err := Load(Config{})
 		if err != nil {
 			return err.Error()
 		}

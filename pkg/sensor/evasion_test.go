@@ -22,7 +22,7 @@ import (
 // on the flooding pod (and only there), and the rule engine's per-key
 // state stays within its bounds.
 func TestFloodRaisesEvasionAlert(t *testing.T) {
-	s, err := sensor.Load(sensor.Config{ExcludeSelf: true}, zaptest.NewLogger(t))
+	s, err := sensor.Load(sensor.Config{ExcludeSelf: true, Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestFloodRaisesEvasionAlert(t *testing.T) {
 	}
 	const interval = 250 * time.Millisecond
 	const maxDispatch = 2048
-	eng := rules.NewEngine(rs, rules.Config{Interval: interval, Node: "node-1", MaxDispatch: maxDispatch}, nil)
+	eng := rules.NewEngine(rs, rules.Config{Interval: interval, Node: "node-1", MaxDispatch: maxDispatch})
 
 	metas := map[uint64]*enrich.Meta{}
 	podCgroup := func(ns, name string) *cgrouptest.Dir {

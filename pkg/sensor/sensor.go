@@ -52,6 +52,8 @@ import (
 // Filter.
 type Config struct {
 	Filter Filter
+	// Logger gets the sensor's log; nil discards it.
+	Logger *zap.Logger
 	// RecordsPerWindow is how many failure records each (cgroup, syscall,
 	// errno) key may send per RateWindow; 0 means the default, negative none.
 	RecordsPerWindow int
@@ -177,8 +179,9 @@ type ringReader interface {
 
 // Load checks the prerequisites, loads the kernel program with cfg and
 // attaches it. Whatever it opened is closed again when a later step fails.
-func Load(cfg Config, log *zap.Logger) (s *Sensor, err error) {
+func Load(cfg Config) (s *Sensor, err error) {
 	cfg.setDefaults()
+	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}

@@ -19,7 +19,8 @@ import (
 
 func load(t *testing.T, cfg Config) *Sensor {
 	t.Helper()
-	s, err := Load(cfg, zaptest.NewLogger(t))
+	cfg.Logger = zaptest.NewLogger(t)
+	s, err := Load(cfg)
 	if err != nil {
 		t.Fatalf("load sensor: %v", err)
 	}
@@ -445,7 +446,7 @@ func TestDurationMode(t *testing.T) {
 // The agent's own failures are not counted when ExcludeSelf is set.
 func TestExcludeSelf(t *testing.T) {
 	for _, exclude := range []bool{false, true} {
-		s, err := Load(Config{ExcludeSelf: exclude, Filter: Filter{AllowSyscalls: []SyscallID{{Nr: unix.SYS_FCHDIR}}}}, nil)
+		s, err := Load(Config{ExcludeSelf: exclude, Filter: Filter{AllowSyscalls: []SyscallID{{Nr: unix.SYS_FCHDIR}}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -508,7 +509,7 @@ func TestCloseIsNilSafeAndDetaches(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Errorf("nil Close: %v", err)
 	}
-	s, err := Load(Config{}, nil)
+	s, err := Load(Config{})
 	if err != nil {
 		t.Fatal(err)
 	}

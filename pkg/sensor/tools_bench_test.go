@@ -132,7 +132,7 @@ func benchTool(b *testing.B, mode string, tl tool) {
 		}
 	}()
 
-	s, err := Load(sensorConfig(mode), nil)
+	s, err := Load(sensorConfig(mode))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -59,7 +59,7 @@ func TestWorkloadsInImage(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := zaptest.NewLogger(t)
-	s, err := sensor.Load(sensor.Config{}, log)
+	s, err := sensor.Load(sensor.Config{Logger: log})
 	if err != nil {
 		t.Fatalf("load sensor: %v", err)
 	}
@@ -100,7 +100,7 @@ func TestWorkloadsInImage(t *testing.T) {
 				t.Errorf("%s printed %q (%v), want one ok line", w.Name, stdout.String(), err)
 			}
 
-			eng := rules.NewEngine(rs, rules.Config{Interval: time.Second, Node: "test-node"}, log)
+			eng := rules.NewEngine(rs, rules.Config{Interval: time.Second, Node: "test-node", Logger: log})
 			meta := &enrich.Meta{Node: "test-node", Namespace: "e2e", Pod: w.Name, Container: "workload",
 				CgroupPath: cg.Rel}
 			b, total := drainBatch(t, s, cg.ID, meta)

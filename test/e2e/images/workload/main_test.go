@@ -34,7 +34,7 @@ func TestMain(m *testing.M) {
 // kernel counted for its (syscall, errno) in that cgroup, or the e2e tests
 // comparing it with the agent's counts would compare with a wrong number.
 func TestCountsMatchKernel(t *testing.T) {
-	s, err := sensor.Load(sensor.Config{}, zaptest.NewLogger(t))
+	s, err := sensor.Load(sensor.Config{Logger: zaptest.NewLogger(t)})
 	if err != nil {
 		t.Fatalf("load sensor: %v", err)
 	}
