@@ -307,7 +307,7 @@ func TestRecordsCarryArguments(t *testing.T) {
 			{"setuid", "setuid", map[string]int64{"uid": 0}},
 			{"socket", "socket", map[string]int64{"family": unix.AF_PACKET, "type": unix.SOCK_RAW, "protocol": 0x300}},
 		} {
-			if got := c.do(tc.op); got != "EPERM" {
+			if got := c.do("%s", tc.op); got != "EPERM" {
 				t.Fatalf("%s: %s, want EPERM", tc.op, got)
 			}
 			r := recordOf(t, s, cg.ID, nr(tc.syscall))
@@ -387,7 +387,7 @@ func TestFirstRecordsSurviveAStormOnTheSameCPU(t *testing.T) {
 	storm, victim := startChild(t, cg), startChild(t, cg)
 	victim.do("dropuid")
 	const stormN = 1000000
-	if _, err := fmt.Fprintf(storm.in, "pinstorm %d\n", stormN); err != nil {
+	if _, err := fmt.Fprintf(storm.In, "pinstorm %d\n", stormN); err != nil {
 		t.Fatal(err)
 	}
 	if got := victim.do("pinopen %s", strings.Join(paths, " ")); got != "EACCES EACCES EACCES" {

@@ -16,6 +16,7 @@ import (
 	"unsafe"
 
 	"github.com/cilium/ebpf"
+	"github.com/errnowatch/errnowatch/internal/testutil"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/pkg/sensor/internal/int80"
 	"github.com/errnowatch/errnowatch/test/attacks"
@@ -39,10 +40,8 @@ func TestMain(m *testing.M) {
 }
 
 type child struct {
+	*testutil.Child
 	t   *testing.T
-	cmd *exec.Cmd
-	in  io.WriteCloser
-	out *bufio.Scanner
 	PID int
 }
 
@@ -53,32 +52,19 @@ func startChild(t *testing.T, cg *cgrouptest.Dir) *child {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
 	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cg.Start(cmd); err != nil {
-		t.Fatalf("start child in %s: %v", cg.Rel, err)
-	}
-	c := &child{t: t, cmd: cmd, in: in, out: bufio.NewScanner(out), PID: cmd.Process.Pid}
-	t.Cleanup(func() {
-		in.Close()
-		cmd.Wait()
-	})
+	c := &child{Child: testutil.StartChild(t, cg, cmd), t: t}
+	c.PID = cmd.Process.Pid
 	c.expect("ready")
 	return c
 }
 
+// expect reads the child's next line and returns what follows prefix.
 func (c *child) expect(prefix string) string {
 	c.t.Helper()
-	if !c.out.Scan() {
-		c.t.Fatalf("child %d exited before %q: %v", c.PID, prefix, c.out.Err())
+	if !c.Out.Scan() {
+		c.t.Fatalf("child %d exited before %q: %v", c.PID, prefix, c.Out.Err())
 	}
-	line := c.out.Text()
+	line := c.Out.Text()
 	rest, ok := strings.CutPrefix(line, prefix)
 	if !ok {
 		c.t.Fatalf("child %d said %q, want %q", c.PID, line, prefix)
@@ -89,9 +75,7 @@ func (c *child) expect(prefix string) string {
 // do makes the child run one command and returns what it answered.
 func (c *child) do(format string, args ...any) string {
 	c.t.Helper()
-	if _, err := fmt.Fprintf(c.in, format+"\n", args...); err != nil {
-		c.t.Fatalf("send to child: %v", err)
-	}
+	c.Send(fmt.Sprintf(format, args...))
 	return c.expect("done")
 }
 
