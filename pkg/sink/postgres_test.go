@@ -14,9 +14,10 @@ import (
 
 // TestReplicasOnPostgres runs two collector replicas' sinks on one
 // PostgreSQL store: one delivers, the other takes over when it stops, and
-// nothing is delivered twice. Their poll interval is a minute, so the
-// deliveries within seconds come from the store's wake-ups
-// (store.Watcher, LISTEN/NOTIFY), which another replica's inserts trigger.
+// nothing is delivered twice. Their poll interval is a minute; the holder
+// wakes every third of its lease to renew it, and otherwise on the store's
+// wake-ups (store.Watcher, LISTEN/NOTIFY), which another replica's inserts
+// trigger.
 func TestReplicasOnPostgres(t *testing.T) {
 	srv, err := pgtest.Start(pgtest.Options{})
 	if err != nil {
@@ -59,7 +60,7 @@ sinks:
 	}
 	stA, stB, ingest := open(), open(), open()
 	opts := func(owner string) Options {
-		return Options{Owner: owner, LeaseTTL: time.Second, PollInterval: time.Minute}
+		return Options{Owner: owner, LeaseTTL: 3 * time.Second, PollInterval: time.Minute}
 	}
 	a := start(t, stA, cfg("a"), opts("a"))
 	eventually(t, 10*time.Second, "a holds the lease", func() bool { return testutilGauge(a.m.leader, "hook") == 1 })

@@ -387,7 +387,9 @@ func (r *runner) deliverFrom(ctx context.Context, cursor uint64) error {
 		}
 		if next == cursor {
 			r.m.lagSeconds.WithLabelValues(r.spec.Name).Set(0)
-			t := time.NewTimer(r.poll)
+			// Wake at least every third of the lease to renew it: an idle
+			// holder must not let it lapse and race a replica that claims it.
+			t := time.NewTimer(min(r.poll, r.ttl/3))
 			select {
 			case <-ctx.Done():
 			case <-woken:
@@ -420,8 +422,15 @@ func (r *runner) deliver(ctx context.Context, recs []Record) error {
 	attempt, single := 0, false
 	for len(recs) > 0 {
 		r.m.lagSeconds.WithLabelValues(r.spec.Name).Set(time.Since(recs[0].StoredTime).Seconds())
+		// Hold the lease before every request, and send a per-alert sink's
+		// alerts one request at a time, each acknowledged before the next:
+		// a replica whose lease lapsed while it sent must not send on, and
+		// what another replica may send again is the one request in flight.
+		if err := r.renew(ctx); err != nil {
+			return err
+		}
 		batch := recs
-		if single {
+		if single || r.perAlert {
 			batch = recs[:1]
 		}
 		sctx, cancel := context.WithTimeout(ctx, r.spec.Timeout)
