@@ -128,14 +128,14 @@ func clientTLS(opts Options) (*tls.Config, error) {
 }
 
 // tokenCreds attaches "authorization: Bearer <token>", re-reading the file
-// when its modification time changes.
+// when it changes (see unchanged).
 type tokenCreds struct {
 	file   string
 	token  string
 	secure bool
 
 	mu    sync.Mutex
-	mod   time.Time
+	info  os.FileInfo // of the file last read
 	cache string
 }
 
@@ -161,7 +161,7 @@ func (t *tokenCreds) current() (string, error) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.cache != "" && fi.ModTime().Equal(t.mod) {
+	if t.cache != "" && unchanged(fi, t.info) {
 		return t.cache, nil
 	}
 	b, err := os.ReadFile(t.file)
@@ -172,7 +172,7 @@ func (t *tokenCreds) current() (string, error) {
 	if tok == "" {
 		return "", fmt.Errorf("token file %s is empty", t.file)
 	}
-	t.cache, t.mod = tok, fi.ModTime()
+	t.cache, t.info = tok, fi
 	return tok, nil
 }
 
@@ -182,8 +182,7 @@ type caFile struct {
 	path string
 
 	mu   sync.Mutex
-	mod  time.Time
-	size int64
+	info os.FileInfo // of the file last read
 	last *x509.CertPool
 }
 
@@ -197,7 +196,7 @@ func (c *caFile) pool() (*x509.CertPool, error) {
 		}
 		return nil, fmt.Errorf("read collector CA: %w", err)
 	}
-	if c.last != nil && fi.ModTime().Equal(c.mod) && fi.Size() == c.size {
+	if c.last != nil && unchanged(fi, c.info) {
 		return c.last, nil
 	}
 	pem, err := os.ReadFile(c.path)
@@ -214,8 +213,16 @@ func (c *caFile) pool() (*x509.CertPool, error) {
 		}
 		return nil, fmt.Errorf("collector CA %s holds no PEM certificate", c.path)
 	}
-	c.last, c.mod, c.size = p, fi.ModTime(), fi.Size()
+	c.last, c.info = p, fi
 	return p, nil
+}
+
+// unchanged says whether fi is the file last read as was: the same inode
+// (a ConfigMap or projected token update renames a new file into place,
+// and two writes within one tick of the file system's clock can leave the
+// same modification time and size), modification time and size.
+func unchanged(fi, was os.FileInfo) bool {
+	return was != nil && os.SameFile(fi, was) && fi.ModTime().Equal(was.ModTime()) && fi.Size() == was.Size()
 }
 
 func (c *caFile) verify(cs tls.ConnectionState) error {
