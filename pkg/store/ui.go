@@ -199,6 +199,30 @@ func RollupSQL(q RollupQuery, ph func(i int) string) (string, []any) {
 // RollupScanner scans one row of RollupSQL's result.
 type RollupScanner interface{ Scan(dest ...any) error }
 
+// RollupRows is what both stores' result sets offer (database/sql's and
+// pgx's): ReadRollups reads them the same way.
+type RollupRows interface {
+	RollupScanner
+	Next() bool
+	Err() error
+}
+
+// ReadRollups scans every row of a RollupSQL query into RollupRows.
+func ReadRollups(q RollupQuery, rows RollupRows) ([]RollupRow, error) {
+	var out []RollupRow
+	for rows.Next() {
+		r, err := ScanRollup(q, rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read rollups: %w", err)
+	}
+	return out, nil
+}
+
 // ScanRollup reads one row of RollupSQL(q)'s result.
 func ScanRollup(q RollupQuery, row RollupScanner) (RollupRow, error) {
 	var (

@@ -24,18 +24,7 @@ func (s *Store) Rollups(ctx context.Context, q store.RollupQuery) ([]store.Rollu
 		return nil, fmt.Errorf("read rollups: %w", err)
 	}
 	defer rows.Close()
-	var out []store.RollupRow
-	for rows.Next() {
-		r, err := store.ScanRollup(q, rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read rollups: %w", err)
-	}
-	return out, nil
+	return store.ReadRollups(q, rows)
 }
 
 // Get implements store.UIReader.
