@@ -15,10 +15,19 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/syscalls"
 )
 
-// maxSeries bounds the label sets of the per-namespace failure counter and
-// the per-pod latency histograms: past it, new series fold into
-// namespace/pod "_other", so a noisy node cannot blow up Prometheus.
-const maxSeries = 2000
+// The label sets of the per-namespace failure counter and the per-pod
+// latency histograms are bounded twice, as the kernel bounds its counts map:
+// each namespace may make maxNamespaceSeries of them, and the node
+// maxSeries. A namespace past its share folds its new series into its own
+// syscall/errno (or pod/syscall) "_other": one pod making thousands of
+// distinct failures cannot push another namespace's series out. Past the
+// node's bound a namespace that has none yet folds into namespace "_other".
+// Folded series are not counted against either bound: each namespace has at
+// most two, so the whole stays below 3*maxSeries.
+const (
+	maxSeries          = 5000
+	maxNamespaceSeries = 300
+)
 
 type seriesKey struct {
 	namespace, pod, syscall, errno string
@@ -33,6 +42,8 @@ type metrics struct {
 	failures  *prometheus.CounterVec
 	mu        sync.Mutex
 	series    map[seriesKey]bool
+	perNS     map[string]int // series each namespace made, folded ones aside
+	folded    prometheus.Counter
 	latency   map[seriesKey]*latencySeries
 	latencyDs *prometheus.Desc
 	arch      syscalls.Arch
@@ -49,18 +60,24 @@ type latencySeries struct {
 	sumNS   float64
 }
 
-func newMetrics(a *Agent) (*metrics, error) {
-	m := &metrics{
-		a: a,
+// newSeriesMetrics is the part of the agent's metrics that observe and
+// alerted feed, not registered yet.
+func newSeriesMetrics() *metrics {
+	return &metrics{
 		exits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "errnowatch_sensor_exits_total",
 			Help: "Syscall exits counted exactly by the kernel program (failures, and successes when all exits are on).",
 		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "errnowatch_failures_total",
-			Help: "Failed syscalls by namespace, syscall and errno (host processes: namespace \"_host\"; past the series bound: \"_other\").",
+			Help: "Failed syscalls by namespace, syscall and errno (host processes: namespace \"_host\"; a namespace past its share of series: syscall and errno \"_other\"; past the node's bound: namespace \"_other\").",
 		}, []string{"namespace", "syscall", "errno"}),
-		series:  map[seriesKey]bool{},
+		series: map[seriesKey]bool{},
+		perNS:  map[string]int{},
+		folded: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "errnowatch_metric_series_folded_total",
+			Help: "New label sets of errnowatch_failures_total and errnowatch_syscall_duration_seconds folded into \"_other\": their namespace was over its share of series, or the node over its bound.",
+		}),
 		latency: map[seriesKey]*latencySeries{},
 		latencyDs: prometheus.NewDesc("errnowatch_syscall_duration_seconds",
 			"Syscall latency per pod and syscall (duration mode), from the kernel's log2 histograms.",
@@ -72,9 +89,14 @@ func newMetrics(a *Agent) (*metrics, error) {
 		}, []string{"rule", "severity", "kind"}),
 		alertKeys: map[alertKey]bool{},
 	}
+}
+
+func newMetrics(a *Agent) (*metrics, error) {
+	m := newSeriesMetrics()
+	m.a = a
 	reg := a.registry
 	cs := []prometheus.Collector{
-		m.exits, m.failures, m.alerts, m, a.engine, a.watcher, a.enricher.Collector(), a.spool,
+		m.exits, m.failures, m.alerts, m.folded, m, a.engine, a.watcher, a.enricher.Collector(), a.spool,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	}
 	// Zeros for the rules loaded at start, so that a dashboard and an alert
@@ -214,16 +236,26 @@ func (m *metrics) alerted(as []alert.Alert) {
 	}
 }
 
-// guard folds a new series into "_other" once maxSeries exist.
+// guard folds a new series into "_other" once its namespace has made
+// maxNamespaceSeries, or the node maxSeries (see maxSeries).
 func (m *metrics) guard(k seriesKey) seriesKey {
 	if m.series[k] {
 		return k
 	}
-	if len(m.series) >= maxSeries {
-		k.namespace, k.pod = "_other", ""
-		if k.errno != "-" {
-			k.syscall, k.errno = "_other", "_other"
-		}
+	n := m.perNS[k.namespace]
+	if n < maxNamespaceSeries && len(m.series) < maxSeries {
+		m.series[k] = true
+		m.perNS[k.namespace] = n + 1
+		return k
+	}
+	m.folded.Inc()
+	if n == 0 {
+		k.namespace = "_other"
+	}
+	if k.errno == "-" { // a latency series: its pod and syscall fold
+		k.pod, k.syscall = "_other", "_other"
+	} else {
+		k.syscall, k.errno = "_other", "_other"
 	}
 	m.series[k] = true
 	return k

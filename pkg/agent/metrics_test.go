@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -257,5 +258,81 @@ func TestPodFailuresForgetDeletedPods(t *testing.T) {
 	p.observe(&enrich.Batch{Counts: []enrich.Count{count(pod(ns, "b", string(b.UID)), 1, 5)}}, now.Add(3*time.Second))
 	if failures, _ := gatherPods(t, p); failures[ns+"/b"] != 5 || failures["_other/_other"] != 4 {
 		t.Errorf("b should have a's slot now: %v", failures)
+	}
+}
+
+// One namespace making thousands of distinct failing (syscall, errno) pairs,
+// as the hostile-pod flood does, folds its own new series past its share;
+// another namespace's series still appear after it, exact, and the fold is
+// counted.
+func TestFailureSeriesShareIsPerNamespace(t *testing.T) {
+	m := newSeriesMetrics()
+	hostile, victim := pod("hostile", "flood", "uid-f"), pod("victim", "v", "uid-v")
+	var b enrich.Batch
+	for e := uint16(1); e <= 4095; e++ {
+		b.Counts = append(b.Counts, count(hostile, e, 1))
+	}
+	m.observe(&b)
+	m.observe(&enrich.Batch{Counts: []enrich.Count{count(victim, 2, 20000)}})
+
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m.failures, m.folded)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	byNS := map[string]int{}
+	var victimENOENT, hostileOther, folded float64
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, lp := range s.GetLabel() {
+				l[lp.GetName()] = lp.GetValue()
+			}
+			switch mf.GetName() {
+			case "errnowatch_metric_series_folded_total":
+				folded = s.GetCounter().GetValue()
+			case "errnowatch_failures_total":
+				byNS[l["namespace"]]++
+				switch {
+				case l["namespace"] == "victim" && l["errno"] == "ENOENT":
+					victimENOENT = s.GetCounter().GetValue()
+				case l["namespace"] == "hostile" && l["syscall"] == "_other":
+					hostileOther = s.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if victimENOENT != 20000 {
+		t.Errorf("victim's ENOENT series = %v, want exactly 20000 (series per namespace %v)", victimENOENT, byNS)
+	}
+	if byNS["hostile"] != maxNamespaceSeries+1 || hostileOther != 4095-maxNamespaceSeries {
+		t.Errorf("hostile namespace: %d series, %v failures in _other; want %d series (its share and _other) and %d",
+			byNS["hostile"], hostileOther, maxNamespaceSeries+1, 4095-maxNamespaceSeries)
+	}
+	if folded != 4095-maxNamespaceSeries {
+		t.Errorf("errnowatch_metric_series_folded_total = %v, want %d", folded, 4095-maxNamespaceSeries)
+	}
+}
+
+// Past the node's bound, a namespace with no series yet folds into
+// namespace "_other"; one that has some keeps its name.
+func TestFailureSeriesNodeBound(t *testing.T) {
+	m := newSeriesMetrics()
+	var b enrich.Batch
+	for i := 0; len(m.series) < maxSeries; i++ {
+		b.Counts = b.Counts[:0]
+		ns := pod(fmt.Sprintf("ns-%d", i), "p", "uid")
+		for e := uint16(1); e <= maxNamespaceSeries; e++ {
+			b.Counts = append(b.Counts, count(ns, e, 1))
+		}
+		m.observe(&b)
+	}
+	m.observe(&enrich.Batch{Counts: []enrich.Count{count(pod("late", "p", "uid-l"), 2, 3), count(pod("ns-0", "p", "uid"), 4000, 5)}})
+	if got := promtestutil.ToFloat64(m.failures.WithLabelValues("_other", "_other", "_other")); got != 3 {
+		t.Errorf("a new namespace past the node's bound: _other/_other/_other = %v, want 3", got)
+	}
+	if got := promtestutil.ToFloat64(m.failures.WithLabelValues("ns-0", "_other", "_other")); got != 5 {
+		t.Errorf("a known namespace past the node's bound: ns-0/_other/_other = %v, want 5", got)
 	}
 }
