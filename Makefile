@@ -30,6 +30,13 @@ DEPS_TEST     := git ca-certificates postgresql containerd runc containernetwork
 	iptables conntrack iproute2 util-linux busybox-static chromium rsyslog
 DEPS_BENCH    := bpftrace libbpf-tools
 
+# Where make test and make e2e keep the output of go test, and
+# $(call digest,LOG,COMMAND): run COMMAND, keep its output in LOG too, and
+# when it fails print what each failed test said (hack/failures.awk), so
+# that the end of the log says why.
+TEST_LOGS ?= $(CURDIR)/.cache/test-logs
+digest = { $(2); } 2>&1 | tee $(1) || { status=$$?; awk -f $(CURDIR)/hack/failures.awk $(1); exit $$status; }
+
 # $(call timed,PHASE,COMMAND): run COMMAND, then say how long PHASE took,
 # whether it passed or failed, and keep its exit status.
 timed = start=$$SECONDS; status=0; $(2) || status=$$?; \
@@ -58,7 +65,8 @@ deps: ## Install the Debian packages that generate and test need, when missing (
 
 .PHONY: test
 test: deps kube-bins cluster-bins prom-tools otelcol ## Run every test (as root: real kernel, real kube-apiserver), then the whole-system tests (make e2e).
-	@$(call timed,unit and kernel tests (go test ./...),$(GO) test -count=1 -timeout 40m $(GOTESTFLAGS) ./...)
+	@mkdir -p $(TEST_LOGS)
+	@$(call timed,unit and kernel tests (go test ./...),$(call digest,$(TEST_LOGS)/unit.log,$(GO) test -count=1 -timeout 40m $(GOTESTFLAGS) ./...))
 	@$(call timed,whole-system tests (make e2e),$(MAKE) e2e)
 
 # The whole-system tests (test/e2e) on a real single-node cluster that
@@ -87,8 +95,9 @@ cluster-down: ## Stop the cluster in E2E_DIR and remove everything it made (proc
 .PHONY: e2e
 e2e: deps ## Whole-system tests: cluster-up, helm install, attacks, faults, load; cluster-down even on failure.
 	$(MAKE) cluster-up
-	status=0; ERRNOWATCH_E2E_DIR=$(E2E_DIR) ERRNOWATCH_E2E_BIN=$(BIN) $(GO) test -count=1 -timeout 55m -v \
-		$(E2E_GOTESTFLAGS) ./test/e2e/ || status=$$?; \
+	mkdir -p $(TEST_LOGS)
+	status=0; $(call digest,$(TEST_LOGS)/e2e.log,ERRNOWATCH_E2E_DIR=$(E2E_DIR) ERRNOWATCH_E2E_BIN=$(BIN) $(GO) test -count=1 -timeout 55m -v \
+		$(E2E_GOTESTFLAGS) ./test/e2e/) || status=$$?; \
 	$(MAKE) cluster-down; exit $$status
 
 # How long `make fuzz` runs each fuzz target; FUZZPKGS narrows the packages.

@@ -59,6 +59,10 @@ func TestWholeSystem(t *testing.T) {
 	// every step above makes new pods.
 	t.Run("fault-apiserver-down", func(t *testing.T) { testAPIServerDown(t, r) })
 	t.Run("host-alerts-chart-agent", func(t *testing.T) { testChartHostAlerts(t, r) })
+	if t.Failed() {
+		// The agent's and the collector's logs, before uninstall takes them.
+		e.dumpState()
+	}
 	t.Run("uninstall", testUninstall)
 	t.Run("host-alerts-standalone-agent", testStandaloneHostAlerts)
 }
