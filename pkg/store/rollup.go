@@ -136,3 +136,120 @@ func (m RollupDeltas) Remove(k RollupKey, lastSeen, total int64) {
 	}
 	d.Removed = true
 }
+
+// RollupTable is one of the summary rollups both stores keep, each exact
+// in the transaction that writes the alerts. Every rollup has the columns
+// of alert_rollups (namespace, pod, node, rule_id, severity, bucket,
+// alerts, failures, max_last_seen), so one query text reads any of them;
+// a key a table does not keep holds ” (or severity 0) in every row.
+type RollupTable struct {
+	Name string
+	// Keys are the columns it keeps apart (of ByNamespace, ByPod, ByNode,
+	// ByRule, BySeverity).
+	Keys RollupKeys
+	// Hours is the width of its bucket: 1 (RollupBucket) or 24, a UTC day.
+	Hours int64
+	// Source is the finer rollup whose rows add up to this one's, which the
+	// store keeps first and reads a max_last_seen from again; "" for
+	// alert_rollups, which sums the alerts.
+	Source string
+	// PrimaryKey orders its rows. The derived rollups lead with the bucket,
+	// so a time range is one stretch of the table.
+	PrimaryKey []string
+}
+
+// KeyCols are the key columns of every rollup, in the order of RollupKey
+// and of the stores' upserts.
+var KeyCols = []string{"namespace", "pod", "node", "rule_id", "severity", "bucket"}
+
+const allKeys = ByNamespace | ByPod | ByNode | ByRule | BySeverity
+
+// The rollups, finest first: each table's Source comes before it, which is
+// the order the stores update them in. Migration 6 of both stores created
+// the derived ones from this list: changing it needs a new migration.
+//
+// alert_rollups (namespace first, and an index on the bucket) answers
+// per-pod questions, Summarize's included. The others serve the web UI's
+// cluster-wide pages: per pod and node without the pod (_nodes) or either
+// (_rules), each by hour and by day, so that a chart reads hours of
+// (namespace, rule, severity), a node list (node, rule) and a ranking of a
+// month whole days plus at most a day of hours at its two ends
+// (RollupSQL).
+var RollupTables = []RollupTable{
+	{Name: "alert_rollups", Keys: allKeys, Hours: 1,
+		PrimaryKey: []string{"namespace", "pod", "node", "rule_id", "severity", "bucket"}},
+	{Name: "alert_rollups_pods", Keys: allKeys, Hours: 1, Source: "alert_rollups",
+		PrimaryKey: []string{"bucket", "namespace", "pod", "node", "rule_id", "severity"}},
+	{Name: "alert_rollups_pods_daily", Keys: allKeys, Hours: 24, Source: "alert_rollups_pods",
+		PrimaryKey: []string{"bucket", "namespace", "pod", "node", "rule_id", "severity"}},
+	{Name: "alert_rollups_nodes", Keys: ByNamespace | ByNode | ByRule | BySeverity, Hours: 1, Source: "alert_rollups_pods",
+		PrimaryKey: []string{"bucket", "node", "rule_id", "severity", "namespace", "pod"}},
+	{Name: "alert_rollups_nodes_daily", Keys: ByNamespace | ByNode | ByRule | BySeverity, Hours: 24, Source: "alert_rollups_nodes",
+		PrimaryKey: []string{"bucket", "node", "rule_id", "severity", "namespace", "pod"}},
+	{Name: "alert_rollups_rules", Keys: ByNamespace | ByRule | BySeverity, Hours: 1, Source: "alert_rollups_nodes",
+		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
+	{Name: "alert_rollups_rules_daily", Keys: ByNamespace | ByRule | BySeverity, Hours: 24, Source: "alert_rollups_rules",
+		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
+}
+
+// DerivedRollups are the rollups after alert_rollups, kept from its deltas.
+var DerivedRollups = RollupTables[1:]
+
+// RollupTableNamed returns the rollup called name.
+func RollupTableNamed(name string) (RollupTable, bool) {
+	for _, t := range RollupTables {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return RollupTable{}, false
+}
+
+// Project is the key of t's row that counts the alerts of alert_rollups'
+// row k: the keys t does not keep zeroed, the bucket widened (truncating,
+// like the stores' SQL division of last_seen).
+func (t RollupTable) Project(k RollupKey) RollupKey {
+	if t.Keys&ByNamespace == 0 {
+		k.Namespace = ""
+	}
+	if t.Keys&ByPod == 0 {
+		k.Pod = ""
+	}
+	if t.Keys&ByNode == 0 {
+		k.Node = ""
+	}
+	if t.Keys&ByRule == 0 {
+		k.RuleID = ""
+	}
+	if t.Keys&BySeverity == 0 {
+		k.Severity = 0
+	}
+	k.Bucket /= t.Hours
+	return k
+}
+
+// Keeps reports whether t keeps the column col (one of KeyCols but
+// bucket) apart.
+func (t RollupTable) Keeps(col string) bool {
+	return t.Keys&colKey[col] != 0
+}
+
+var colKey = map[string]RollupKeys{"namespace": ByNamespace, "pod": ByPod, "node": ByNode, "rule_id": ByRule, "severity": BySeverity}
+
+// Project gathers m's deltas into the rows of t: what one transaction
+// changes in t, from what it changes in alert_rollups.
+func (m RollupDeltas) Project(t RollupTable) RollupDeltas {
+	out := make(RollupDeltas, len(m))
+	for k, d := range m {
+		p := out.at(t.Project(k))
+		p.Alerts += d.Alerts
+		p.Failures += d.Failures
+		if d.Added && (!p.Added || d.MaxAdded > p.MaxAdded) {
+			p.MaxAdded, p.Added = d.MaxAdded, true
+		}
+		if d.Removed && (!p.Removed || d.MaxRemoved > p.MaxRemoved) {
+			p.MaxRemoved, p.Removed = d.MaxRemoved, true
+		}
+	}
+	return out
+}

@@ -105,23 +105,155 @@ type UIReader interface {
 	Get(ctx context.Context, id string) (s Stored, ok bool, err error)
 }
 
-// IndexedRange is the longest From..To range RollupSQL reads through the
-// rollups' bucket index.
+// IndexedRange is the longest From..To range RollupSQL reads
+// alert_rollups through its bucket index.
 const IndexedRange = 7 * 24 * time.Hour
 
-// RollupSQL renders q as one statement over the alert_rollups table both
-// stores keep; ph names the i-th argument (1-based) in the store's dialect.
-// It selects the grouped keys in By's order (bucket, namespace, pod, node,
+// needs is the keys a query groups or filters by (ByBucket aside).
+func (q *RollupQuery) needs() RollupKeys {
+	k := q.By &^ ByBucket
+	if q.Namespaces != nil {
+		k |= ByNamespace
+	}
+	if q.Pod != "" {
+		k |= ByPod
+	}
+	if q.Node != "" {
+		k |= ByNode
+	}
+	if q.RuleID != "" || q.RulePrefix != "" {
+		k |= ByRule
+	}
+	if q.MinSeverity > alert.SeverityUnknown {
+		k |= BySeverity
+	}
+	return k
+}
+
+// RollupTablesFor is the one place that picks the rollups a query reads:
+// the hourly rollup, and a daily one for the whole days of its range
+// unless it groups by hour (daily is then the zero RollupTable). The
+// rollup is the coarsest that keeps every key the query groups or filters
+// by; one pod's rows are read from alert_rollups, which keeps them
+// together.
+func RollupTablesFor(q RollupQuery) (hourly, daily RollupTable) {
+	need := q.needs()
+	if q.Pod != "" {
+		return RollupTables[0], RollupTable{}
+	}
+	for i := len(RollupTables) - 1; i > 0; i-- {
+		t := RollupTables[i]
+		if t.Keys&need != need {
+			continue
+		}
+		switch {
+		case t.Hours == 1 && hourly.Name == "":
+			hourly = t
+		case t.Hours == 24 && daily.Name == "" && q.By&ByBucket == 0:
+			daily = t
+		}
+	}
+	return hourly, daily
+}
+
+// rollupPart is one table's share of a query: buckets [lo, hi) of the
+// table's width, each end only when bounded.
+type rollupPart struct {
+	t              RollupTable
+	lo, hi         int64
+	hasLo, hasHi   bool
+	indexSpanHours int64
+}
+
+// rollupParts splits q's range over the tables RollupTablesFor picks:
+// whole days from the daily rollup, the hours before the first and after
+// the last of them from the hourly one. Every alert counts once, in the
+// hour RollupQuery's From and To select.
+func rollupParts(q RollupQuery) []rollupPart {
+	hourly, daily := RollupTablesFor(q)
+	lo, hi := BucketRange(q.From, q.To)
+	hasLo, hasHi := !q.From.IsZero(), !q.To.IsZero()
+	to := q.To
+	if to.IsZero() {
+		to = time.Now()
+	}
+	span := int64(to.Sub(q.From) / time.Hour)
+	whole := rollupPart{t: hourly, lo: lo, hi: hi, hasLo: hasLo, hasHi: hasHi, indexSpanHours: span}
+	if daily.Name == "" {
+		return []rollupPart{whole}
+	}
+	dlo, dhi := lo, hi // days; unbounded ends stay unbounded
+	if hasLo {
+		dlo = -floorDiv(-lo, 24)
+	}
+	if hasHi {
+		dhi = floorDiv(hi, 24)
+	}
+	if hasLo && hasHi && dlo >= dhi {
+		return []rollupPart{whole}
+	}
+	parts := []rollupPart{{t: daily, lo: dlo, hi: dhi, hasLo: hasLo, hasHi: hasHi, indexSpanHours: (dhi - dlo) * 24}}
+	if hasLo && lo < dlo*24 {
+		parts = append(parts, rollupPart{t: hourly, lo: lo, hi: dlo * 24, hasLo: true, hasHi: true, indexSpanHours: dlo*24 - lo})
+	}
+	if hasHi && dhi*24 < hi {
+		parts = append(parts, rollupPart{t: hourly, lo: dhi * 24, hi: hi, hasLo: true, hasHi: true, indexSpanHours: hi - dhi*24})
+	}
+	return parts
+}
+
+// RollupSQL renders q as one statement over the rollups RollupTablesFor
+// picks; ph names the i-th argument (1-based) in the store's dialect. It
+// selects the grouped keys in By's order (bucket, namespace, pod, node,
 // rule, severity), then alerts, failures and the newest last_seen.
 func RollupSQL(q RollupQuery, ph func(i int) string) (string, []any) {
-	var (
-		conds []string
-		args  []any
-	)
+	var args []any
 	arg := func(v any) string {
 		args = append(args, v)
 		return ph(len(args))
 	}
+	var keys []string
+	for _, k := range []struct {
+		k   RollupKeys
+		col string
+	}{{ByBucket, "bucket"}, {ByNamespace, "namespace"}, {ByPod, "pod"}, {ByNode, "node"}, {ByRule, "rule_id"}, {BySeverity, "severity"}} {
+		if q.By&k.k != 0 {
+			keys = append(keys, k.col)
+		}
+	}
+	aggs := []string{"CAST(COALESCE(SUM(alerts), 0) AS BIGINT)", "CAST(COALESCE(SUM(failures), 0) AS BIGINT)", "COALESCE(MAX(max_last_seen), 0)"}
+	parts := rollupParts(q)
+	var s string
+	if len(parts) == 1 {
+		s = "SELECT " + strings.Join(append(slices.Clone(keys), aggs...), ", ") + " FROM " + parts[0].t.Name + rollupWhere(q, parts[0], arg)
+	} else {
+		inner := append(slices.Clone(keys), "alerts", "failures", "max_last_seen")
+		reads := make([]string, len(parts))
+		for i, p := range parts {
+			reads[i] = "SELECT " + strings.Join(inner, ", ") + " FROM " + p.t.Name + rollupWhere(q, p, arg)
+		}
+		s = "SELECT " + strings.Join(append(slices.Clone(keys), aggs...), ", ") +
+			" FROM (" + strings.Join(reads, " UNION ALL ") + ") AS r"
+	}
+	if len(keys) > 0 {
+		s += " GROUP BY " + strings.Join(keys, ", ")
+	}
+	switch {
+	case q.Limit > 0:
+		order := "3 DESC"
+		if len(keys) > 0 {
+			order = fmt.Sprintf("%d DESC, %s", len(keys)+1, strings.Join(keys, ", "))
+		}
+		s += " ORDER BY " + order + " LIMIT " + arg(q.Limit)
+	case len(keys) > 0:
+		s += " ORDER BY " + strings.Join(keys, ", ")
+	}
+	return s, args
+}
+
+// rollupWhere is the WHERE clause of q's read of part p ("" for none).
+func rollupWhere(q RollupQuery, p rollupPart, arg func(any) string) string {
+	var conds []string
 	if q.Namespaces != nil {
 		if len(q.Namespaces) == 0 {
 			conds = append(conds, "1 = 0")
@@ -146,54 +278,25 @@ func RollupSQL(q RollupQuery, ph func(i int) string) (string, []any) {
 	if q.MinSeverity > alert.SeverityUnknown {
 		conds = append(conds, "severity >= "+arg(int(q.MinSeverity)))
 	}
-	lo, hi := BucketRange(q.From, q.To)
-	if !q.From.IsZero() {
-		// The bucket index pays for a recent range; over a long one its
-		// lookups cost more than reading every rollup once, and a store
-		// without statistics cannot tell, so the unary + keeps the index
-		// out of a long range's plan.
+	if p.hasLo {
+		// alert_rollups' bucket index pays for a recent range; over a long
+		// one its lookups cost more than reading every rollup once, and a
+		// store without statistics cannot tell, so the unary + keeps the
+		// index out of a long range's plan. The derived rollups lead with
+		// the bucket: a range is a stretch of the table.
 		col := "bucket"
-		to := q.To
-		if to.IsZero() {
-			to = time.Now()
-		}
-		if to.Sub(q.From) > IndexedRange {
+		if p.t.PrimaryKey[0] != "bucket" && p.indexSpanHours > int64(IndexedRange/time.Hour) {
 			col = "+bucket"
 		}
-		conds = append(conds, col+" >= "+arg(lo))
+		conds = append(conds, col+" >= "+arg(p.lo))
 	}
-	if !q.To.IsZero() {
-		conds = append(conds, "bucket < "+arg(hi))
+	if p.hasHi {
+		conds = append(conds, "bucket < "+arg(p.hi))
 	}
-	var keys []string
-	for _, k := range []struct {
-		k   RollupKeys
-		col string
-	}{{ByBucket, "bucket"}, {ByNamespace, "namespace"}, {ByPod, "pod"}, {ByNode, "node"}, {ByRule, "rule_id"}, {BySeverity, "severity"}} {
-		if q.By&k.k != 0 {
-			keys = append(keys, k.col)
-		}
+	if len(conds) == 0 {
+		return ""
 	}
-	sel := append(slices.Clone(keys),
-		"CAST(COALESCE(SUM(alerts), 0) AS BIGINT)", "CAST(COALESCE(SUM(failures), 0) AS BIGINT)", "COALESCE(MAX(max_last_seen), 0)")
-	s := "SELECT " + strings.Join(sel, ", ") + " FROM alert_rollups"
-	if len(conds) > 0 {
-		s += " WHERE " + strings.Join(conds, " AND ")
-	}
-	if len(keys) > 0 {
-		s += " GROUP BY " + strings.Join(keys, ", ")
-	}
-	switch {
-	case q.Limit > 0:
-		order := "3 DESC"
-		if len(keys) > 0 {
-			order = fmt.Sprintf("%d DESC, %s", len(keys)+1, strings.Join(keys, ", "))
-		}
-		s += " ORDER BY " + order + " LIMIT " + arg(q.Limit)
-	case len(keys) > 0:
-		s += " ORDER BY " + strings.Join(keys, ", ")
-	}
-	return s, args
+	return " WHERE " + strings.Join(conds, " AND ")
 }
 
 // RollupScanner scans one row of RollupSQL's result.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
@@ -82,6 +83,48 @@ var migrations = []string{
 	`CREATE INDEX alert_rollups_bucket ON alert_rollups (bucket);`,
 	// 5: sink cursors and leases (cursor.go).
 	sinkCursorsMigration,
+	// 6: web UI (issue 17): the derived rollups of store.RollupTables (per
+	// pod by time, without the pod, without pod and node; by hour and by
+	// day), so that a cluster-wide page reads rows per rule or node rather
+	// than one per alert. Kept by rollup.go like alert_rollups; filled here
+	// from the alerts.
+	derivedRollupsMigration(),
+}
+
+// derivedRollupsMigration creates and fills the derived rollups. Each leads
+// its primary key with the bucket: a range of time is one stretch of the
+// table, read without an index.
+func derivedRollupsMigration() string {
+	var b strings.Builder
+	for _, t := range store.DerivedRollups {
+		sel := make([]string, 0, 6)
+		for _, c := range store.KeyCols[:5] {
+			switch {
+			case t.Keeps(c):
+				sel = append(sel, c)
+			case c == "severity":
+				sel = append(sel, "0")
+			default:
+				sel = append(sel, "''")
+			}
+		}
+		sel = append(sel, fmt.Sprintf("last_seen / %d", t.Hours*3600000000000))
+		fmt.Fprintf(&b, `CREATE TABLE %s (
+		namespace     TEXT    NOT NULL,
+		pod           TEXT    NOT NULL,
+		node          TEXT    NOT NULL,
+		rule_id       TEXT    NOT NULL,
+		severity      INTEGER NOT NULL,
+		bucket        INTEGER NOT NULL, -- last_seen / (%d * 3600e9)
+		alerts        INTEGER NOT NULL,
+		failures      INTEGER NOT NULL,
+		max_last_seen INTEGER NOT NULL,
+		PRIMARY KEY (%s)
+	) WITHOUT ROWID;
+	INSERT INTO %s SELECT %s, COUNT(*), SUM(total), MAX(last_seen) FROM alerts GROUP BY 1, 2, 3, 4, 5, 6;
+	`, t.Name, t.Hours, strings.Join(t.PrimaryKey, ", "), t.Name, strings.Join(sel, ", "))
+	}
+	return b.String()
 }
 
 // rollupAdd counts the row new in its rollup.

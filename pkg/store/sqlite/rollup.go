@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
@@ -98,5 +99,102 @@ func applyRollups(ctx context.Context, tx *sql.Tx, upsert *sql.Stmt, deltas stor
 			}
 		}
 	}
+	for _, t := range store.DerivedRollups {
+		if err := applyDerived(ctx, tx, t, deltas.Project(t)); err != nil {
+			return fmt.Errorf("update rollup %s: %w", t.Name, err)
+		}
+	}
 	return nil
+}
+
+// applyDerived writes deltas to the derived rollup t the way applyRollups
+// writes alert_rollups', after t's Source has taken its own: a maximum is
+// read again from the source's rows of the bucket. Its statements are
+// prepared per transaction: one parse per table against thousands of rows.
+func applyDerived(ctx context.Context, tx *sql.Tx, t store.RollupTable, deltas store.RollupDeltas) error {
+	upsert, err := tx.PrepareContext(ctx, derivedSQL(t).upsert)
+	if err != nil {
+		return err
+	}
+	defer upsert.Close()
+	keyArgs := func(k store.RollupKey) []any {
+		return []any{k.Namespace, k.Pod, k.Node, k.RuleID, k.Severity, k.Bucket}
+	}
+	for k, d := range deltas {
+		maxAdded := int64(math.MinInt64)
+		if d.Added {
+			maxAdded = d.MaxAdded
+		}
+		if _, err := upsert.ExecContext(ctx, append(keyArgs(k), d.Alerts, d.Failures, maxAdded)...); err != nil {
+			return err
+		}
+	}
+	q := derivedSQL(t)
+	for k, d := range deltas {
+		if d.Alerts < 0 {
+			if _, err := tx.ExecContext(ctx, q.dropEmpty, keyArgs(k)...); err != nil {
+				return err
+			}
+		}
+		if d.NeedsMaxReread() {
+			args := q.sourceArgs(k)
+			args = append(append(args, keyArgs(k)...), d.MaxRemoved)
+			if _, err := tx.ExecContext(ctx, q.reread, args...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// derivedStmts are the statements that keep one derived rollup.
+type derivedStmts struct {
+	upsert, dropEmpty, reread string
+	// sourceArgs are reread's arguments that pick the source's rows of k.
+	sourceArgs func(k store.RollupKey) []any
+}
+
+// derivedSQL renders t's statements; a source column t does not keep apart
+// (a pod summed into its node) is left free in the reread, the others equal.
+func derivedSQL(t store.RollupTable) derivedStmts {
+	src, _ := store.RollupTableNamed(t.Source)
+	cols := store.KeyCols[:5]
+	keyEq := strings.Join(store.KeyCols, " = ? AND ") + " = ?"
+	var (
+		srcEq []string
+		pick  []int
+	)
+	for i, c := range cols {
+		if t.Keeps(c) || !src.Keeps(c) {
+			srcEq = append(srcEq, c+" = ?")
+			pick = append(pick, i)
+		}
+	}
+	// A source keyed by namespace first, with a key left free, would be
+	// walked a namespace at a time: its bucket index finds the bucket's rows.
+	indexed := ""
+	if len(pick) < len(cols) && src.PrimaryKey[0] != "bucket" {
+		indexed = " INDEXED BY " + src.Name + "_bucket"
+	}
+	ratio := t.Hours / src.Hours
+	return derivedStmts{
+		upsert: `INSERT INTO ` + t.Name + ` (namespace, pod, node, rule_id, severity, bucket, alerts, failures, max_last_seen)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+	ON CONFLICT (namespace, pod, node, rule_id, severity, bucket) DO UPDATE SET
+		alerts = alerts + excluded.alerts, failures = failures + excluded.failures,
+		max_last_seen = max(max_last_seen, excluded.max_last_seen)`,
+		dropEmpty: `DELETE FROM ` + t.Name + ` WHERE ` + keyEq + ` AND alerts <= 0`,
+		reread: `UPDATE ` + t.Name + ` SET max_last_seen = (
+			SELECT MAX(s.max_last_seen) FROM ` + src.Name + ` AS s` + indexed + `
+			WHERE ` + strings.Join(srcEq, " AND ") + ` AND bucket >= ? AND bucket < ?)
+		WHERE ` + keyEq + ` AND max_last_seen <= ?`,
+		sourceArgs: func(k store.RollupKey) []any {
+			all := []any{k.Namespace, k.Pod, k.Node, k.RuleID, k.Severity}
+			out := make([]any, 0, len(pick)+2)
+			for _, i := range pick {
+				out = append(out, all[i])
+			}
+			return append(out, k.Bucket*ratio, (k.Bucket+1)*ratio)
+		},
+	}
 }

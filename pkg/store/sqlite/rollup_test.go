@@ -92,6 +92,7 @@ func TestRollupsStayExactAcrossMigration3(t *testing.T) {
 		t.Fatalf("%d triggers after migration 3 (%v), want none", triggers, err)
 	}
 	rollupsMatchAlerts(t, s.wdb)
+	storetest.RollupTablesMatchAlerts(t, queryFunc(s), "after migration 6 filled the derived rollups")
 
 	// New alerts, and new revisions of stored ones: some later in the same
 	// hour, some hours later, some earlier (a revision's LastSeen that went
@@ -139,5 +140,6 @@ func TestRollupsStayExactAcrossMigration3(t *testing.T) {
 			t.Fatal(err)
 		}
 		rollupsMatchAlerts(t, s.wdb)
+		storetest.RollupTablesMatchAlerts(t, queryFunc(s), fmt.Sprintf("after retention %+v", ret))
 	}
 }

@@ -40,65 +40,11 @@ func RunUI(t *testing.T, open func(t *testing.T) UIStore) {
 	if _, err := s.Insert(ctx, all); err != nil {
 		t.Fatal(err)
 	}
-	hour := func(t time.Time) int64 { return t.UnixNano() / int64(store.RollupBucket) }
-	want := func(q store.RollupQuery) []store.RollupRow {
-		lo, hi := store.BucketRange(q.From, q.To)
-		groups := map[store.RollupRow]*store.RollupRow{}
-		for i := range all {
-			a := &all[i]
-			b := hour(a.LastSeen)
-			switch {
-			case q.Namespaces != nil && !slices.Contains(q.Namespaces, a.Namespace),
-				q.Pod != "" && a.Pod != q.Pod, q.Node != "" && a.Node != q.Node,
-				q.RuleID != "" && a.RuleID != q.RuleID, !strings.HasPrefix(a.RuleID, q.RulePrefix),
-				a.Severity < q.MinSeverity, b < lo, b >= hi:
-				continue
-			}
-			var k store.RollupRow
-			if q.By&store.ByBucket != 0 {
-				k.Bucket = b
-			}
-			if q.By&store.ByNamespace != 0 {
-				k.Namespace = a.Namespace
-			}
-			if q.By&store.ByPod != 0 {
-				k.Pod = a.Pod
-			}
-			if q.By&store.ByNode != 0 {
-				k.Node = a.Node
-			}
-			if q.By&store.ByRule != 0 {
-				k.RuleID = a.RuleID
-			}
-			if q.By&store.BySeverity != 0 {
-				k.Severity = a.Severity
-			}
-			g := groups[k]
-			if g == nil {
-				c := k
-				g = &c
-				groups[k] = g
-			}
-			g.Alerts++
-			g.Failures += a.Total
-			if a.LastSeen.After(g.LastSeen) {
-				g.LastSeen = a.LastSeen.UTC()
-			}
-		}
-		var out []store.RollupRow
-		for _, g := range groups {
-			out = append(out, *g)
-		}
-		key := func(r store.RollupRow) string {
-			return fmt.Sprintf("%020d\x00%s\x00%s\x00%s\x00%s\x00%d", r.Bucket, r.Namespace, r.Pod, r.Node, r.RuleID, r.Severity)
-		}
-		slices.SortFunc(out, func(a, b store.RollupRow) int { return strings.Compare(key(a), key(b)) })
-		if q.Limit > 0 {
-			slices.SortStableFunc(out, func(a, b store.RollupRow) int { return int(b.Alerts) - int(a.Alerts) })
-			out = out[:min(q.Limit, len(out))]
-		}
-		return out
+	counted := make([]Counted, len(all))
+	for i, a := range all {
+		counted[i] = CountedOf(a)
 	}
+	want := func(q store.RollupQuery) []store.RollupRow { return WantRollups(counted, q) }
 	queries := []store.RollupQuery{
 		{By: store.ByBucket | store.BySeverity},
 		{By: store.ByBucket | store.ByRule, Namespaces: []string{"ns-1", "ns-3"}},
@@ -116,14 +62,8 @@ func RunUI(t *testing.T, open func(t *testing.T) UIStore) {
 		if err != nil {
 			t.Fatalf("query %d %+v: %v", i, q, err)
 		}
-		w := want(q)
-		if len(got) != len(w) {
-			t.Fatalf("query %d %+v: %d rows, want %d:\n got %+v\nwant %+v", i, q, len(got), len(w), got, w)
-		}
-		for j := range got {
-			if got[j] != w[j] && !(got[j].LastSeen.Equal(w[j].LastSeen) && eqIgnoringTime(got[j], w[j])) {
-				t.Fatalf("query %d %+v row %d:\n got %+v\nwant %+v", i, q, j, got[j], w[j])
-			}
+		if err := sameRollups(got, want(q)); err != nil {
+			t.Fatalf("query %d %+v: %v", i, q, err)
 		}
 	}
 	if _, err := s.Rollups(ctx, store.RollupQuery{Namespaces: make([]string, store.MaxRollupNamespaces+1)}); err == nil {
@@ -142,4 +82,91 @@ func RunUI(t *testing.T, open func(t *testing.T) UIStore) {
 func eqIgnoringTime(a, b store.RollupRow) bool {
 	a.LastSeen, b.LastSeen = time.Time{}, time.Time{}
 	return a == b
+}
+
+// Counted is what the rollups count of one stored alert.
+type Counted struct {
+	Namespace, Pod, Node, RuleID string
+	Severity                     alert.Severity
+	LastSeen                     time.Time
+	Total                        uint64
+}
+
+// CountedOf is what the rollups count of a.
+func CountedOf(a alert.Alert) Counted {
+	return Counted{a.Namespace, a.Pod, a.Node, a.RuleID, a.Severity, a.LastSeen, a.Total}
+}
+
+// WantRollups is what a store's Rollups(q) must answer over the alerts
+// all, computed from the alerts themselves.
+func WantRollups(all []Counted, q store.RollupQuery) []store.RollupRow {
+	lo, hi := store.BucketRange(q.From, q.To)
+	groups := map[store.RollupRow]*store.RollupRow{}
+	for i := range all {
+		a := &all[i]
+		b := a.LastSeen.UnixNano() / int64(store.RollupBucket)
+		switch {
+		case q.Namespaces != nil && !slices.Contains(q.Namespaces, a.Namespace),
+			q.Pod != "" && a.Pod != q.Pod, q.Node != "" && a.Node != q.Node,
+			q.RuleID != "" && a.RuleID != q.RuleID, !strings.HasPrefix(a.RuleID, q.RulePrefix),
+			a.Severity < q.MinSeverity, b < lo, b >= hi:
+			continue
+		}
+		var k store.RollupRow
+		if q.By&store.ByBucket != 0 {
+			k.Bucket = b
+		}
+		if q.By&store.ByNamespace != 0 {
+			k.Namespace = a.Namespace
+		}
+		if q.By&store.ByPod != 0 {
+			k.Pod = a.Pod
+		}
+		if q.By&store.ByNode != 0 {
+			k.Node = a.Node
+		}
+		if q.By&store.ByRule != 0 {
+			k.RuleID = a.RuleID
+		}
+		if q.By&store.BySeverity != 0 {
+			k.Severity = a.Severity
+		}
+		g := groups[k]
+		if g == nil {
+			c := k
+			g = &c
+			groups[k] = g
+		}
+		g.Alerts++
+		g.Failures += a.Total
+		if a.LastSeen.After(g.LastSeen) {
+			g.LastSeen = a.LastSeen.UTC()
+		}
+	}
+	var out []store.RollupRow
+	for _, g := range groups {
+		out = append(out, *g)
+	}
+	key := func(r store.RollupRow) string {
+		return fmt.Sprintf("%020d\x00%s\x00%s\x00%s\x00%s\x00%d", r.Bucket, r.Namespace, r.Pod, r.Node, r.RuleID, r.Severity)
+	}
+	slices.SortFunc(out, func(a, b store.RollupRow) int { return strings.Compare(key(a), key(b)) })
+	if q.Limit > 0 {
+		slices.SortStableFunc(out, func(a, b store.RollupRow) int { return int(b.Alerts) - int(a.Alerts) })
+		out = out[:min(q.Limit, len(out))]
+	}
+	return out
+}
+
+// sameRollups reports how got differs from want.
+func sameRollups(got, want []store.RollupRow) error {
+	if len(got) != len(want) {
+		return fmt.Errorf("%d rows, want %d:\n got %+v\nwant %+v", len(got), len(want), got, want)
+	}
+	for j := range got {
+		if got[j] != want[j] && !(got[j].LastSeen.Equal(want[j].LastSeen) && eqIgnoringTime(got[j], want[j])) {
+			return fmt.Errorf("row %d:\n got %+v\nwant %+v", j, got[j], want[j])
+		}
+	}
+	return nil
 }
