@@ -170,10 +170,11 @@ const allKeys = ByNamespace | ByPod | ByNode | ByRule | BySeverity
 //
 // alert_rollups (namespace first, and an index on the bucket) answers
 // per-pod questions, Summarize's included. The others serve the web UI's
-// cluster-wide pages: per pod and node without the pod (_nodes) or either
-// (_rules), each by hour and by day, so that a chart reads hours of
-// (namespace, rule, severity), a node list (node, rule) and a ranking of a
-// month whole days plus at most a day of hours at its two ends
+// cluster-wide pages: per pod by time (_pods), without the pod (_nodes),
+// without pod and node (_rules), and without the namespace too (_cluster,
+// for a reader of every namespace), each by hour and by day, so that a
+// chart reads hours of (rule, severity), a node list (node, rule) and a
+// ranking of a month whole days plus at most a day of hours at its ends
 // (RollupSQL).
 var RollupTables = []RollupTable{
 	{Name: "alert_rollups", Keys: allKeys, Hours: 1,
@@ -189,6 +190,10 @@ var RollupTables = []RollupTable{
 	{Name: "alert_rollups_rules", Keys: ByNamespace | ByRule | BySeverity, Hours: 1, Source: "alert_rollups_nodes",
 		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
 	{Name: "alert_rollups_rules_daily", Keys: ByNamespace | ByRule | BySeverity, Hours: 24, Source: "alert_rollups_rules",
+		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
+	{Name: "alert_rollups_cluster", Keys: ByRule | BySeverity, Hours: 1, Source: "alert_rollups_rules",
+		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
+	{Name: "alert_rollups_cluster_daily", Keys: ByRule | BySeverity, Hours: 24, Source: "alert_rollups_cluster",
 		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
 }
 

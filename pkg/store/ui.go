@@ -29,6 +29,9 @@ type RollupKeys uint8
 // unbounded statement.
 const MaxRollupNamespaces = 512
 
+// MaxRollupStep bounds RollupQuery.Step, in hours: a year.
+const MaxRollupStep = 366 * 24
+
 // RollupQuery reads the summary rollups (alert counts per namespace, pod,
 // node, rule, severity and hour of LastSeen) grouped by some of their keys.
 // It is what the web UI charts and ranks with: it never reads the alerts
@@ -46,6 +49,11 @@ type RollupQuery struct {
 	// unbounded.
 	From, To time.Time
 	By       RollupKeys
+	// Step, over 1 with From set, merges ByBucket's hours into steps of
+	// this many hours counted from From's hour; a row's Bucket is its
+	// step's first hour. A chart of a month asks for its bars (4 hours),
+	// not 720 hours of rows.
+	Step int64
 	// Limit keeps the groups with most alerts (ties by key), 0 all.
 	Limit int
 }
@@ -91,6 +99,8 @@ func (q *RollupQuery) Check() error {
 		return fmt.Errorf("rollup query names %d namespaces, at most %d: filter by namespace", len(q.Namespaces), MaxRollupNamespaces)
 	case q.Limit < 0:
 		return fmt.Errorf("rollup query limit %d is negative", q.Limit)
+	case q.Step < 0 || q.Step > MaxRollupStep:
+		return fmt.Errorf("rollup query step %d hours is outside 0..%d", q.Step, MaxRollupStep)
 	case !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To):
 		return fmt.Errorf("rollup query range %s..%s is empty", q.From, q.To)
 	}
@@ -212,11 +222,18 @@ func RollupSQL(q RollupQuery, ph func(i int) string) (string, []any) {
 		args = append(args, v)
 		return ph(len(args))
 	}
+	bucket := "bucket"
+	if q.Step > 1 && !q.From.IsZero() {
+		// Integers of the store's own making, not input: written out, so
+		// that GROUP BY and ORDER BY repeat the same expression.
+		lo, _ := BucketRange(q.From, q.To)
+		bucket = fmt.Sprintf("(%d + (bucket - %d) / %d * %d)", lo, lo, q.Step, q.Step)
+	}
 	var keys []string
 	for _, k := range []struct {
 		k   RollupKeys
 		col string
-	}{{ByBucket, "bucket"}, {ByNamespace, "namespace"}, {ByPod, "pod"}, {ByNode, "node"}, {ByRule, "rule_id"}, {BySeverity, "severity"}} {
+	}{{ByBucket, bucket}, {ByNamespace, "namespace"}, {ByPod, "pod"}, {ByNode, "node"}, {ByRule, "rule_id"}, {BySeverity, "severity"}} {
 		if q.By&k.k != 0 {
 			keys = append(keys, k.col)
 		}

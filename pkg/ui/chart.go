@@ -62,6 +62,16 @@ type chartPoint struct {
 	n      uint64
 }
 
+// chartStep is how many hours one bar of a chart over [lo, hi) counts, so
+// that at most maxBars bars are drawn. The chart's rollup query asks for
+// steps of it (store.RollupQuery.Step), not hours.
+func chartStep(lo, hi int64) int64 {
+	if hi <= lo {
+		return 1
+	}
+	return max((hi-lo+maxBars-1)/maxBars, 1)
+}
+
 // buildChart lays out points over the hours [lo, hi), merging hours into
 // steps so that at most maxBars bars are drawn; href links a step's range.
 func buildChart(id, title string, lo, hi int64, legend []Series, pts []chartPoint, href func(from, to time.Time) string) Chart {
@@ -69,7 +79,7 @@ func buildChart(id, title string, lo, hi int64, legend []Series, pts []chartPoin
 	if hi <= lo {
 		hi = lo + 1
 	}
-	step := max((hi-lo+maxBars-1)/maxBars, 1)
+	step := chartStep(lo, hi)
 	nbars := int((hi - lo + step - 1) / step)
 	counts := make([][]uint64, nbars)
 	for i := range counts {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertfmt"
@@ -151,7 +152,10 @@ func (s *Server) listAlerts(v *view, path string) (AlertList, error) {
 // hourCharts draws the alerts per hour by severity and by rule from one
 // read of the rollups.
 func (s *Server) hourCharts(v *view, path, sevID string) (bySev, byRule Chart, err error) {
-	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByBucket|store.ByRule|store.BySeverity))
+	lo, hi := v.f.span()
+	q := v.f.rollupQuery(v.sc.rollupNamespaces(v.f.Namespace), store.ByBucket|store.ByRule|store.BySeverity)
+	q.Step = chartStep(lo, hi)
+	rows, err := s.src.Rollups(v.ctx, q)
 	if err != nil {
 		return Chart{}, Chart{}, err
 	}
@@ -162,7 +166,6 @@ func (s *Server) hourCharts(v *view, path, sevID string) (bySev, byRule Chart, e
 		sev = append(sev, chartPoint{bucket: r.Bucket, series: int(r.Severity) - 1, n: r.Alerts})
 		rule = append(rule, chartPoint{bucket: r.Bucket, series: idx[r.RuleID], n: r.Alerts})
 	}
-	lo, hi := v.f.span()
 	return buildChart(sevID, "Alerts per hour by severity", lo, hi, severityLegend, sev, v.zoom(path)),
 		buildChart("by-rule", "Alerts per hour by rule", lo, hi, legend, rule, v.zoom(path)), nil
 }
@@ -287,21 +290,30 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) overviewData(v *view) (OverviewData, error) {
+	// The four reads are independent: run together, the page waits for the
+	// slowest rather than for their sum (a month's chart and pod ranking
+	// each read tens of thousands of rollup rows, docs/ui.md).
 	var (
-		d   OverviewData
-		err error
+		d OverviewData
+		g errgroup.Group
 	)
-	if d.Severity, d.Rules, err = s.hourCharts(v, "/", "by-severity"); err != nil {
-		return d, err
-	}
-	if d.TopNamespaces, d.TopPods, err = s.tops(v, 10); err != nil {
-		return d, err
-	}
-	if d.Nodes, err = s.nodes(v); err != nil {
-		return d, err
-	}
-	d.Alerts, err = s.listAlerts(v, "/")
-	return d, err
+	g.Go(func() (err error) {
+		d.Severity, d.Rules, err = s.hourCharts(v, "/", "by-severity")
+		return err
+	})
+	g.Go(func() (err error) {
+		d.TopNamespaces, d.TopPods, err = s.tops(v, 10)
+		return err
+	})
+	g.Go(func() (err error) {
+		d.Nodes, err = s.nodes(v)
+		return err
+	})
+	g.Go(func() (err error) {
+		d.Alerts, err = s.listAlerts(v, "/")
+		return err
+	})
+	return d, g.Wait()
 }
 
 // TimelineData is a namespace's or pod's page.
@@ -349,7 +361,10 @@ func (s *Server) timelineData(v *view) (TimelineData, error) {
 			return d, err
 		}
 	}
-	rows, err := s.src.Rollups(v.ctx, v.f.rollupQuery(nss, store.ByBucket|store.BySeverity))
+	lo, hi := v.f.span()
+	q := v.f.rollupQuery(nss, store.ByBucket|store.BySeverity)
+	q.Step = chartStep(lo, hi)
+	rows, err := s.src.Rollups(v.ctx, q)
 	if err != nil {
 		return d, err
 	}
@@ -359,7 +374,6 @@ func (s *Server) timelineData(v *view) (TimelineData, error) {
 		sev = append(sev, chartPoint{bucket: r.Bucket, series: int(r.Severity) - 1, n: r.Alerts})
 		fails = append(fails, chartPoint{bucket: r.Bucket, n: r.Failures})
 	}
-	lo, hi := v.f.span()
 	d.Severity = buildChart("alerts", "Alerts per hour by severity", lo, hi, severityLegend, sev, v.zoom("/timeline"))
 	d.Failures = buildChart("failures", "Failed syscalls per hour (in alerts)", lo, hi, []Series{{Name: "failures", Class: "c-fail"}}, fails, v.zoom("/timeline"))
 	if v.f.Namespace != "" && v.f.Pod == "" {

@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -105,6 +106,116 @@ var migrations = []string{
 	`CREATE INDEX alert_rollups_bucket ON alert_rollups (bucket);`,
 	// 5: sink cursors and leases (cursor.go).
 	sinkCursorsMigration,
+	// 6: web UI (issue 17): the derived rollups of store.RollupTables (per
+	// pod by time, without the pod, without pod and node; by hour and by
+	// day), so that a cluster-wide page reads rows per rule or node rather
+	// than one per alert. Filled from the alerts, then kept by statement
+	// triggers like alert_rollups'. Triggers of one event fire in the order
+	// of their names, so alerts_rollupz_* runs after alerts_rollup_* has
+	// updated alert_rollups, and updates each derived rollup after its
+	// source: a max_last_seen is read again from the source's rows.
+	derivedRollupsMigration(),
+}
+
+// derivedRollupsMigration creates, fills and keeps the derived rollups.
+// Each leads its primary key with the bucket: a range of time is one
+// stretch of its index.
+func derivedRollupsMigration() string {
+	var b, add, remove, replace strings.Builder
+	for _, t := range store.DerivedRollups {
+		proj := derivedProjection(t)
+		fmt.Fprintf(&b, `CREATE TABLE %s (
+		namespace     text    NOT NULL,
+		pod           text    NOT NULL,
+		node          text    NOT NULL,
+		rule_id       text    NOT NULL,
+		severity      integer NOT NULL,
+		bucket        bigint  NOT NULL, -- last_seen / (%d * 3600e9)
+		alerts        bigint  NOT NULL,
+		failures      bigint  NOT NULL,
+		max_last_seen bigint  NOT NULL,
+		PRIMARY KEY (%s)
+	);
+	INSERT INTO %s SELECT %s, COUNT(*), SUM(total), MAX(last_seen) FROM alerts GROUP BY 1, 2, 3, 4, 5, 6;
+	`, t.Name, t.Hours, strings.Join(t.PrimaryKey, ", "), t.Name, proj)
+		a, r := derivedAdd(t, proj), derivedRemove(t, proj)
+		add.WriteString(a)
+		remove.WriteString(r)
+		replace.WriteString(a + r)
+	}
+	for _, f := range []struct{ name, body, event, refs string }{
+		{"alert_rollups_derived_add", add.String(), "INSERT", "NEW TABLE AS new_rows"},
+		{"alert_rollups_derived_remove", remove.String(), "DELETE", "OLD TABLE AS old_rows"},
+		{"alert_rollups_derived_replace", replace.String(), "UPDATE", "OLD TABLE AS old_rows NEW TABLE AS new_rows"},
+	} {
+		fmt.Fprintf(&b, `CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		%s
+		RETURN NULL;
+	END $$;
+	CREATE TRIGGER alerts_rollupz_%s AFTER %s ON alerts
+		REFERENCING %s FOR EACH STATEMENT EXECUTE FUNCTION %s();
+	`, f.name, f.body, strings.ToLower(f.event), f.event, f.refs, f.name)
+	}
+	return b.String()
+}
+
+// derivedProjection selects an alert's key in t: the columns t keeps, ”
+// (severity 0) for the others, and the bucket of t's width.
+func derivedProjection(t store.RollupTable) string {
+	sel := make([]string, 0, 6)
+	for _, c := range store.KeyCols[:5] {
+		switch {
+		case t.Keeps(c):
+			sel = append(sel, c)
+		case c == "severity":
+			sel = append(sel, "0 AS severity")
+		default:
+			sel = append(sel, "''::text AS "+c)
+		}
+	}
+	return strings.Join(append(sel, fmt.Sprintf("last_seen / %d AS bucket", t.Hours*3600000000000)), ", ")
+}
+
+// derivedAdd counts the rows of new_rows in t.
+func derivedAdd(t store.RollupTable, proj string) string {
+	return `
+	INSERT INTO ` + t.Name + ` AS r
+		SELECT ` + proj + `, COUNT(*), SUM(total), MAX(last_seen)
+		FROM new_rows GROUP BY 1, 2, 3, 4, 5, 6
+	ON CONFLICT (namespace, pod, node, rule_id, severity, bucket) DO UPDATE SET
+		alerts = r.alerts + excluded.alerts, failures = r.failures + excluded.failures,
+		max_last_seen = GREATEST(r.max_last_seen, excluded.max_last_seen);`
+}
+
+// derivedRemove takes the rows of old_rows out of t; a maximum that went is
+// read again from t's source, which the trigger has already updated.
+func derivedRemove(t store.RollupTable, proj string) string {
+	src, _ := store.RollupTableNamed(t.Source)
+	var srcEq []string
+	for _, c := range store.KeyCols[:5] {
+		if t.Keeps(c) || !src.Keeps(c) {
+			srcEq = append(srcEq, "s."+c+" = r."+c)
+		}
+	}
+	ratio := t.Hours / src.Hours
+	keyEq := make([]string, len(store.KeyCols))
+	for i, c := range store.KeyCols {
+		keyEq[i] = "r." + c + " = d." + c
+	}
+	return fmt.Sprintf(`
+	UPDATE %[1]s AS r SET alerts = r.alerts - d.n, failures = r.failures - d.f,
+		max_last_seen = CASE WHEN r.alerts > d.n AND r.max_last_seen <= d.l THEN (
+			SELECT MAX(s.max_last_seen) FROM %[2]s AS s
+			WHERE %[3]s AND s.bucket >= r.bucket * %[4]d AND s.bucket < (r.bucket + 1) * %[4]d)
+			ELSE r.max_last_seen END
+	FROM (SELECT %[5]s, COUNT(*) AS n, SUM(total) AS f, MAX(last_seen) AS l
+		FROM old_rows GROUP BY 1, 2, 3, 4, 5, 6) AS d
+	WHERE %[6]s;
+	DELETE FROM %[1]s AS r
+	USING (SELECT DISTINCT %[5]s FROM old_rows) AS d
+	WHERE %[6]s AND r.alerts = 0;`,
+		t.Name, src.Name, strings.Join(srcEq, " AND "), ratio, proj, strings.Join(keyEq, " AND "))
 }
 
 // rollupAdd counts the rows of new_rows in their rollups.

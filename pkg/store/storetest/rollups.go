@@ -158,6 +158,7 @@ func rollupQueriesMatchAlerts(t *testing.T, s UIStore, query QueryFunc, base tim
 		{By: store.ByPod, Node: "node-2"},
 		{By: store.ByBucket | store.BySeverity, Namespaces: []string{"ns-2"}},
 		{By: store.ByBucket | store.ByRule, RuleID: "rule-3"},
+		{By: store.ByBucket | store.ByRule | store.BySeverity, Step: 5},
 		{By: store.ByRule, Namespaces: []string{"ns-3"}, Pod: "pod-3-4"},
 		{},
 	}

@@ -56,6 +56,8 @@ func RunUI(t *testing.T, open func(t *testing.T) UIStore) {
 		{By: store.ByRule, Namespaces: []string{}},
 		{By: store.ByRule, Namespaces: []string{""}},
 		{By: store.ByBucket, From: base.Add(90 * time.Minute)},
+		{By: store.ByBucket | store.BySeverity, From: base.Add(-30 * time.Minute), Step: 2},
+		{By: store.ByBucket | store.ByRule, Namespaces: []string{"ns-2"}, From: base.Add(time.Hour), To: base.Add(3 * time.Hour), Step: 4},
 	}
 	for i, q := range queries {
 		got, err := s.Rollups(ctx, q)
@@ -68,6 +70,9 @@ func RunUI(t *testing.T, open func(t *testing.T) UIStore) {
 	}
 	if _, err := s.Rollups(ctx, store.RollupQuery{Namespaces: make([]string, store.MaxRollupNamespaces+1)}); err == nil {
 		t.Fatal("a query naming too many namespaces ran")
+	}
+	if _, err := s.Rollups(ctx, store.RollupQuery{By: store.ByBucket, From: base, Step: store.MaxRollupStep + 1}); err == nil {
+		t.Fatal("a query with a step over a year ran")
 	}
 
 	got, ok, err := s.Get(ctx, all[7].ID)
@@ -115,6 +120,9 @@ func WantRollups(all []Counted, q store.RollupQuery) []store.RollupRow {
 		var k store.RollupRow
 		if q.By&store.ByBucket != 0 {
 			k.Bucket = b
+			if q.Step > 1 && !q.From.IsZero() {
+				k.Bucket = lo + (b-lo)/q.Step*q.Step
+			}
 		}
 		if q.By&store.ByNamespace != 0 {
 			k.Namespace = a.Namespace
