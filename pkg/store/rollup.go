@@ -153,8 +153,10 @@ type RollupTable struct {
 	// store keeps first and reads a max_last_seen from again; "" for
 	// alert_rollups, which sums the alerts.
 	Source string
-	// PrimaryKey orders its rows. The derived rollups lead with the bucket,
-	// so a time range is one stretch of the table.
+	// PrimaryKey orders its rows. The hourly derived rollups lead with the
+	// bucket, so a range of hours is one stretch of the table; the daily
+	// ones with the keys their pages group by, so that summing a month of
+	// days needs no sort (a daily rollup is small enough to read whole).
 	PrimaryKey []string
 }
 
@@ -182,19 +184,19 @@ var RollupTables = []RollupTable{
 	{Name: "alert_rollups_pods", Keys: allKeys, Hours: 1, Source: "alert_rollups",
 		PrimaryKey: []string{"bucket", "namespace", "pod", "node", "rule_id", "severity"}},
 	{Name: "alert_rollups_pods_daily", Keys: allKeys, Hours: 24, Source: "alert_rollups_pods",
-		PrimaryKey: []string{"bucket", "namespace", "pod", "node", "rule_id", "severity"}},
+		PrimaryKey: []string{"namespace", "pod", "node", "rule_id", "severity", "bucket"}},
 	{Name: "alert_rollups_nodes", Keys: ByNamespace | ByNode | ByRule | BySeverity, Hours: 1, Source: "alert_rollups_pods",
 		PrimaryKey: []string{"bucket", "node", "rule_id", "severity", "namespace", "pod"}},
 	{Name: "alert_rollups_nodes_daily", Keys: ByNamespace | ByNode | ByRule | BySeverity, Hours: 24, Source: "alert_rollups_nodes",
-		PrimaryKey: []string{"bucket", "node", "rule_id", "severity", "namespace", "pod"}},
+		PrimaryKey: []string{"node", "rule_id", "severity", "namespace", "pod", "bucket"}},
 	{Name: "alert_rollups_rules", Keys: ByNamespace | ByRule | BySeverity, Hours: 1, Source: "alert_rollups_nodes",
 		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
 	{Name: "alert_rollups_rules_daily", Keys: ByNamespace | ByRule | BySeverity, Hours: 24, Source: "alert_rollups_rules",
-		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
+		PrimaryKey: []string{"namespace", "rule_id", "severity", "pod", "node", "bucket"}},
 	{Name: "alert_rollups_cluster", Keys: ByRule | BySeverity, Hours: 1, Source: "alert_rollups_rules",
 		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
 	{Name: "alert_rollups_cluster_daily", Keys: ByRule | BySeverity, Hours: 24, Source: "alert_rollups_cluster",
-		PrimaryKey: []string{"bucket", "rule_id", "severity", "namespace", "pod", "node"}},
+		PrimaryKey: []string{"rule_id", "severity", "namespace", "pod", "node", "bucket"}},
 }
 
 // DerivedRollups are the rollups after alert_rollups, kept from its deltas.

@@ -244,10 +244,16 @@ func RollupSQL(q RollupQuery, ph func(i int) string) (string, []any) {
 	if len(parts) == 1 {
 		s = "SELECT " + strings.Join(append(slices.Clone(keys), aggs...), ", ") + " FROM " + parts[0].t.Name + rollupWhere(q, parts[0], arg)
 	} else {
-		inner := append(slices.Clone(keys), "alerts", "failures", "max_last_seen")
+		// Each part sums its own rows first: a daily rollup ordered by
+		// the keys sums without a sort, and the outer query merges a few
+		// rows per group instead of sorting every row of the parts.
+		inner := append(slices.Clone(keys), "SUM(alerts) AS alerts", "SUM(failures) AS failures", "MAX(max_last_seen) AS max_last_seen")
 		reads := make([]string, len(parts))
 		for i, p := range parts {
 			reads[i] = "SELECT " + strings.Join(inner, ", ") + " FROM " + p.t.Name + rollupWhere(q, p, arg)
+			if len(keys) > 0 {
+				reads[i] += " GROUP BY " + strings.Join(keys, ", ")
+			}
 		}
 		s = "SELECT " + strings.Join(append(slices.Clone(keys), aggs...), ", ") +
 			" FROM (" + strings.Join(reads, " UNION ALL ") + ") AS r"

@@ -117,9 +117,8 @@ var migrations = []string{
 	derivedRollupsMigration(),
 }
 
-// derivedRollupsMigration creates, fills and keeps the derived rollups.
-// Each leads its primary key with the bucket: a range of time is one
-// stretch of its index.
+// derivedRollupsMigration creates, fills and keeps the derived rollups,
+// each ordered by its store.RollupTable.PrimaryKey.
 func derivedRollupsMigration() string {
 	var b, add, remove, replace strings.Builder
 	for _, t := range store.DerivedRollups {

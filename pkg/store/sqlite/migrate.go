@@ -91,9 +91,8 @@ var migrations = []string{
 	derivedRollupsMigration(),
 }
 
-// derivedRollupsMigration creates and fills the derived rollups. Each leads
-// its primary key with the bucket: a range of time is one stretch of the
-// table, read without an index.
+// derivedRollupsMigration creates and fills the derived rollups, each
+// ordered by its store.RollupTable.PrimaryKey; none needs an index.
 func derivedRollupsMigration() string {
 	var b strings.Builder
 	for _, t := range store.DerivedRollups {
