@@ -35,7 +35,9 @@ const MaxRollupStep = 366 * 24
 // RollupQuery reads the summary rollups (alert counts per namespace, pod,
 // node, rule, severity and hour of LastSeen) grouped by some of their keys.
 // It is what the web UI charts and ranks with: it never reads the alerts
-// table, so its cost follows the rollups, not the alerts.
+// table, and it reads the coarsest rollup that answers it
+// (RollupTablesFor), so its cost follows the groups it asks for, not the
+// alerts.
 type RollupQuery struct {
 	// Namespaces keeps rows of these namespaces only ("" is host alerts);
 	// nil keeps every namespace, an empty non-nil slice none.

@@ -17,6 +17,9 @@ import (
 // work once per alert row, each an upsert whose possible abort made SQLite
 // copy every page the insert touched into a statement journal: a quarter
 // of ingest CPU (docs/bench/issue16-perf.md).
+//
+// The derived rollups (store.DerivedRollups, migration 6) take the same
+// deltas, projected onto their coarser keys and buckets (applyDerived).
 
 // rollupCols are the columns of a deleted alert that its rollup needs, in
 // scanRollupRow's order.
