@@ -109,7 +109,7 @@ var migrations = []string{
 	// 6: web UI (issue 17): the derived rollups of store.RollupTables (per
 	// pod by time, without the pod, without pod and node; by hour and by
 	// day), so that a cluster-wide page reads rows per rule or node rather
-	// than one per alert. Filled from the alerts, then kept by statement
+	// than one per alert. Filled from alert_rollups, then kept by statement
 	// triggers like alert_rollups'. Triggers of one event fire in the order
 	// of their names, so alerts_rollupz_* runs after alerts_rollup_* has
 	// updated alert_rollups, and updates each derived rollup after its
@@ -135,8 +135,8 @@ func derivedRollupsMigration() string {
 		max_last_seen bigint  NOT NULL,
 		PRIMARY KEY (%s)
 	);
-	INSERT INTO %s SELECT %s, COUNT(*), SUM(total), MAX(last_seen) FROM alerts GROUP BY 1, 2, 3, 4, 5, 6;
-	`, t.Name, t.Hours, strings.Join(t.PrimaryKey, ", "), t.Name, proj)
+	INSERT INTO %s SELECT %s, SUM(alerts), SUM(failures), MAX(max_last_seen) FROM %s GROUP BY 1, 2, 3, 4, 5, 6;
+	`, t.Name, t.Hours, strings.Join(t.PrimaryKey, ", "), t.Name, sourceProjection(t), t.Source)
 		a, r := derivedAdd(t, proj), derivedRemove(t, proj)
 		add.WriteString(a)
 		remove.WriteString(r)
@@ -157,6 +157,25 @@ func derivedRollupsMigration() string {
 	`, f.name, f.body, strings.ToLower(f.event), f.event, f.refs, f.name)
 	}
 	return b.String()
+}
+
+// sourceProjection selects the key in t of a row of t's source: the
+// migration sums the source (filled just before, alert_rollups exact over
+// the alerts first) rather than reading every alert again.
+func sourceProjection(t store.RollupTable) string {
+	src, _ := store.RollupTableNamed(t.Source)
+	sel := make([]string, 0, 6)
+	for _, c := range store.KeyCols[:5] {
+		switch {
+		case t.Keeps(c):
+			sel = append(sel, c)
+		case c == "severity":
+			sel = append(sel, "0")
+		default:
+			sel = append(sel, "''::text")
+		}
+	}
+	return strings.Join(append(sel, fmt.Sprintf("bucket / %d", t.Hours/src.Hours)), ", ")
 }
 
 // derivedProjection selects an alert's key in t: the columns t keeps, ”
