@@ -38,7 +38,7 @@ func TestReopenKeepsAlertsAndSequence(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alerts.db")
 	s := open(t, path)
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	r, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, base, 0, 10))
+	r, err := s.Insert(context.Background(), storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, base, 0, 10)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestReopenKeepsAlertsAndSequence(t *testing.T) {
 		t.Fatalf("after reopen: %d alerts, %v; want 3", len(page), err)
 	}
 	// Resending the kept alerts after a restart is still a no-op.
-	r2, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, base, 0, 10)[7:])
+	r2, err := s.Insert(context.Background(), storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, base, 0, 10)[7:]))
 	if err != nil || len(r2.New) != 0 || r2.Duplicates != 3 {
 		t.Fatalf("resend after reopen: %+v, %v; want 3 duplicates", r2, err)
 	}
@@ -158,7 +158,7 @@ func TestUndecodableRowIsSkippedAndCounted(t *testing.T) {
 func TestOpenRefusesACorruptFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alerts.db")
 	s := open(t, path)
-	if _, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 2000)); err != nil {
+	if _, err := s.Insert(context.Background(), storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 2000))); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
