@@ -20,7 +20,9 @@ import (
 // Validate once, at the boundary. From an agent's Spool.Append to the
 // collector's ListAlerts or StreamAlerts answer, counting alert.Validate
 // calls and conversions between the Go alert and the protobuf message
-// (alertpb.ToProto / FromProto):
+// (alertpb.ToProto / FromProto; alertpb.CheckLimits, the bound on a
+// received message, runs once at ingest before and after; docs/structure.md
+// counts on to the CLI's print):
 //
 // Before (Insert took []alert.Alert): validated three times: spool append
 // (agent), ingest (collector), Insert (the store); crossed five times:
