@@ -425,10 +425,10 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 	// did).
 	results := make([]store.InsertResult, len(group))
 	type pending struct {
-		a    alert.Alert
-		body []byte
-		seq  uint64
-		gone bool // a later revision in the group replaced it
+		batch *store.Batch
+		i     int // in batch
+		seq   uint64
+		gone  bool // a later revision in the group replaced it
 	}
 	var rows []pending
 	latest := map[string]int{} // ID -> index in rows of its latest revision
@@ -456,7 +456,7 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 				replaced = append(replaced, a.ID)
 			}
 			latest[a.ID] = len(rows)
-			rows = append(rows, pending{a: a, body: req.batch.Body(i), seq: seq})
+			rows = append(rows, pending{batch: &req.batch, i: i, seq: seq})
 			res.New = append(res.New, store.Stored{Seq: seq, StoredAt: now, Alert: a})
 		}
 	}
@@ -492,11 +492,11 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 		if r.gone {
 			continue
 		}
-		a := &r.a
+		a := r.batch.Alert(r.i)
 		first, last := a.FirstSeen.UnixNano(), a.LastSeen.UnixNano()
 		args = append(args, r.seq, a.ID, a.Revision, a.RuleID, int(a.Severity),
 			a.Namespace, a.Pod, a.Container, a.Node, a.Workload.Kind, a.Workload.Name,
-			first, last, int64(a.Total), now.UnixNano(), r.body)
+			first, last, int64(a.Total), now.UnixNano(), r.batch.Body(r.i))
 		n++
 		deltas.Add(store.RollupKey{Namespace: a.Namespace, Pod: a.Pod, Node: a.Node, RuleID: a.RuleID,
 			Severity: int(a.Severity), Bucket: store.RollupBucketOf(last)}, last, int64(a.Total))
