@@ -145,21 +145,14 @@ func (s *Store) enter() (func(), error) {
 }
 
 // Insert implements store.Store.
-func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertResult, error) {
-	if len(batch) == 0 {
+func (s *Store) Insert(ctx context.Context, batch store.Batch) (store.InsertResult, error) {
+	n := batch.Len()
+	if n == 0 {
 		return store.InsertResult{}, nil
 	}
-	body := make([][]byte, len(batch))
-	ids := make([]string, len(batch))
-	for i := range batch {
-		if err := batch[i].Validate(); err != nil {
-			return store.InsertResult{}, fmt.Errorf("alert %d: %w: %w", i, store.ErrInvalid, err)
-		}
-		b, err := alertpb.Marshal(&batch[i])
-		if err != nil {
-			return store.InsertResult{}, err
-		}
-		body[i], ids[i] = b, batch[i].ID
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = batch.Alert(i).ID
 	}
 	leave, err := s.enter()
 	if err != nil {
@@ -178,7 +171,7 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 			rev  int64
 			node string
 		}
-		revs := make(map[string]storedRev, len(batch))
+		revs := make(map[string]storedRev, n)
 		rows, err := tx.Query(ctx, `SELECT id, revision, node FROM alerts WHERE id = ANY($1)`, ids)
 		if err != nil {
 			return fmt.Errorf("look up stored revisions: %w", err)
@@ -198,9 +191,9 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 		}
 		now := time.Now()
 		var c cols
-		at := make(map[string]int, len(batch)) // row of an ID in c
-		for i := range batch {
-			a := &batch[i]
+		at := make(map[string]int, n) // row of an ID in c
+		for i := range n {
+			a := batch.Alert(i)
 			stored, ok := revs[a.ID]
 			if ok && stored.node != a.Node {
 				res.Foreign = append(res.Foreign, a.ID)
@@ -215,11 +208,11 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 			// One statement cannot upsert a row twice: a later revision in
 			// the same batch takes the earlier one's place.
 			if k, ok := at[a.ID]; ok {
-				c.set(k, seq, a, now, body[i])
+				c.set(k, seq, &a, now, batch.Body(i))
 			} else {
-				at[a.ID] = c.add(seq, a, now, body[i])
+				at[a.ID] = c.add(seq, &a, now, batch.Body(i))
 			}
-			res.New = append(res.New, store.Stored{Seq: uint64(seq), StoredAt: now, Alert: *a})
+			res.New = append(res.New, store.Stored{Seq: uint64(seq), StoredAt: now, Alert: a})
 		}
 		if len(res.New) == 0 {
 			return nil

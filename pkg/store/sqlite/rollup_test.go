@@ -121,7 +121,7 @@ func TestRollupsStayExactAcrossMigration3(t *testing.T) {
 		}
 	}
 	batch := append(append(append(fresh, revised...), again...), revised[:5]...) // the last five are duplicates
-	r, err := s.Insert(ctx, batch)
+	r, err := s.Insert(ctx, storetest.MustBatch(t, batch))
 	if err != nil {
 		t.Fatal(err)
 	}
