@@ -46,7 +46,7 @@ func TestFirefox(t *testing.T) {
 			"#top-namespaces", "#top-pods", "#nodes", "#alerts"}},
 		{"timeline", "/timeline?namespace=team-a", "#alerts", []string{"header.top", "form.filters", "#chart-alerts",
 			"#chart-failures", "#pods", "#rules", "#alerts"}},
-		{"alert", "/alerts/" + as[4].ID, "#ocsf", []string{"header.top", "#alert-head", "#counts", "#processes", "#targets", "#ocsf"}},
+		{"alert", "/alerts/" + as[4].ID, "#ocsf", []string{"header.top", "#alert-head", "#counts", "#processes", "#targets", "#revisions", "#ocsf"}},
 		{"rules", "/rules", "#rule-list", []string{"header.top", "form.filters", "#rule-list"}},
 	} {
 		b.navigate(t, f.url+p.path)

@@ -105,6 +105,9 @@ var migrations = []string{
 	`CREATE INDEX alert_rollups_bucket ON alert_rollups (bucket);`,
 	// 5: sink cursors and leases (cursor.go).
 	sinkCursorsMigration,
+	// 6: each alert's revision history (store.AppendHistory), carried from
+	// the row a new revision replaces; rows stored before it have none.
+	`ALTER TABLE alerts ADD COLUMN history bytea;`,
 }
 
 // rollupAdd counts the rows of new_rows in their rollups.

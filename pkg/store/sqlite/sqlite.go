@@ -319,6 +319,13 @@ const upsertCols = `seq, id, revision, rule_id, severity, namespace, pod, contai
 
 const nUpsertCols = 16
 
+// insertCols are what commit writes of a row: upsertCols and the alert's
+// revision history (store.AppendHistory).
+const (
+	insertCols  = upsertCols + `, history`
+	nInsertCols = nUpsertCols + 1
+)
+
 // upsertRows is how many rows one INSERT statement carries. One: SQLite
 // runs a statement of several rows, which could fail halfway, inside a
 // statement journal that copies every page it changes (a quarter of ingest
@@ -334,8 +341,8 @@ const upsertRows = 1
 // multi-row statement needs (a copy of every page it touches).
 func upsertSQL(n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT OR ROLLBACK INTO alerts (" + upsertCols + ") VALUES ")
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", nUpsertCols), ", ") + ")"
+	b.WriteString("INSERT OR ROLLBACK INTO alerts (" + insertCols + ") VALUES ")
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", nInsertCols), ", ") + ")"
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
@@ -349,11 +356,12 @@ func upsertSQL(n int) string {
 const lookupChunk = 500
 
 // storedRevisions returns the stored revision of each of ids that exists.
-// storedRev is what commit needs of a stored alert: its revision and the
-// node that owns its ID.
+// storedRev is what commit needs of a stored alert: its revision, the
+// node that owns its ID, and its history, which the next revision extends.
 type storedRev struct {
-	rev  uint32
-	node string
+	rev     uint32
+	node    string
+	history []byte
 }
 
 func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]storedRev, error) {
@@ -364,7 +372,7 @@ func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, revision, node FROM alerts WHERE id IN (`+
+		rows, err := tx.QueryContext(ctx, `SELECT id, revision, node, history FROM alerts WHERE id IN (`+
 			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, args...)
 		if err != nil {
 			return nil, err
@@ -372,7 +380,7 @@ func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]
 		for rows.Next() {
 			var id string
 			var r storedRev
-			if err := rows.Scan(&id, &r.rev, &r.node); err != nil {
+			if err := rows.Scan(&id, &r.rev, &r.node, &r.history); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -425,10 +433,11 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 	// did).
 	results := make([]store.InsertResult, len(group))
 	type pending struct {
-		batch *store.Batch
-		i     int // in batch
-		seq   uint64
-		gone  bool // a later revision in the group replaced it
+		batch   *store.Batch
+		i       int // in batch
+		seq     uint64
+		history []byte
+		gone    bool // a later revision in the group replaced it
 	}
 	var rows []pending
 	latest := map[string]int{} // ID -> index in rows of its latest revision
@@ -448,15 +457,18 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 			}
 			// Later revisions of the same alert in this group compare
 			// against this one.
-			revs[a.ID] = storedRev{a.Revision, a.Node}
 			seq++
+			prev := stored.history
 			if j, again := latest[a.ID]; again {
 				rows[j].gone = true
+				prev = rows[j].history
 			} else if ok {
 				replaced = append(replaced, a.ID)
 			}
+			revs[a.ID] = storedRev{rev: a.Revision, node: a.Node}
 			latest[a.ID] = len(rows)
-			rows = append(rows, pending{batch: &req.batch, i: i, seq: seq})
+			rows = append(rows, pending{batch: &req.batch, i: i, seq: seq,
+				history: store.AppendHistory(prev, &a, seq, now)})
 			res.New = append(res.New, store.Stored{Seq: seq, StoredAt: now, Alert: a})
 		}
 	}
@@ -469,7 +481,7 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 			return nil, fmt.Errorf("replace stored revisions: %w", err)
 		}
 	}
-	args := make([]any, 0, upsertRows*nUpsertCols)
+	args := make([]any, 0, upsertRows*nInsertCols)
 	n := 0
 	flush := func() error {
 		if n == 0 {
@@ -496,7 +508,7 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 		first, last := a.FirstSeen.UnixNano(), a.LastSeen.UnixNano()
 		args = append(args, r.seq, a.ID, a.Revision, a.RuleID, int(a.Severity),
 			a.Namespace, a.Pod, a.Container, a.Node, a.Workload.Kind, a.Workload.Name,
-			first, last, int64(a.Total), now.UnixNano(), r.batch.Body(r.i))
+			first, last, int64(a.Total), now.UnixNano(), r.batch.Body(r.i), r.history)
 		n++
 		deltas.Add(store.RollupKey{Namespace: a.Namespace, Pod: a.Pod, Node: a.Node, RuleID: a.RuleID,
 			Severity: int(a.Severity), Bucket: store.RollupBucketOf(last)}, last, int64(a.Total))
