@@ -22,12 +22,13 @@ include mk/otelcol.mk
 #             from its binaries); containerd, runc, the CNI plugins, iptables,
 #             conntrack, iproute2 and util-linux (the e2e node); busybox-static
 #             (the e2e workload image); chromium (the web UI's browser tests,
-#             pkg/ui, driven headless with chromedp); rsyslog (pkg/sink's
+#             pkg/ui, driven headless with chromedp) and firefox-esr (the same
+#             pages over WebDriver BiDi); rsyslog (pkg/sink's
 #             tests start a private rsyslogd as a real syslog receiver).
 #   bench:    bpftrace and libbpf-tools' syscount, the baselines of make bench.
 DEPS_GENERATE := clang-19 llvm-19 libbpf-dev
 DEPS_TEST     := git ca-certificates postgresql containerd runc containernetworking-plugins \
-	iptables conntrack iproute2 util-linux busybox-static chromium rsyslog
+	iptables conntrack iproute2 util-linux busybox-static chromium firefox-esr rsyslog
 DEPS_BENCH    := bpftrace libbpf-tools
 
 # Where make test and make e2e keep the output of go test, and

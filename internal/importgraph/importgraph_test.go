@@ -21,6 +21,7 @@ var vocabulary = []string{
 	"pkg/syscalls",
 	"pkg/store", // the package alone: types and role interfaces, no driver
 	"pkg/alertpb",
+	"pkg/alertpb/querypb", // the query API's conversion of the store's types
 }
 
 // stages is the order data flows in, earliest first: a package may import

@@ -97,6 +97,13 @@ func start() (*Env, error) {
 	return &Env{Config: cfg, Client: cs, env: te}, nil
 }
 
+// ServiceAccountKeyFile is the PEM file of the key the API server signs
+// ServiceAccount tokens with: tests re-sign a real token with it to make,
+// say, a genuinely expired one.
+func (e *Env) ServiceAccountKeyFile() string {
+	return filepath.Join(e.env.ControlPlane.APIServer.CertDir, "sa-signer.key")
+}
+
 // Stop stops the control plane.
 func (e *Env) Stop() error {
 	if e == nil || e.env == nil {

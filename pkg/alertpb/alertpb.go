@@ -1,9 +1,11 @@
-// Package alertpb is the one place where errnowatch's Go models meet the
-// wire model (api/errnowatch/v1): alerts and their stored body, stored
-// revisions, summaries and filters convert here, and the gRPC status
-// vocabulary (a batch never to resend, when to retry, a bad request) is
-// defined here for both ends. Delivery uses it to send, the collector to
-// receive and answer, the CLI to print what it read.
+// Package alertpb is the one place where errnowatch's Go alert model meets
+// the wire model (api/errnowatch/v1): alerts and their stored body convert
+// here, and the gRPC status vocabulary (a batch never to resend, when to
+// retry, a bad request) is defined here for both ends. Delivery uses it to
+// send, the collector to receive, pkg/store to encode the bodies it stores,
+// the CLI to print what it read. The query API's stored revisions,
+// summaries and filters convert in querypb, beside it: they are pkg/store's
+// types, and pkg/store imports this package.
 package alertpb
 
 import (
@@ -204,6 +206,58 @@ func Marshal(a *alert.Alert) ([]byte, error) {
 		return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
 	}
 	return b, nil
+}
+
+// ReceivedBody is the stored body of an alert received as p, which
+// FromProto converted to a: the same bytes as Marshal(a), made from the
+// wire message the collector already holds instead of converting a back to
+// protobuf. p serves only when it holds nothing FromProto drops: fields
+// this version does not know (a newer agent's, or a hostile one's padding)
+// and an empty workload message; else the body is Marshal(a). Either way
+// what is stored is exactly what was converted and validated.
+func ReceivedBody(p *errnowatchv1.Alert, a *alert.Alert) ([]byte, error) {
+	if !onlyKnown(p) {
+		return Marshal(a)
+	}
+	b, err := proto.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode alert %s: %w", a.ID, err)
+	}
+	return b, nil
+}
+
+// onlyKnown reports whether p and every message in it hold only fields
+// FromProto converts, so that re-encoding p is Marshal of its conversion.
+func onlyKnown(p *errnowatchv1.Alert) bool {
+	known := func(m proto.Message) bool { return len(m.ProtoReflect().GetUnknown()) == 0 }
+	if !known(p) {
+		return false
+	}
+	if w := p.GetWorkload(); w != nil && (!known(w) || w.GetKind() == "" && w.GetName() == "") {
+		return false
+	}
+	if ts := p.GetFirstSeen(); ts != nil && !known(ts) {
+		return false
+	}
+	if ts := p.GetLastSeen(); ts != nil && !known(ts) {
+		return false
+	}
+	for _, m := range p.GetProcesses() {
+		if !known(m) {
+			return false
+		}
+	}
+	for _, m := range p.GetCounts() {
+		if !known(m) {
+			return false
+		}
+	}
+	for _, m := range p.GetTargets() {
+		if !known(m) {
+			return false
+		}
+	}
+	return true
 }
 
 // Unmarshal decodes what Marshal encoded.

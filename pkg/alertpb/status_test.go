@@ -1,4 +1,4 @@
-package alertpb
+package alertpb_test
 
 import (
 	"errors"
@@ -7,26 +7,28 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 )
 
 func TestStatusVocabulary(t *testing.T) {
-	if seq, ok := RejectedBatch(InvalidBatch(77, "bad")); !ok || seq != 77 {
-		t.Errorf("RejectedBatch(InvalidBatch(77)) = %d, %v", seq, ok)
+	if seq, ok := alertpb.RejectedBatch(alertpb.InvalidBatch(77, "bad")); !ok || seq != 77 {
+		t.Errorf("alertpb.RejectedBatch(alertpb.InvalidBatch(77)) = %d, %v", seq, ok)
 	}
-	if _, ok := RejectedBatch(errors.New("plain")); ok {
-		t.Errorf("RejectedBatch accepted a plain error")
+	if _, ok := alertpb.RejectedBatch(errors.New("plain")); ok {
+		t.Errorf("alertpb.RejectedBatch accepted a plain error")
 	}
-	if _, ok := RejectedBatch(status.Error(codes.InvalidArgument, "no details")); ok {
-		t.Errorf("RejectedBatch accepted an INVALID_ARGUMENT without ErrorInfo")
+	if _, ok := alertpb.RejectedBatch(status.Error(codes.InvalidArgument, "no details")); ok {
+		t.Errorf("alertpb.RejectedBatch accepted an INVALID_ARGUMENT without ErrorInfo")
 	}
-	if Retryable(status.Error(codes.PermissionDenied, "x")) || !Retryable(status.Error(codes.Unavailable, "x")) {
-		t.Errorf("Retryable misclassifies PERMISSION_DENIED or UNAVAILABLE")
+	if alertpb.Retryable(status.Error(codes.PermissionDenied, "x")) || !alertpb.Retryable(status.Error(codes.Unavailable, "x")) {
+		t.Errorf("alertpb.Retryable misclassifies PERMISSION_DENIED or UNAVAILABLE")
 	}
-	err := Exhausted("slow down", 3*time.Second)
-	if d, ok := RetryDelay(err); !ok || d != 3*time.Second || !Retryable(err) {
-		t.Errorf("RetryDelay(Exhausted(3s)) = %v, %v", d, ok)
+	err := alertpb.Exhausted("slow down", 3*time.Second)
+	if d, ok := alertpb.RetryDelay(err); !ok || d != 3*time.Second || !alertpb.Retryable(err) {
+		t.Errorf("alertpb.RetryDelay(alertpb.Exhausted(3s)) = %v, %v", d, ok)
 	}
-	if status.Code(BadRequest("page_size", "negative")) != codes.InvalidArgument {
-		t.Errorf("BadRequest is not INVALID_ARGUMENT")
+	if status.Code(alertpb.BadRequest("page_size", "negative")) != codes.InvalidArgument {
+		t.Errorf("alertpb.BadRequest is not INVALID_ARGUMENT")
 	}
 }

@@ -183,7 +183,7 @@ func millionAlerts(b *testing.B) *sqlite.Store {
 		const total, chunk = 1_000_000, 20000
 		t0 := time.Now()
 		for i := 0; i < total; i += chunk {
-			if _, err := st.Insert(context.Background(), storetest.Alerts(millionShape, time.Now().Add(-time.Hour), i, chunk)); err != nil {
+			if _, err := st.Insert(context.Background(), storetest.MustBatch(b, storetest.Alerts(millionShape, time.Now().Add(-time.Hour), i, chunk))); err != nil {
 				million.err = err
 				st.Close()
 				return

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/internal/testenv"
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/collector"
@@ -31,8 +32,7 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	stopKube()
+	code := testenv.Main(m)
 	removeMillion()
 	if code == 0 {
 		// klog's flush daemon lives for the process once client-go loads.

@@ -13,7 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
-	"github.com/errnowatch/errnowatch/pkg/alertpb"
+	"github.com/errnowatch/errnowatch/pkg/alertpb/querypb"
 )
 
 // The fuzz targets below run their seed corpora (testdata/fuzz/...) in
@@ -72,7 +72,7 @@ func FuzzAlertFilter(f *testing.F) {
 		if proto.Unmarshal(b, &p) != nil {
 			return
 		}
-		got, err := alertpb.FilterFromProto(&p)
+		got, err := querypb.FilterFromProto(&p)
 		if err != nil {
 			if status.Code(err) != codes.InvalidArgument {
 				t.Fatalf("filterFromProto = %v, want INVALID_ARGUMENT", err)
@@ -124,7 +124,7 @@ func FuzzStreamRequest(f *testing.F) {
 		if proto.Unmarshal(b, &r) != nil {
 			return
 		}
-		_, err := alertpb.FilterFromProto(r.GetFilter())
+		_, err := querypb.FilterFromProto(r.GetFilter())
 		var hb time.Duration
 		if err == nil {
 			hb, err = heartbeatInterval(&r, 15*time.Second)

@@ -14,7 +14,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
-	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
@@ -117,6 +116,11 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 // may name: an alert for another node fails the batch with
 // PERMISSION_DENIED (the agent keeps it; its node name is misconfigured, or
 // it is not an agent).
+//
+// This is the boundary where received alerts are checked, once: each is
+// bounded (alertpb.CheckLimits), then converted, validated and encoded for
+// the store by store.Batch.AddReceived, whose body is the received message
+// itself; the store writes the batch as it is.
 func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req *errnowatchv1.PublishAlertsRequest) (*errnowatchv1.PublishAlertsResponse, error) {
 	seq := req.GetBatchSequence()
 	n := len(req.GetAlerts())
@@ -124,16 +128,14 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 		s.metrics.refuse(refusedBatch, 1)
 		return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("batch has %d alerts, at most %d are allowed: send smaller batches", n, s.cfg.MaxBatchAlerts))
 	}
-	batch := make([]alert.Alert, n)
+	var batch store.Batch
+	batch.Grow(n)
 	for i, p := range req.GetAlerts() {
 		if err := alertpb.CheckLimits(p, s.cfg.MaxAlertBytes); err != nil {
 			s.metrics.refuse(refusedTooLarge, 1)
 			return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
 		}
-		a, err := alertpb.FromProto(p)
-		if err == nil {
-			err = a.Validate()
-		}
+		a, err := batch.AddReceived(p)
 		if err != nil {
 			s.metrics.refuse(refusedInvalid, 1)
 			return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
@@ -144,7 +146,6 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 				"batch %d, alert %d is for node %q but this agent runs on node %q: an agent publishes its own node's alerts only (check its NODE_NAME)",
 				seq, i, a.Node, node)
 		}
-		batch[i] = a
 	}
 	if err := waitBudget(ctx, lim, n, s.cfg.IngestMaxWait); err != nil {
 		if status.Code(err) == codes.ResourceExhausted {
@@ -154,8 +155,6 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 	}
 	res, err := s.inserter.Insert(ctx, batch)
 	switch {
-	case errors.Is(err, store.ErrInvalid):
-		return nil, alertpb.InvalidBatch(seq, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return nil, status.FromContextError(err).Err()
 	case err != nil:

@@ -10,9 +10,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"os"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,9 +21,9 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/internal/testenv"
 	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/collector/client"
@@ -33,51 +31,12 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/store/storetest"
 )
 
-var kube struct {
-	once   sync.Once
-	env    *envtest.Environment
-	client kubernetes.Interface
-	err    error
-}
-
-// startKube starts one real kube-apiserver and etcd (envtest) for the
-// package; TestMain stops it.
-func startKube(t *testing.T) (*envtest.Environment, kubernetes.Interface) {
+// startKube is the package's real kube-apiserver and etcd (envtest), which
+// TestMain stops.
+func startKube(t *testing.T) (*testenv.Env, kubernetes.Interface) {
 	t.Helper()
-	kube.once.Do(func() {
-		bin, err := filepath.Abs("../../bin")
-		if err != nil {
-			kube.err = err
-			return
-		}
-		if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-			bin = d
-		}
-		for _, name := range []string{"kube-apiserver", "etcd"} {
-			if _, err := os.Stat(filepath.Join(bin, name)); err != nil {
-				kube.err = err
-				return
-			}
-		}
-		env := &envtest.Environment{BinaryAssetsDirectory: bin}
-		cfg, err := env.Start()
-		if err != nil {
-			kube.err = err
-			return
-		}
-		kube.env = env
-		kube.client, kube.err = kubernetes.NewForConfig(cfg)
-	})
-	if kube.err != nil {
-		t.Fatalf("start kube-apiserver and etcd from bin/ (run `make kube-bins` to build them): %v", kube.err)
-	}
-	return kube.env, kube.client
-}
-
-func stopKube() {
-	if kube.env != nil {
-		_ = kube.env.Stop()
-	}
+	env := testenv.Shared(t)
+	return env, env.Client
 }
 
 func must(t *testing.T, err error) {
@@ -103,7 +62,7 @@ func token(t *testing.T, k kubernetes.Interface, ns, sa string, audiences ...str
 // server's own ServiceAccount signing key: with a shift of hours into the
 // past it is a genuine expired token (TokenRequest refuses lifetimes under
 // ten minutes, so waiting for one to expire is no option).
-func resign(t *testing.T, env *envtest.Environment, tok string, shift time.Duration) string {
+func resign(t *testing.T, env *testenv.Env, tok string, shift time.Duration) string {
 	t.Helper()
 	parts := strings.Split(tok, ".")
 	if len(parts) != 3 {
@@ -122,7 +81,7 @@ func resign(t *testing.T, env *envtest.Environment, tok string, shift time.Durat
 	payload, _ = json.Marshal(claims)
 	signed := parts[0] + "." + base64.RawURLEncoding.EncodeToString(payload)
 
-	keyPEM, err := os.ReadFile(filepath.Join(env.ControlPlane.APIServer.CertDir, "sa-signer.key"))
+	keyPEM, err := os.ReadFile(env.ServiceAccountKeyFile())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
+	"github.com/errnowatch/errnowatch/pkg/alertpb/querypb"
 	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
@@ -66,7 +67,7 @@ func (qs *queryService) ListAlerts(ctx context.Context, req *errnowatchv1.ListAl
 	resp := &errnowatchv1.ListAlertsResponse{Alerts: make([]*errnowatchv1.StoredAlert, 0, len(page))}
 	bytes := 0
 	for i := range page {
-		p := alertpb.StoredToProto(&page[i])
+		p := querypb.StoredToProto(&page[i])
 		// The page ends at its byte budget (always after one alert, so a
 		// page is never empty); the token resumes after the last alert
 		// sent.
@@ -97,7 +98,7 @@ func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.S
 	}
 	resp := &errnowatchv1.SummarizeAlertsResponse{Pods: make([]*errnowatchv1.PodSummary, len(sums))}
 	for i := range sums {
-		resp.Pods[i] = alertpb.SummaryToProto(&sums[i])
+		resp.Pods[i] = querypb.SummaryToProto(&sums[i])
 	}
 	// Worst first: the pods a person should look at lead the table. The
 	// store's order (namespace, pod, node) breaks ties.
@@ -109,7 +110,7 @@ func (qs *queryService) SummarizeAlerts(ctx context.Context, req *errnowatchv1.S
 // checked (and, with check, the call's own arguments), then the caller's
 // right to verb the filter's namespace, then its query rate.
 func (s *Server) admit(ctx context.Context, verb string, p *errnowatchv1.AlertFilter, check func() error) (store.Filter, error) {
-	f, err := alertpb.FilterFromProto(p)
+	f, err := querypb.FilterFromProto(p)
 	if err != nil {
 		return store.Filter{}, err
 	}
@@ -328,7 +329,7 @@ func (sub *subscriber) sendAfter(ctx context.Context, limit int) (n, bytes int, 
 	}
 	for i := range revs {
 		m := &errnowatchv1.StreamAlertsResponse{Event: &errnowatchv1.StreamAlertsResponse_Alert{
-			Alert: alertpb.StoredToProto(&revs[i]),
+			Alert: querypb.StoredToProto(&revs[i]),
 		}}
 		if err := sub.send(m); err != nil {
 			return 0, 0, err

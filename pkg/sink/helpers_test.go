@@ -39,7 +39,7 @@ func openStoreAt(t testing.TB, path string) *sqlite.Store {
 
 func insert(t testing.TB, s store.Store, alerts []alert.Alert) {
 	t.Helper()
-	if _, err := s.Insert(context.Background(), alerts); err != nil {
+	if _, err := s.Insert(context.Background(), storetest.MustBatch(t, alerts)); err != nil {
 		t.Fatalf("insert %d alerts: %v", len(alerts), err)
 	}
 }

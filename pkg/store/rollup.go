@@ -167,7 +167,7 @@ var KeyCols = []string{"namespace", "pod", "node", "rule_id", "severity", "bucke
 const allKeys = ByNamespace | ByPod | ByNode | ByRule | BySeverity
 
 // The rollups, finest first: each table's Source comes before it, which is
-// the order the stores update them in. Migration 6 of both stores created
+// the order the stores update them in. Migration 7 of both stores created
 // the derived ones from this list: changing it needs a new migration.
 //
 // alert_rollups (namespace first, and an index on the bucket) answers

@@ -2,8 +2,11 @@
 // role interfaces the collector's services use (Inserter for ingest, Reader
 // for queries and the SIEM stream, Retainer for retention; Store is all of
 // them for wiring), the types they exchange, and what both implementations
-// share: the migration runner (Migrate) and the paging of List (Page). Implementations live in sub-packages (sqlite,
-// postgres) and must pass the conformance suite in storetest.
+// share: the migration runner (Migrate), the paging of List (Page) and the
+// Batch an Insert takes, the one place alerts are validated and their
+// bodies encoded before they are stored. Implementations live in
+// sub-packages (sqlite, postgres) and must pass the conformance suite in
+// storetest.
 //
 // Both stores keep one body encoding (alertpb.Marshal, protobuf) and keep exact
 // rollups per namespace, pod, node, rule, severity and hour of LastSeen,
@@ -25,8 +28,8 @@ var (
 	// ErrCorrupt wraps what an integrity check found wrong with a store's
 	// files; the store does not open.
 	ErrCorrupt = errors.New("store is corrupt")
-	// ErrInvalid wraps the reason Insert refused an alert; the batch is not
-	// stored and resending it cannot succeed.
+	// ErrInvalid wraps the reason NewBatch refused an alert; the batch is
+	// not stored and resending it cannot succeed.
 	ErrInvalid = errors.New("invalid alert")
 )
 
@@ -169,9 +172,10 @@ type Inserter interface {
 	// whole batch survives a crash; on error nothing of it is stored. An
 	// alert whose (ID, Revision) is new and higher than the stored revision
 	// replaces it under a new sequence, if it names the stored alert's node
-	// (else it is Foreign); otherwise it is a duplicate. Alerts
-	// must be valid (alert.Validate); an invalid one fails the batch.
-	Insert(ctx context.Context, batch []alert.Alert) (InsertResult, error)
+	// (else it is Foreign); otherwise it is a duplicate. The batch was
+	// validated and its bodies encoded when it was made (NewBatch): Insert
+	// writes them as they are.
+	Insert(ctx context.Context, batch Batch) (InsertResult, error)
 }
 
 // Reader is the role queries and the SIEM stream need: they read what was

@@ -54,7 +54,7 @@ func millionAlerts(b *testing.B) (*sqlite.Store, []string) {
 				at := now.Add(-span + span/benchAlerts*time.Duration(i+k))
 				as[k].FirstSeen, as[k].LastSeen = at, at.Add(time.Duration(k%7)*time.Second)
 			}
-			if _, err := st.Insert(context.Background(), as); err != nil {
+			if _, err := st.Insert(context.Background(), storetest.MustBatch(b, as)); err != nil {
 				benchStore.err = err
 				st.Close()
 				return

@@ -117,11 +117,18 @@ type layout struct {
 // set, the screenshot is written there as name.png (make screenshots).
 func checkLayout(t *testing.T, ctx context.Context, name string, sels ...string) {
 	t.Helper()
+	l := value(t, ctx, "measure "+name, chromedp.Evaluate[layout](layoutJS(sels)))
+	shot := value(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	checkShot(t, name, l, shot)
+}
+
+// layoutJS measures the regions sels and the window, as a layout.
+func layoutJS(sels []string) string {
 	quoted := make([]string, len(sels))
 	for i, s := range sels {
 		quoted[i] = fmt.Sprintf("%q", s)
 	}
-	js := `(() => {
+	return `(() => {
 		const boxes = [` + strings.Join(quoted, ",") + `].map(sel => {
 			const e = document.querySelector(sel);
 			if (!e) return {Sel: sel, X: 0, Y: 0, W: 0, H: 0};
@@ -130,8 +137,12 @@ func checkLayout(t *testing.T, ctx context.Context, name string, sels ...string)
 		});
 		return {Boxes: boxes, ScrollWidth: document.documentElement.scrollWidth, InnerWidth: innerWidth, DPR: devicePixelRatio};
 	})()`
-	l := value(t, ctx, "measure "+name, chromedp.Evaluate[layout](js))
-	shot := value(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+}
+
+// checkShot checks a page's measured layout against its full-page
+// screenshot, whichever browser took them (see checkLayout).
+func checkShot(t *testing.T, name string, l layout, shot []byte) {
+	t.Helper()
 	if l.ScrollWidth > l.InnerWidth+1 {
 		t.Errorf("%s scrolls sideways: %v wide in a %v window", name, l.ScrollWidth, l.InnerWidth)
 	}

@@ -11,10 +11,8 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,9 +23,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+	"github.com/errnowatch/errnowatch/internal/testenv"
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/auth"
@@ -39,46 +37,15 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
+	code := testenv.Main(m)
 	removeBenchStore()
-	if kube.env != nil {
-		_ = kube.env.Stop()
-	}
 	os.Exit(code)
 }
 
-// kube is one real kube-apiserver and etcd (envtest) for the package.
-var kube struct {
-	once   sync.Once
-	env    *envtest.Environment
-	client kubernetes.Interface
-	err    error
-}
-
+// startKube is the package's real kube-apiserver and etcd (envtest).
 func startKube(t *testing.T) kubernetes.Interface {
 	t.Helper()
-	kube.once.Do(func() {
-		bin, err := filepath.Abs("../../bin")
-		if err != nil {
-			kube.err = err
-			return
-		}
-		if d := os.Getenv("KUBEBUILDER_ASSETS"); d != "" {
-			bin = d
-		}
-		env := &envtest.Environment{BinaryAssetsDirectory: bin}
-		cfg, err := env.Start()
-		if err != nil {
-			kube.err = err
-			return
-		}
-		kube.env = env
-		kube.client, kube.err = kubernetes.NewForConfig(cfg)
-	})
-	if kube.err != nil {
-		t.Fatalf("start kube-apiserver and etcd from bin/ (run `make kube-bins` to build them): %v", kube.err)
-	}
-	return kube.client
+	return testenv.Shared(t).Client
 }
 
 // fixture is a collector over a SQLite store serving the web UI over TLS,

@@ -38,7 +38,7 @@ func TestLayoutTimeline(t *testing.T) {
 func TestLayoutAlert(t *testing.T) {
 	f, as, ctx := signedInBrowser(t)
 	run(t, ctx, "alert", chromedp.Navigate(f.url+"/alerts/"+as[4].ID), chromedp.WaitVisible(chromedp.CSS("#ocsf")))
-	checkLayout(t, ctx, "alert", "header.top", "#alert-head", "#counts", "#processes", "#targets", "#ocsf")
+	checkLayout(t, ctx, "alert", "header.top", "#alert-head", "#counts", "#processes", "#targets", "#revisions", "#ocsf")
 }
 
 func TestLayoutRules(t *testing.T) {

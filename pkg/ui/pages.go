@@ -406,6 +406,11 @@ type AlertData struct {
 	Stored   store.Stored
 	Workload string
 	OCSF     string
+	// Revisions are the stored revisions that led to this one, newest
+	// first (store.HistoryReader); HistoryErr says why there are none
+	// when the history could not be read.
+	Revisions  []store.Revision
+	HistoryErr string
 }
 
 func (s *Server) alertPage(w http.ResponseWriter, r *http.Request) {
@@ -439,6 +444,18 @@ func (s *Server) alertPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := AlertData{Stored: st}
+	revs, err := s.src.History(v.ctx, id)
+	if err != nil {
+		s.log.Warn("read alert history", zap.String("id", id), zap.Error(err))
+		d.HistoryErr = "The history of this alert could not be read (see the collector's log)."
+	}
+	if len(revs) == 0 && err == nil {
+		// Stored before histories were kept: the alert itself is all.
+		revs = []store.Revision{{Revision: st.Alert.Revision, Seq: st.Seq, StoredAt: st.StoredAt,
+			LastSeen: st.Alert.LastSeen, Severity: st.Alert.Severity, Total: st.Alert.Total, Message: st.Alert.Message}}
+	}
+	slices.Reverse(revs)
+	d.Revisions = revs
 	if st.Alert.Workload.Kind != "" {
 		d.Workload = st.Alert.Workload.Kind + "/" + st.Alert.Workload.Name
 	}

@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"fmt"
 	"net/url"
 	"slices"
 	"strings"
@@ -98,6 +99,25 @@ func TestPagesRender(t *testing.T) {
 		}
 		if !strings.Contains(ocsf, `"class_uid": 2004`) || !strings.Contains(ocsf, a.ID) {
 			t.Fatalf("OCSF of the alert:\n%s", ocsf)
+		}
+	})
+	t.Run("alert revisions", func(t *testing.T) {
+		// Three more revisions of one alert through the collector's ingest:
+		// the page lists all four, newest first, each with its failures.
+		a := as[7]
+		for n := uint32(2); n <= 4; n++ {
+			r := a
+			r.Revision, r.Total, r.Message = n, uint64(n)*100, fmt.Sprintf("revision %d of the alert", n)
+			r.LastSeen = a.LastSeen.Add(time.Duration(n) * time.Minute)
+			f.publish(t, r)
+		}
+		run(t, ctx, "alert", chromedp.Navigate(f.url+"/alerts/"+a.ID), chromedp.WaitVisible(chromedp.CSS("#revisions tbody tr")))
+		rows := value(t, ctx, "revisions", chromedp.Evaluate[[]string](
+			`[...document.querySelectorAll("#revisions tbody tr")].map(r => r.cells[0].textContent + " " + r.cells[4].textContent + " " + r.cells[5].textContent)`))
+		want := []string{"4 400 revision 4 of the alert", "3 300 revision 3 of the alert", "2 200 revision 2 of the alert",
+			fmt.Sprintf("1 %d %s", a.Total, a.Message)}
+		if !slices.Equal(rows, want) {
+			t.Fatalf("revisions on the alert page:\n%q\nwant\n%q", rows, want)
 		}
 	})
 	t.Run("rules", func(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
 // page is what every template gets.
@@ -29,8 +30,10 @@ type page struct {
 }
 
 var funcs = template.FuncMap{
-	"sevClass": func(s alert.Severity) string { return "sev-" + s.String() },
-	"utc":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " UTC" },
+	"maxHistory":        func() int { return store.MaxHistory },
+	"maxHistoryMessage": func() int { return store.MaxHistoryMessage },
+	"sevClass":          func(s alert.Severity) string { return "sev-" + s.String() },
+	"utc":               func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " UTC" },
 	"ago": func(t time.Time) string {
 		d := time.Since(t).Round(time.Second)
 		switch {

@@ -31,6 +31,7 @@ type Source interface {
 	ReadAfter(ctx context.Context, after uint64, f store.Filter, limit int) ([]store.Stored, uint64, error)
 	LastSeq(ctx context.Context) (uint64, error)
 	store.UIReader
+	store.HistoryReader
 }
 
 // Wake returns the newest stored sequence and a channel closed when a newer

@@ -106,7 +106,10 @@ var migrations = []string{
 	`CREATE INDEX alert_rollups_bucket ON alert_rollups (bucket);`,
 	// 5: sink cursors and leases (cursor.go).
 	sinkCursorsMigration,
-	// 6: web UI (issue 17): the derived rollups of store.RollupTables (per
+	// 6: each alert's revision history (store.AppendHistory), carried from
+	// the row a new revision replaces; rows stored before it have none.
+	`ALTER TABLE alerts ADD COLUMN history bytea;`,
+	// 7: web UI (issue 17): the derived rollups of store.RollupTables (per
 	// pod by time, without the pod, without pod and node; by hour and by
 	// day), so that a cluster-wide page reads rows per rule or node rather
 	// than one per alert. Filled from alert_rollups, then kept by statement

@@ -145,21 +145,14 @@ func (s *Store) enter() (func(), error) {
 }
 
 // Insert implements store.Store.
-func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertResult, error) {
-	if len(batch) == 0 {
+func (s *Store) Insert(ctx context.Context, batch store.Batch) (store.InsertResult, error) {
+	n := batch.Len()
+	if n == 0 {
 		return store.InsertResult{}, nil
 	}
-	body := make([][]byte, len(batch))
-	ids := make([]string, len(batch))
-	for i := range batch {
-		if err := batch[i].Validate(); err != nil {
-			return store.InsertResult{}, fmt.Errorf("alert %d: %w: %w", i, store.ErrInvalid, err)
-		}
-		b, err := alertpb.Marshal(&batch[i])
-		if err != nil {
-			return store.InsertResult{}, err
-		}
-		body[i], ids[i] = b, batch[i].ID
+	ids := make([]string, n)
+	for i := range n {
+		ids[i] = batch.Alert(i).ID
 	}
 	leave, err := s.enter()
 	if err != nil {
@@ -175,18 +168,19 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 			return fmt.Errorf("lock sequence: %w", err)
 		}
 		type storedRev struct {
-			rev  int64
-			node string
+			rev     int64
+			node    string
+			history []byte
 		}
-		revs := make(map[string]storedRev, len(batch))
-		rows, err := tx.Query(ctx, `SELECT id, revision, node FROM alerts WHERE id = ANY($1)`, ids)
+		revs := make(map[string]storedRev, n)
+		rows, err := tx.Query(ctx, `SELECT id, revision, node, history FROM alerts WHERE id = ANY($1)`, ids)
 		if err != nil {
 			return fmt.Errorf("look up stored revisions: %w", err)
 		}
 		for rows.Next() {
 			var id string
 			var r storedRev
-			if err := rows.Scan(&id, &r.rev, &r.node); err != nil {
+			if err := rows.Scan(&id, &r.rev, &r.node, &r.history); err != nil {
 				rows.Close()
 				return fmt.Errorf("look up stored revisions: %w", err)
 			}
@@ -198,9 +192,9 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 		}
 		now := time.Now()
 		var c cols
-		at := make(map[string]int, len(batch)) // row of an ID in c
-		for i := range batch {
-			a := &batch[i]
+		at := make(map[string]int, n) // row of an ID in c
+		for i := range n {
+			a := batch.Alert(i)
 			stored, ok := revs[a.ID]
 			if ok && stored.node != a.Node {
 				res.Foreign = append(res.Foreign, a.ID)
@@ -210,22 +204,23 @@ func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertRe
 				res.Duplicates++
 				continue
 			}
-			revs[a.ID] = storedRev{int64(a.Revision), a.Node}
 			seq++
 			// One statement cannot upsert a row twice: a later revision in
-			// the same batch takes the earlier one's place.
+			// the same batch takes the earlier one's place, and extends its
+			// history.
 			if k, ok := at[a.ID]; ok {
-				c.set(k, seq, a, now, body[i])
+				c.set(k, seq, &a, now, batch.Body(i), store.AppendHistory(c.history[k], &a, uint64(seq), now))
 			} else {
-				at[a.ID] = c.add(seq, a, now, body[i])
+				at[a.ID] = c.add(seq, &a, now, batch.Body(i), store.AppendHistory(stored.history, &a, uint64(seq), now))
 			}
-			res.New = append(res.New, store.Stored{Seq: uint64(seq), StoredAt: now, Alert: *a})
+			revs[a.ID] = storedRev{rev: int64(a.Revision), node: a.Node}
+			res.New = append(res.New, store.Stored{Seq: uint64(seq), StoredAt: now, Alert: a})
 		}
 		if len(res.New) == 0 {
 			return nil
 		}
 		if _, err := tx.Exec(ctx, upsertSQL, c.seq, c.id, c.revision, c.ruleID, c.severity, c.namespace, c.pod,
-			c.container, c.node, c.wkind, c.wname, c.first, c.last, c.total, c.stored, c.body); err != nil {
+			c.container, c.node, c.wkind, c.wname, c.first, c.last, c.total, c.stored, c.body, c.history); err != nil {
 			return fmt.Errorf("store alerts: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `UPDATE store_meta SET value = $1 WHERE key = 'last_seq'`, seq); err != nil {
@@ -248,10 +243,10 @@ type cols struct {
 	severity                                  []int32
 	id, ruleID, namespace, pod, container     []string
 	node, wkind, wname                        []string
-	body                                      [][]byte
+	body, history                             [][]byte
 }
 
-func (c *cols) add(seq int64, a *alert.Alert, now time.Time, body []byte) int {
+func (c *cols) add(seq int64, a *alert.Alert, now time.Time, body, history []byte) int {
 	c.seq = append(c.seq, 0)
 	c.id = append(c.id, "")
 	c.revision = append(c.revision, 0)
@@ -268,28 +263,30 @@ func (c *cols) add(seq int64, a *alert.Alert, now time.Time, body []byte) int {
 	c.total = append(c.total, 0)
 	c.stored = append(c.stored, 0)
 	c.body = append(c.body, nil)
+	c.history = append(c.history, nil)
 	k := len(c.seq) - 1
-	c.set(k, seq, a, now, body)
+	c.set(k, seq, a, now, body, history)
 	return k
 }
 
-func (c *cols) set(k int, seq int64, a *alert.Alert, now time.Time, body []byte) {
+func (c *cols) set(k int, seq int64, a *alert.Alert, now time.Time, body, history []byte) {
 	c.seq[k], c.id[k], c.revision[k], c.ruleID[k] = seq, a.ID, int64(a.Revision), a.RuleID
 	c.severity[k], c.namespace[k], c.pod[k], c.container[k] = int32(a.Severity), a.Namespace, a.Pod, a.Container
 	c.node[k], c.wkind[k], c.wname[k] = a.Node, a.Workload.Kind, a.Workload.Name
 	c.first[k], c.last[k], c.total[k] = a.FirstSeen.UnixNano(), a.LastSeen.UnixNano(), int64(a.Total)
-	c.stored[k], c.body[k] = now.UnixNano(), body
+	c.stored[k], c.body[k], c.history[k] = now.UnixNano(), body, history
 }
 
 const upsertSQL = `INSERT INTO alerts (seq, id, revision, rule_id, severity, namespace, pod, container, node,
-	workload_kind, workload_name, first_seen, last_seen, total, stored_at, body)
+	workload_kind, workload_name, first_seen, last_seen, total, stored_at, body, history)
 	SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::integer[], $6::text[], $7::text[],
-	$8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bytea[])
+	$8::text[], $9::text[], $10::text[], $11::text[], $12::bigint[], $13::bigint[], $14::bigint[], $15::bigint[], $16::bytea[],
+	$17::bytea[])
 	ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, revision = excluded.revision,
 	rule_id = excluded.rule_id, severity = excluded.severity, namespace = excluded.namespace, pod = excluded.pod,
 	container = excluded.container, node = excluded.node, workload_kind = excluded.workload_kind,
 	workload_name = excluded.workload_name, first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-	total = excluded.total, stored_at = excluded.stored_at, body = excluded.body`
+	total = excluded.total, stored_at = excluded.stored_at, body = excluded.body, history = excluded.history`
 
 const selectCols = `seq, id, stored_at, body`
 

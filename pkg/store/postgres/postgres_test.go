@@ -75,7 +75,7 @@ func TestReplicasMigrateOnceAndShareSequence(t *testing.T) {
 		t.Fatalf("schema_migrations has %d rows, want %d", versions, len(migrations))
 	}
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	batch := storetest.Alerts(storetest.DefaultShape, base, 0, 10)
+	batch := storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, base, 0, 10))
 	r0, err := stores[0].Insert(context.Background(), batch)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,10 @@ func TestConcurrentReplicasGaplessStream(t *testing.T) {
 	for w := range writers {
 		wg.Go(func() error {
 			for b := range batches {
-				batch := storetest.Alerts(storetest.DefaultShape, base, (w*batches+b)*batchSize, batchSize)
+				batch, err := store.NewBatch(storetest.Alerts(storetest.DefaultShape, base, (w*batches+b)*batchSize, batchSize))
+				if err != nil {
+					return err
+				}
 				// The agent's retry after a lost answer lands on another
 				// replica.
 				for _, r := range []*Store{reps[w%3], reps[(w+1)%3]} {
@@ -211,7 +214,7 @@ func TestWatchWakesOtherReplica(t *testing.T) {
 	}()
 	<-ready
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	if _, err := a.Insert(ctx, storetest.Alerts(storetest.DefaultShape, base, 0, 5)); err != nil {
+	if _, err := a.Insert(ctx, storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, base, 0, 5))); err != nil {
 		t.Fatal(err)
 	}
 	if seq := <-got; seq != 5 {
@@ -241,7 +244,7 @@ func TestJSONBodiesOfOlderVersionsStillDecode(t *testing.T) {
 	defer s.Close()
 	ctx := context.Background()
 	data := storetest.Alerts(storetest.DefaultShape, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 0, 3)
-	r, err := s.Insert(ctx, data)
+	r, err := s.Insert(ctx, storetest.MustBatch(t, data))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -44,10 +44,10 @@ func queryFunc(s *Store) storetest.QueryFunc {
 	}
 }
 
-// Migration 6 fills the derived rollups from the alerts a database already
-// holds: a database at version 5 is made by taking migration 6 out of a
+// Migration 7 fills the derived rollups from the alerts a database already
+// holds: a database at version 6 is made by taking migration 7 out of a
 // store that has alerts, new revisions and retention behind it.
-func TestMigration6FillsDerivedRollups(t *testing.T) {
+func TestMigration7FillsDerivedRollups(t *testing.T) {
 	ctx := context.Background()
 	dsn := srv.DB(t)
 	s := open(t, dsn)
@@ -57,14 +57,14 @@ func TestMigration6FillsDerivedRollups(t *testing.T) {
 		as[i].FirstSeen = base.Add(time.Duration(i) * 7 * time.Minute)
 		as[i].LastSeen = as[i].FirstSeen.Add(time.Duration(i%5) * time.Second)
 	}
-	if _, err := s.Insert(ctx, as); err != nil {
+	if _, err := s.Insert(ctx, storetest.MustBatch(t, as)); err != nil {
 		t.Fatal(err)
 	}
 	var revised []alert.Alert
 	for i := 0; i < len(as); i += 3 {
 		revised = append(revised, storetest.Update(as[i], 3*time.Hour))
 	}
-	if _, err := s.Insert(ctx, revised); err != nil {
+	if _, err := s.Insert(ctx, storetest.MustBatch(t, revised)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.Retain(ctx, store.Retention{MaxAlerts: 300}); err != nil {
@@ -73,7 +73,7 @@ func TestMigration6FillsDerivedRollups(t *testing.T) {
 	undo := []string{"DROP TRIGGER alerts_rollupz_insert ON alerts", "DROP TRIGGER alerts_rollupz_update ON alerts",
 		"DROP TRIGGER alerts_rollupz_delete ON alerts", "DROP FUNCTION alert_rollups_derived_add",
 		"DROP FUNCTION alert_rollups_derived_remove", "DROP FUNCTION alert_rollups_derived_replace",
-		"DELETE FROM schema_migrations WHERE version = 6"}
+		"DELETE FROM schema_migrations WHERE version = 7"}
 	for _, r := range store.DerivedRollups {
 		undo = append(undo, "DROP TABLE "+r.Name)
 	}
@@ -86,5 +86,5 @@ func TestMigration6FillsDerivedRollups(t *testing.T) {
 
 	s = open(t, dsn)
 	defer s.Close()
-	storetest.RollupTablesMatchAlerts(t, queryFunc(s), "after migration 6")
+	storetest.RollupTablesMatchAlerts(t, queryFunc(s), "after migration 7")
 }

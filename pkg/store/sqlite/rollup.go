@@ -18,7 +18,7 @@ import (
 // copy every page the insert touched into a statement journal: a quarter
 // of ingest CPU (docs/bench/issue16-perf.md).
 //
-// The derived rollups (store.DerivedRollups, migration 6) take the same
+// The derived rollups (store.DerivedRollups, migration 7) take the same
 // deltas, projected onto their coarser keys and buckets (applyDerived).
 
 // rollupCols are the columns of a deleted alert that its rollup needs, in

@@ -92,7 +92,7 @@ func TestRollupsStayExactAcrossMigration3(t *testing.T) {
 		t.Fatalf("%d triggers after migration 3 (%v), want none", triggers, err)
 	}
 	rollupsMatchAlerts(t, s.wdb)
-	storetest.RollupTablesMatchAlerts(t, queryFunc(s), "after migration 6 filled the derived rollups")
+	storetest.RollupTablesMatchAlerts(t, queryFunc(s), "after migration 7 filled the derived rollups")
 
 	// New alerts, and new revisions of stored ones: some later in the same
 	// hour, some hours later, some earlier (a revision's LastSeen that went
@@ -122,7 +122,7 @@ func TestRollupsStayExactAcrossMigration3(t *testing.T) {
 		}
 	}
 	batch := append(append(append(fresh, revised...), again...), revised[:5]...) // the last five are duplicates
-	r, err := s.Insert(ctx, batch)
+	r, err := s.Insert(ctx, storetest.MustBatch(t, batch))
 	if err != nil {
 		t.Fatal(err)
 	}

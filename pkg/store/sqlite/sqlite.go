@@ -6,7 +6,8 @@
 // Writes go through one goroutine that groups the batches waiting at that
 // moment into one transaction: every batch still gets its own answer only
 // after the commit (synchronous=FULL, so after the fsync), but many agents
-// share one fsync. A batch that fails validation never reaches the writer.
+// share one fsync. A store.Batch comes validated and encoded, so the writer
+// does only database work.
 //
 // Open runs PRAGMA quick_check and refuses a damaged file
 // (store.ErrCorrupt). Summary rollups (migration 2) are kept by triggers in
@@ -77,8 +78,7 @@ var (
 )
 
 type writeReq struct {
-	batch []alert.Alert
-	body  [][]byte
+	batch store.Batch
 	res   chan writeRes
 }
 
@@ -258,23 +258,11 @@ func (s *Store) isClosed() bool {
 }
 
 // Insert implements store.Store.
-func (s *Store) Insert(ctx context.Context, batch []alert.Alert) (store.InsertResult, error) {
-	if len(batch) == 0 {
+func (s *Store) Insert(ctx context.Context, batch store.Batch) (store.InsertResult, error) {
+	if batch.Len() == 0 {
 		return store.InsertResult{}, nil
 	}
-	// Validate and encode here, in the caller's goroutine, so that a bad
-	// batch fails alone and the writer does only database work.
-	req := &writeReq{batch: batch, body: make([][]byte, len(batch)), res: make(chan writeRes, 1)}
-	for i := range batch {
-		if err := batch[i].Validate(); err != nil {
-			return store.InsertResult{}, fmt.Errorf("alert %d: %w: %w", i, store.ErrInvalid, err)
-		}
-		b, err := alertpb.Marshal(&batch[i])
-		if err != nil {
-			return store.InsertResult{}, err
-		}
-		req.body[i] = b
-	}
+	req := &writeReq{batch: batch, res: make(chan writeRes, 1)}
 	if s.isClosed() {
 		return store.InsertResult{}, store.ErrClosed
 	}
@@ -303,13 +291,13 @@ func (s *Store) writer(ctx context.Context) {
 			return
 		}
 		group := []*writeReq{first}
-		n := len(first.batch)
+		n := first.batch.Len()
 	drain:
 		for n < s.maxGrp {
 			select {
 			case r := <-s.reqs:
 				group = append(group, r)
-				n += len(r.batch)
+				n += r.batch.Len()
 			default:
 				break drain
 			}
@@ -331,6 +319,13 @@ const upsertCols = `seq, id, revision, rule_id, severity, namespace, pod, contai
 
 const nUpsertCols = 16
 
+// insertCols are what commit writes of a row: upsertCols and the alert's
+// revision history (store.AppendHistory).
+const (
+	insertCols  = upsertCols + `, history`
+	nInsertCols = nUpsertCols + 1
+)
+
 // upsertRows is how many rows one INSERT statement carries. One: SQLite
 // runs a statement of several rows, which could fail halfway, inside a
 // statement journal that copies every page it changes (a quarter of ingest
@@ -346,8 +341,8 @@ const upsertRows = 1
 // multi-row statement needs (a copy of every page it touches).
 func upsertSQL(n int) string {
 	var b strings.Builder
-	b.WriteString("INSERT OR ROLLBACK INTO alerts (" + upsertCols + ") VALUES ")
-	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", nUpsertCols), ", ") + ")"
+	b.WriteString("INSERT OR ROLLBACK INTO alerts (" + insertCols + ") VALUES ")
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", nInsertCols), ", ") + ")"
 	for i := range n {
 		if i > 0 {
 			b.WriteString(", ")
@@ -361,11 +356,12 @@ func upsertSQL(n int) string {
 const lookupChunk = 500
 
 // storedRevisions returns the stored revision of each of ids that exists.
-// storedRev is what commit needs of a stored alert: its revision and the
-// node that owns its ID.
+// storedRev is what commit needs of a stored alert: its revision, the
+// node that owns its ID, and its history, which the next revision extends.
 type storedRev struct {
-	rev  uint32
-	node string
+	rev     uint32
+	node    string
+	history []byte
 }
 
 func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]storedRev, error) {
@@ -376,7 +372,7 @@ func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]
 		for i, id := range chunk {
 			args[i] = id
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT id, revision, node FROM alerts WHERE id IN (`+
+		rows, err := tx.QueryContext(ctx, `SELECT id, revision, node, history FROM alerts WHERE id IN (`+
 			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, args...)
 		if err != nil {
 			return nil, err
@@ -384,7 +380,7 @@ func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]
 		for rows.Next() {
 			var id string
 			var r storedRev
-			if err := rows.Scan(&id, &r.rev, &r.node); err != nil {
+			if err := rows.Scan(&id, &r.rev, &r.node, &r.history); err != nil {
 				rows.Close()
 				return nil, err
 			}
@@ -421,8 +417,8 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 
 	var ids []string
 	for _, req := range group {
-		for i := range req.batch {
-			ids = append(ids, req.batch[i].ID)
+		for i := range req.batch.Len() {
+			ids = append(ids, req.batch.Alert(i).ID)
 		}
 	}
 	revs, err := storedRevisions(ctx, tx, ids)
@@ -437,17 +433,19 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 	// did).
 	results := make([]store.InsertResult, len(group))
 	type pending struct {
-		a    *alert.Alert
-		body []byte
-		seq  uint64
+		batch   *store.Batch
+		i       int // in batch
+		seq     uint64
+		history []byte
+		gone    bool // a later revision in the group replaced it
 	}
 	var rows []pending
 	latest := map[string]int{} // ID -> index in rows of its latest revision
 	var replaced []any         // IDs whose stored row goes
 	for gi, req := range group {
 		res := &results[gi]
-		for i := range req.batch {
-			a := &req.batch[i]
+		for i := range req.batch.Len() {
+			a := req.batch.Alert(i)
 			stored, ok := revs[a.ID]
 			if ok && stored.node != a.Node {
 				res.Foreign = append(res.Foreign, a.ID)
@@ -459,16 +457,19 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 			}
 			// Later revisions of the same alert in this group compare
 			// against this one.
-			revs[a.ID] = storedRev{a.Revision, a.Node}
 			seq++
+			prev := stored.history
 			if j, again := latest[a.ID]; again {
-				rows[j].a = nil
+				rows[j].gone = true
+				prev = rows[j].history
 			} else if ok {
 				replaced = append(replaced, a.ID)
 			}
+			revs[a.ID] = storedRev{rev: a.Revision, node: a.Node}
 			latest[a.ID] = len(rows)
-			rows = append(rows, pending{a: a, body: req.body[i], seq: seq})
-			res.New = append(res.New, store.Stored{Seq: seq, StoredAt: now, Alert: *a})
+			rows = append(rows, pending{batch: &req.batch, i: i, seq: seq,
+				history: store.AppendHistory(prev, &a, seq, now)})
+			res.New = append(res.New, store.Stored{Seq: seq, StoredAt: now, Alert: a})
 		}
 	}
 
@@ -480,7 +481,7 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 			return nil, fmt.Errorf("replace stored revisions: %w", err)
 		}
 	}
-	args := make([]any, 0, upsertRows*nUpsertCols)
+	args := make([]any, 0, upsertRows*nInsertCols)
 	n := 0
 	flush := func() error {
 		if n == 0 {
@@ -498,15 +499,16 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 		args, n = args[:0], 0
 		return nil
 	}
-	for _, r := range rows {
-		a := r.a
-		if a == nil {
+	for i := range rows {
+		r := &rows[i]
+		if r.gone {
 			continue
 		}
+		a := r.batch.Alert(r.i)
 		first, last := a.FirstSeen.UnixNano(), a.LastSeen.UnixNano()
 		args = append(args, r.seq, a.ID, a.Revision, a.RuleID, int(a.Severity),
 			a.Namespace, a.Pod, a.Container, a.Node, a.Workload.Kind, a.Workload.Name,
-			first, last, int64(a.Total), now.UnixNano(), r.body)
+			first, last, int64(a.Total), now.UnixNano(), r.batch.Body(r.i), r.history)
 		n++
 		deltas.Add(store.RollupKey{Namespace: a.Namespace, Pod: a.Pod, Node: a.Node, RuleID: a.RuleID,
 			Severity: int(a.Severity), Bucket: store.RollupBucketOf(last)}, last, int64(a.Total))

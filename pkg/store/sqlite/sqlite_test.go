@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/store"
 	"github.com/errnowatch/errnowatch/pkg/store/storetest"
 )
@@ -38,7 +40,7 @@ func TestReopenKeepsAlertsAndSequence(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alerts.db")
 	s := open(t, path)
 	base := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	r, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, base, 0, 10))
+	r, err := s.Insert(context.Background(), storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, base, 0, 10)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +62,7 @@ func TestReopenKeepsAlertsAndSequence(t *testing.T) {
 		t.Fatalf("after reopen: %d alerts, %v; want 3", len(page), err)
 	}
 	// Resending the kept alerts after a restart is still a no-op.
-	r2, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, base, 0, 10)[7:])
+	r2, err := s.Insert(context.Background(), storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, base, 0, 10)[7:]))
 	if err != nil || len(r2.New) != 0 || r2.Duplicates != 3 {
 		t.Fatalf("resend after reopen: %+v, %v; want 3 duplicates", r2, err)
 	}
@@ -158,7 +160,7 @@ func TestUndecodableRowIsSkippedAndCounted(t *testing.T) {
 func TestOpenRefusesACorruptFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "alerts.db")
 	s := open(t, path)
-	if _, err := s.Insert(context.Background(), storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 2000)); err != nil {
+	if _, err := s.Insert(context.Background(), storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 2000))); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -204,5 +206,41 @@ func TestPingAnswersUntilClose(t *testing.T) {
 	}
 	if err := s.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
 		t.Fatalf("Ping after Close: %v; want store.ErrClosed", err)
+	}
+}
+
+// TestStoredBodyIsWhatWasValidated: the row's body is the batch's body,
+// alertpb.Marshal of the validated alert, even when the received message
+// carried fields this version does not know: a hostile agent cannot store
+// bytes nobody checked.
+func TestStoredBodyIsWhatWasValidated(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "alerts.db"))
+	defer s.Close()
+	as := storetest.Alerts(storetest.DefaultShape, time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), 0, 2)
+	var b store.Batch
+	for i := range as {
+		p := alertpb.ToProto(&as[i])
+		if i == 1 {
+			p.ProtoReflect().SetUnknown(protowire.AppendString(protowire.AppendTag(nil, 1000, protowire.BytesType), "hostile padding"))
+		}
+		if _, err := b.AddReceived(p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Insert(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	for i := range as {
+		var body []byte
+		if err := s.rdb.QueryRow(`SELECT body FROM alerts WHERE id = ?`, as[i].ID).Scan(&body); err != nil {
+			t.Fatal(err)
+		}
+		want, err := alertpb.Marshal(&as[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(body, want) {
+			t.Errorf("alert %d stored body %x, want alertpb.Marshal's %x", i, body, want)
+		}
 	}
 }

@@ -1,17 +1,31 @@
 // Package storetest is the conformance suite every store.Store
 // implementation runs (Run), plus the alert generator it, the collector's
-// tests and the benchmarks share (Alerts).
+// tests and the benchmarks share (Alerts), and MustBatch, which makes a
+// store.Batch of them for Insert.
 package storetest
 
 import (
 	"encoding/binary"
 	"fmt"
+	"testing"
 	"time"
 
 	"github.com/oklog/ulid/v2"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/store"
 )
+
+// MustBatch makes the store.Batch of as for Insert, failing tb if an alert
+// is invalid: tests and benchmarks insert what they generated through it.
+func MustBatch(tb testing.TB, as []alert.Alert) store.Batch {
+	tb.Helper()
+	b, err := store.NewBatch(as)
+	if err != nil {
+		tb.Fatalf("batch of %d alerts: %v", len(as), err)
+	}
+	return b
+}
 
 // Shape spreads generated alerts over a cluster.
 type Shape struct {

@@ -31,7 +31,7 @@ func RunRollupTables(t *testing.T, open func(t *testing.T) (UIStore, QueryFunc))
 		fresh[i].FirstSeen = base.Add(time.Duration(i) * 8 * time.Minute)
 		fresh[i].LastSeen = fresh[i].FirstSeen.Add(time.Duration(i%7) * time.Second)
 	}
-	if _, err := s.Insert(ctx, fresh); err != nil {
+	if _, err := s.Insert(ctx, MustBatch(t, fresh)); err != nil {
 		t.Fatal(err)
 	}
 	check := func(step string) {
@@ -61,7 +61,7 @@ func RunRollupTables(t *testing.T, open func(t *testing.T) (UIStore, QueryFunc))
 		}
 		again = append(again, r)
 	}
-	res, err := s.Insert(ctx, slices.Concat(revised, again, revised[:5]))
+	res, err := s.Insert(ctx, MustBatch(t, slices.Concat(revised, again, revised[:5])))
 	if err != nil {
 		t.Fatal(err)
 	}

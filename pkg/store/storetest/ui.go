@@ -37,7 +37,7 @@ func RunUI(t *testing.T, open func(t *testing.T) UIStore) {
 		}
 		all = append(all, as...)
 	}
-	if _, err := s.Insert(ctx, all); err != nil {
+	if _, err := s.Insert(ctx, MustBatch(t, all)); err != nil {
 		t.Fatal(err)
 	}
 	counted := make([]Counted, len(all))

@@ -1,4 +1,10 @@
-package alertpb
+// Package querypb converts the collector's query API between the wire
+// (api/errnowatch/v1) and the store's Go types: what a query read from the
+// store goes out through it, and a caller's filter comes in through
+// FilterFromProto, the one place a filter is checked. It sits beside
+// alertpb, whose alert conversion it uses, rather than in it: pkg/store
+// encodes stored bodies with alertpb, so alertpb cannot import pkg/store.
+package querypb
 
 import (
 	"strings"
@@ -9,19 +15,16 @@ import (
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alert"
+	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
-
-// The query side of the wire: what the collector's queries read from the
-// store goes out through these, and a caller's filter comes in through
-// FilterFromProto, which is the one place it is checked.
 
 // StoredToProto converts a stored revision for the wire.
 func StoredToProto(st *store.Stored) *errnowatchv1.StoredAlert {
 	return &errnowatchv1.StoredAlert{
 		Sequence:   st.Seq,
 		StoredTime: timestamppb.New(st.StoredAt),
-		Alert:      ToProto(&st.Alert),
+		Alert:      alertpb.ToProto(&st.Alert),
 	}
 }
 
@@ -33,17 +36,17 @@ func SummaryToProto(p *store.PodSummary) *errnowatchv1.PodSummary {
 		Node:        p.Node,
 		Alerts:      p.Alerts,
 		Failures:    p.Failures,
-		MaxSeverity: SeverityToProto(p.MaxSeverity),
+		MaxSeverity: alertpb.SeverityToProto(p.MaxSeverity),
 		LastSeen:    timestamppb.New(p.LastSeen),
 	}
 	for _, r := range p.Rules {
 		out.Rules = append(out.Rules, &errnowatchv1.RuleSummary{
-			RuleId: r.RuleID, Alerts: r.Alerts, Failures: r.Failures, MaxSeverity: SeverityToProto(r.MaxSeverity),
+			RuleId: r.RuleID, Alerts: r.Alerts, Failures: r.Failures, MaxSeverity: alertpb.SeverityToProto(r.MaxSeverity),
 		})
 	}
 	for sev := alert.SeverityCritical; sev > alert.SeverityUnknown; sev-- {
 		if n := p.BySeverity[sev]; n > 0 {
-			out.Severities = append(out.Severities, &errnowatchv1.SeverityCount{Severity: SeverityToProto(sev), Alerts: n})
+			out.Severities = append(out.Severities, &errnowatchv1.SeverityCount{Severity: alertpb.SeverityToProto(sev), Alerts: n})
 		}
 	}
 	return out
@@ -88,22 +91,22 @@ func FilterFromProto(p *errnowatchv1.AlertFilter) (store.Filter, error) {
 	if len(f.RuleID) > 253 {
 		bad("rule_id", "must be at most 253 characters")
 	}
-	sev, err := SeverityFromProto(p.GetMinSeverity())
+	sev, err := alertpb.SeverityFromProto(p.GetMinSeverity())
 	if err != nil {
 		bad("min_severity", err.Error())
 	}
 	f.MinSeverity = sev
-	if f.Since, err = TimeFromProto(p.GetSince()); err != nil {
+	if f.Since, err = alertpb.TimeFromProto(p.GetSince()); err != nil {
 		bad("since", err.Error())
 	}
-	if f.Until, err = TimeFromProto(p.GetUntil()); err != nil {
+	if f.Until, err = alertpb.TimeFromProto(p.GetUntil()); err != nil {
 		bad("until", err.Error())
 	}
 	if !f.Since.IsZero() && !f.Until.IsZero() && !f.Since.Before(f.Until) {
 		bad("until", "must be after since")
 	}
 	if len(v) > 0 {
-		return store.Filter{}, BadRequestViolations(v)
+		return store.Filter{}, alertpb.BadRequestViolations(v)
 	}
 	return f, nil
 }
