@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -52,9 +53,10 @@ type RollupQuery struct {
 	From, To time.Time
 	By       RollupKeys
 	// Step, over 1 with From set, merges ByBucket's hours into steps of
-	// this many hours counted from From's hour; a row's Bucket is its
-	// step's first hour. A chart of a month asks for its bars (4 hours),
-	// not 720 hours of rows.
+	// this many hours counted from StepOrigin (From's hour, or for steps of
+	// whole days the start of its day); a row's Bucket is its step's first
+	// hour. A chart of a month asks for its bars (days), not 720 hours of
+	// rows, and steps of whole days read the daily rollups.
 	Step int64
 	// Limit keeps the groups with most alerts (ties by key), 0 all.
 	Limit int
@@ -142,9 +144,26 @@ func (q *RollupQuery) needs() RollupKeys {
 	return k
 }
 
+// StepOrigin is the hour the steps of a query over hours from lo count
+// from: lo itself, or for steps of whole days the start of lo's day, so
+// that each step is whole days of the daily rollups (the first may begin
+// before lo; it counts only what the range holds).
+func StepOrigin(lo, step int64) int64 {
+	if step > 1 && step%24 == 0 {
+		return floorDiv(lo, 24) * 24
+	}
+	return lo
+}
+
+// daySteps tells whether q groups by steps of whole days.
+func (q *RollupQuery) daySteps() bool {
+	return q.By&ByBucket != 0 && q.Step > 1 && q.Step%24 == 0 && !q.From.IsZero()
+}
+
 // RollupTablesFor is the one place that picks the rollups a query reads:
 // the hourly rollup, and a daily one for the whole days of its range
-// unless it groups by hour (daily is then the zero RollupTable). The
+// unless it groups by hour in steps other than whole days (daily is then
+// the zero RollupTable). The
 // rollup is the coarsest that keeps every key the query groups or filters
 // by; one pod's rows are read from alert_rollups, which keeps them
 // together.
@@ -161,7 +180,7 @@ func RollupTablesFor(q RollupQuery) (hourly, daily RollupTable) {
 		switch {
 		case t.Hours == 1 && hourly.Name == "":
 			hourly = t
-		case t.Hours == 24 && daily.Name == "" && q.By&ByBucket == 0:
+		case t.Hours == 24 && daily.Name == "" && (q.By&ByBucket == 0 || q.daySteps()):
 			daily = t
 		}
 	}
@@ -224,37 +243,62 @@ func RollupSQL(q RollupQuery, ph func(i int) string) (string, []any) {
 		args = append(args, v)
 		return ph(len(args))
 	}
-	bucket := "bucket"
-	if q.Step > 1 && !q.From.IsZero() {
-		// Integers of the store's own making, not input: written out, so
-		// that GROUP BY and ORDER BY repeat the same expression.
-		lo, _ := BucketRange(q.From, q.To)
-		bucket = fmt.Sprintf("(%d + (bucket - %d) / %d * %d)", lo, lo, q.Step, q.Step)
-	}
-	var keys []string
-	for _, k := range []struct {
-		k   RollupKeys
-		col string
-	}{{ByBucket, bucket}, {ByNamespace, "namespace"}, {ByPod, "pod"}, {ByNode, "node"}, {ByRule, "rule_id"}, {BySeverity, "severity"}} {
-		if q.By&k.k != 0 {
-			keys = append(keys, k.col)
+	// bucketOf is the expression of a row's bucket, in hours, in table t:
+	// its step's first hour with a Step. Integers of the store's own
+	// making, not input: written out, so that GROUP BY and ORDER BY repeat
+	// the same expression.
+	bucketOf := func(t RollupTable) string {
+		hour := "bucket"
+		if t.Hours == 24 {
+			hour = "bucket * 24"
 		}
+		if q.Step > 1 && !q.From.IsZero() {
+			lo, _ := BucketRange(q.From, q.To)
+			o := StepOrigin(lo, q.Step)
+			return fmt.Sprintf("(%d + (%s - %d) / %d * %d)", o, hour, o, q.Step, q.Step)
+		}
+		return hour
+	}
+	keysOf := func(bucket string) []string {
+		var keys []string
+		for _, k := range []struct {
+			k   RollupKeys
+			col string
+		}{{ByBucket, bucket}, {ByNamespace, "namespace"}, {ByPod, "pod"}, {ByNode, "node"}, {ByRule, "rule_id"}, {BySeverity, "severity"}} {
+			if q.By&k.k != 0 {
+				keys = append(keys, k.col)
+			}
+		}
+		return keys
 	}
 	aggs := []string{"CAST(COALESCE(SUM(alerts), 0) AS BIGINT)", "CAST(COALESCE(SUM(failures), 0) AS BIGINT)", "COALESCE(MAX(max_last_seen), 0)"}
 	parts := rollupParts(q)
-	var s string
+	var (
+		s    string
+		keys []string
+	)
 	if len(parts) == 1 {
+		keys = keysOf(bucketOf(parts[0].t))
 		s = "SELECT " + strings.Join(append(slices.Clone(keys), aggs...), ", ") + " FROM " + parts[0].t.Name + rollupWhere(q, parts[0], arg)
 	} else {
 		// Each part sums its own rows first: a daily rollup ordered by
 		// the keys sums without a sort, and the outer query merges a few
-		// rows per group instead of sorting every row of the parts.
-		inner := append(slices.Clone(keys), "SUM(alerts) AS alerts", "SUM(failures) AS failures", "MAX(max_last_seen) AS max_last_seen")
+		// rows per group instead of sorting every row of the parts. A
+		// part's bucket is its own expression, named bucket for the outer
+		// query; the parts group by position, since PostgreSQL would take
+		// a GROUP BY bucket for the table's column, not the alias.
+		keys = keysOf("bucket")
 		reads := make([]string, len(parts))
 		for i, p := range parts {
+			inner := keysOf(bucketOf(p.t) + " AS bucket")
+			pos := make([]string, len(inner))
+			for j := range inner {
+				pos[j] = strconv.Itoa(j + 1)
+			}
+			inner = append(inner, "SUM(alerts) AS alerts", "SUM(failures) AS failures", "MAX(max_last_seen) AS max_last_seen")
 			reads[i] = "SELECT " + strings.Join(inner, ", ") + " FROM " + p.t.Name + rollupWhere(q, p, arg)
-			if len(keys) > 0 {
-				reads[i] += " GROUP BY " + strings.Join(keys, ", ")
+			if len(pos) > 0 {
+				reads[i] += " GROUP BY " + strings.Join(pos, ", ")
 			}
 		}
 		s = "SELECT " + strings.Join(append(slices.Clone(keys), aggs...), ", ") +

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -15,6 +16,10 @@ const (
 	chartW, chartH         = 960.0, 220.0
 	padL, padR, padT, padB = 48.0, 8.0, 8.0, 28.0
 	maxBars                = 240
+	// Ranges longer than this many hours are charted in whole days, which
+	// the daily rollups answer (a month: 30 bars from about 1 000 daily
+	// rows rather than 240 from 28 800 hourly ones).
+	dayStepsFrom = 20 * 24
 )
 
 // Chart is a stacked bar chart drawn as SVG by the template: one bar per
@@ -63,11 +68,16 @@ type chartPoint struct {
 }
 
 // chartStep is how many hours one bar of a chart over [lo, hi) counts, so
-// that at most maxBars bars are drawn. The chart's rollup query asks for
-// steps of it (store.RollupQuery.Step), not hours.
+// that at most maxBars bars are drawn, in whole days past dayStepsFrom.
+// The chart's rollup query asks for steps of it (store.RollupQuery.Step),
+// not hours; its bars start at store.StepOrigin.
 func chartStep(lo, hi int64) int64 {
-	if hi <= lo {
+	switch {
+	case hi <= lo:
 		return 1
+	case hi-lo > dayStepsFrom:
+		days := (hi - lo + 23) / 24
+		return max((days+maxBars-1)/maxBars, 1) * 24
 	}
 	return max((hi-lo+maxBars-1)/maxBars, 1)
 }
@@ -80,17 +90,24 @@ func buildChart(id, title string, lo, hi int64, legend []Series, pts []chartPoin
 		hi = lo + 1
 	}
 	step := chartStep(lo, hi)
-	nbars := int((hi - lo + step - 1) / step)
+	if step%24 == 0 {
+		title = strings.Replace(title, "per hour", "per day", 1)
+	}
+	c.Title = title
+	// Bars from the step origin: the first may start before lo (a day's
+	// bar), and counts only what [lo, hi) holds.
+	origin := store.StepOrigin(lo, step)
+	nbars := int((hi - origin + step - 1) / step)
 	counts := make([][]uint64, nbars)
 	for i := range counts {
 		counts[i] = make([]uint64, len(legend))
 	}
 	var peak uint64
 	for _, p := range pts {
-		if p.bucket < lo || p.bucket >= hi || p.series < 0 || p.series >= len(legend) {
+		if p.bucket < origin || p.bucket >= hi || p.series < 0 || p.series >= len(legend) {
 			continue
 		}
-		counts[(p.bucket-lo)/step][p.series] += p.n
+		counts[(p.bucket-origin)/step][p.series] += p.n
 	}
 	for _, bar := range counts {
 		var sum uint64
@@ -104,8 +121,8 @@ func buildChart(id, title string, lo, hi int64, legend []Series, pts []chartPoin
 	plotW, plotH := chartW-padL-padR, chartH-padT-padB
 	bw := plotW / float64(nbars)
 	for i, bar := range counts {
-		from := store.BucketStart(lo + int64(i)*step)
-		to := store.BucketStart(min(lo+int64(i+1)*step, hi))
+		from := store.BucketStart(max(origin+int64(i)*step, lo))
+		to := store.BucketStart(min(origin+int64(i+1)*step, hi))
 		b := Bar{X: padL + float64(i)*bw, W: max(bw-1, 0.5), Href: href(from, to)}
 		y := chartH - padB
 		var sum uint64
@@ -119,6 +136,9 @@ func buildChart(id, title string, lo, hi int64, legend []Series, pts []chartPoin
 			b.Segs = append(b.Segs, Seg{Y: y, H: h, Class: legend[s].Class})
 		}
 		b.Title = fmt.Sprintf("%s – %s UTC: %d", from.Format("Jan 2 15:04"), to.Format("15:04"), sum)
+		if step%24 == 0 {
+			b.Title = fmt.Sprintf("%s – %s UTC: %d", from.Format("Jan 2 15:04"), to.Format("Jan 2 15:04"), sum)
+		}
 		c.Bars = append(c.Bars, b)
 	}
 	// Whole-number ticks: niceCeil's peaks divide by one of these.
@@ -132,14 +152,16 @@ func buildChart(id, title string, lo, hi int64, legend []Series, pts []chartPoin
 	for i := uint64(0); i <= n; i++ {
 		c.YTicks = append(c.YTicks, Tick{Pos: chartH - padB - plotH*float64(i)/float64(n), Label: compact(peak * i / n)})
 	}
+	// The axis spans the bars: from the origin, nbars steps.
+	end := origin + int64(nbars)*step
 	labels := 6
 	for i := 0; i < labels; i++ {
-		b := lo + (hi-lo)*int64(i)/int64(labels)
+		b := origin + (end-origin)*int64(i)/int64(labels)
 		format := "Jan 2 15:04"
-		if hi-lo > 24*14 {
+		if end-origin > 24*14 {
 			format = "Jan 2"
 		}
-		c.XTicks = append(c.XTicks, Tick{Pos: padL + plotW*float64(b-lo)/float64(hi-lo), Label: store.BucketStart(b).Format(format)})
+		c.XTicks = append(c.XTicks, Tick{Pos: padL + plotW*float64(b-origin)/float64(end-origin), Label: store.BucketStart(b).Format(format)})
 	}
 	return c
 }

@@ -159,6 +159,10 @@ func rollupQueriesMatchAlerts(t *testing.T, s UIStore, query QueryFunc, base tim
 		{By: store.ByBucket | store.BySeverity, Namespaces: []string{"ns-2"}},
 		{By: store.ByBucket | store.ByRule, RuleID: "rule-3"},
 		{By: store.ByBucket | store.ByRule | store.BySeverity, Step: 5},
+		// Steps of whole days: the daily rollups between the range's
+		// partial first and last days, which the hourly ones answer.
+		{By: store.ByBucket | store.ByRule | store.BySeverity, Step: 24},
+		{By: store.ByBucket | store.BySeverity, Namespaces: []string{"ns-1", "ns-2"}, Step: 48},
 		{By: store.ByRule, Namespaces: []string{"ns-3"}, Pod: "pod-3-4"},
 		{},
 	}

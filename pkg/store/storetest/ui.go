@@ -121,7 +121,8 @@ func WantRollups(all []Counted, q store.RollupQuery) []store.RollupRow {
 		if q.By&store.ByBucket != 0 {
 			k.Bucket = b
 			if q.Step > 1 && !q.From.IsZero() {
-				k.Bucket = lo + (b-lo)/q.Step*q.Step
+				o := store.StepOrigin(lo, q.Step)
+				k.Bucket = o + (b-o)/q.Step*q.Step
 			}
 		}
 		if q.By&store.ByNamespace != 0 {
