@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
@@ -180,7 +182,8 @@ func New(ctx context.Context, cfg Config) (a *Agent, err error) {
 		if a.conn, err = client.Dial(cfg.Collector); err != nil {
 			return nil, fmt.Errorf("collector: %w", err)
 		}
-		if a.sender, err = delivery.NewSender(a.spool, a.conn.Conn, delivery.SenderOptions{Node: cfg.Node, Logger: a.log}); err != nil {
+		if a.sender, err = delivery.NewSender(a.spool, a.conn.Conn, delivery.SenderOptions{Node: cfg.Node,
+			SensorStatus: a.sensorStatus, Logger: a.log}); err != nil {
 			return nil, err
 		}
 	}
@@ -367,4 +370,18 @@ func (a *Agent) close() {
 	if a.spool != nil {
 		a.spool.Close()
 	}
+}
+
+// sensorStatus is the sensor's part of the status every batch to the
+// collector carries (the web UI's node list).
+func (a *Agent) sensorStatus() *errnowatchv1.AgentStatus {
+	st := &errnowatchv1.AgentStatus{SensorAttached: a.attached.Load()}
+	if a.sensor == nil {
+		return st
+	}
+	if s, err := a.sensor.Stats(); err == nil {
+		st.RingDrops, st.QueueDrops = s.TotalRingDrops(), s.QueueDrops+a.recordDrops.Load()
+		st.MapFull, st.Overflowed = s.MapFull, s.Overflowed
+	}
+	return st
 }

@@ -152,6 +152,7 @@ type Server struct {
 	inserter store.Inserter
 	reader   store.Reader
 	retainer store.Retainer
+	statuses nodeStatuses
 	signal   *signal
 	limits   *limiters
 	metrics  *metrics
@@ -229,6 +230,7 @@ func New(cfg Config) (*Server, error) {
 		inserter: cfg.Store,
 		reader:   cfg.Store,
 		retainer: cfg.Store,
+		statuses: newNodeStatuses(cfg.Store),
 		signal:   newSignal(),
 		limits:   newLimiters(cfg),
 		metrics:  newMetrics(cfg.Registerer),

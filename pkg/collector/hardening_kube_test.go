@@ -203,6 +203,39 @@ func TestPublishersAreTheAgentsEachForItsNode(t *testing.T) {
 			t.Fatalf("store moved to sequence %d after a refused batch, want nothing stored", n)
 		}
 	})
+	t.Run("AgentStatusIsKeptForItsOwnNodeOnly", func(t *testing.T) {
+		// A heartbeat naming another node is answered (the alerts matter
+		// more), counted and dropped; one naming no node, or its own, is
+		// kept for the agent's node.
+		heartbeat := func(tok string, st *errnowatchv1.AgentStatus) {
+			t.Helper()
+			sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			s, err := as(tok).Ingest.PublishAlerts(sctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Send(&errnowatchv1.PublishAlertsRequest{BatchSequence: 7, Status: st}); err != nil {
+				t.Fatal(err)
+			}
+			if r, err := s.Recv(); err != nil || r.GetBatchSequence() != 7 || r.GetStored() != 0 {
+				t.Fatalf("heartbeat answered %v, %v; want batch 7, nothing stored", r, err)
+			}
+		}
+		before := refused(t, reg, "node_status")
+		heartbeat(tokA, &errnowatchv1.AgentStatus{Node: "node-b", SpoolRecords: 99})
+		if got := refused(t, reg, "node_status") - before; got != 1 {
+			t.Fatalf("refused{node_status} grew by %v, want 1", got)
+		}
+		heartbeat(tokA, &errnowatchv1.AgentStatus{SpoolRecords: 3, RingDrops: 5, SensorAttached: true})
+		sts, err := col.Store.NodeStatuses(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(sts) != 1 || sts[0].Node != "node-a" || sts[0].SpoolRecords != 3 || sts[0].RingDrops != 5 || !sts[0].SensorAttached {
+			t.Fatalf("node statuses %+v, want node-a's own only", sts)
+		}
+	})
 	t.Run("OverwriteFromAnotherNodeIsRefused", func(t *testing.T) {
 		orig := alertsFor("node-a", 20, 1)
 		if acks, err := publish(t, as(tokA), orig); err != nil || acks[0].Stored != 1 {

@@ -99,6 +99,9 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		if r.err != nil {
 			return r.err
 		}
+		if st := r.req.GetStatus(); st != nil {
+			s.keepStatus(ctx, log, node, st)
+		}
 		resp, err := s.ingest(ctx, lim, node, r.req)
 		if err != nil {
 			if status.Code(err) == codes.InvalidArgument {
@@ -146,6 +149,10 @@ func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req
 				"batch %d, alert %d is for node %q but this agent runs on node %q: an agent publishes its own node's alerts only (check its NODE_NAME)",
 				seq, i, a.Node, node)
 		}
+	}
+	if n == 0 {
+		// A heartbeat: the agent's status, kept above; nothing to store.
+		return &errnowatchv1.PublishAlertsResponse{BatchSequence: seq}, nil
 	}
 	if err := waitBudget(ctx, lim, n, s.cfg.IngestMaxWait); err != nil {
 		if status.Code(err) == codes.ResourceExhausted {

@@ -20,6 +20,7 @@ const (
 	refusedReauth        = "reauthorization" // a stream whose caller no longer passes
 	refusedSendTimeout   = "send_timeout"    // a stream subscriber that stopped reading
 	refusedQueryDeadline = "query_deadline"  // a store query over its deadline
+	refusedNodeStatus    = "node_status"     // an agent status for another node, not a node name, or past the store's bound
 )
 
 // metrics are the collector's counters of what it stored and refused.
@@ -42,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.alerts.WithLabelValues("stored")
 	m.alerts.WithLabelValues("duplicate")
 	for _, r := range []string{refusedPeerRate, refusedUnauth, refusedNotAgent, refusedWrongNode, refusedForeign,
-		refusedTooLarge, refusedInvalid, refusedBatch, refusedPublishRate, refusedDenied, refusedQueryRate,
+		refusedTooLarge, refusedInvalid, refusedBatch, refusedNodeStatus, refusedPublishRate, refusedDenied, refusedQueryRate,
 		refusedStreams, refusedReauth, refusedSendTimeout, refusedQueryDeadline} {
 		m.refused.WithLabelValues(r) // export zeros, so a dashboard sees the series before the first refusal
 	}

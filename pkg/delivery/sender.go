@@ -56,8 +56,19 @@ type SenderOptions struct {
 	// DropReportInterval is how often, while connected, drops that happened
 	// since the last report are reported (default 1 minute).
 	DropReportInterval time.Duration
-	Logger             *zap.Logger
+	// Heartbeat is how often, while connected and idle, the sender sends a
+	// batch of no alerts that carries the agent's status (default
+	// DefaultHeartbeat); every batch carries it too.
+	Heartbeat time.Duration
+	// SensorStatus, when set, gives the sensor's part of the status the
+	// batches carry (attached, drops, full map, overflow); the sender adds
+	// the node and the spool's backlog.
+	SensorStatus func() *errnowatchv1.AgentStatus
+	Logger       *zap.Logger
 }
+
+// DefaultHeartbeat is SenderOptions.Heartbeat's default.
+const DefaultHeartbeat = 15 * time.Second
 
 // Stats is what the agent exports about delivery.
 type Stats struct {
@@ -128,11 +139,14 @@ func NewSender(spool *Spool, conn grpc.ClientConnInterface, opts SenderOptions) 
 	if opts.DropReportInterval == 0 {
 		opts.DropReportInterval = DefaultDropReportInterval
 	}
+	if opts.Heartbeat == 0 {
+		opts.Heartbeat = DefaultHeartbeat
+	}
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	if opts.BatchAlerts < 0 || opts.BatchBytes < 0 || opts.Window < 0 || opts.DropReportInterval < 0 {
-		return nil, fmt.Errorf("sender batch size, window and drop report interval must be positive")
+	if opts.BatchAlerts < 0 || opts.BatchBytes < 0 || opts.Window < 0 || opts.DropReportInterval < 0 || opts.Heartbeat < 0 {
+		return nil, fmt.Errorf("sender batch size, window, drop report interval and heartbeat must be positive")
 	}
 	return &Sender{
 		spool:  spool,
@@ -141,6 +155,22 @@ func NewSender(spool *Spool, conn grpc.ClientConnInterface, opts SenderOptions) 
 		opts:   opts,
 		log:    opts.Logger,
 	}, nil
+}
+
+// status is what every batch tells the collector of this agent.
+func (s *Sender) status() *errnowatchv1.AgentStatus {
+	st := &errnowatchv1.AgentStatus{}
+	if s.opts.SensorStatus != nil {
+		if sensor := s.opts.SensorStatus(); sensor != nil {
+			st = sensor
+		}
+	}
+	sp := s.spool.Stats()
+	st.Node, st.SpoolRecords, st.SpoolDropped = s.opts.Node, uint64(max(sp.Records, 0)), sp.Dropped
+	if !sp.Oldest.IsZero() {
+		st.SpoolOldestSeconds = uint64(max(time.Since(sp.Oldest), 0) / time.Second)
+	}
+	return st
 }
 
 // Stats returns the spool's depth and the sender's counters.
@@ -262,6 +292,8 @@ func (s *Sender) stream(ctx context.Context) (progressed bool, err error) {
 
 	ticker := time.NewTicker(s.opts.DropReportInterval)
 	defer ticker.Stop()
+	heartbeat := time.NewTicker(s.opts.Heartbeat)
+	defer heartbeat.Stop()
 	w := &window{cursor: s.spool.Acked()}
 	dropsDue := true
 	for {
@@ -289,6 +321,8 @@ func (s *Sender) stream(ctx context.Context) (progressed bool, err error) {
 		case <-s.spool.Appended():
 		case <-ticker.C:
 			dropsDue = true
+		case <-heartbeat.C:
+			s.heartbeat(st, w)
 		}
 	}
 }
@@ -320,6 +354,7 @@ func (s *Sender) fill(st grpc.BidiStreamingClient[errnowatchv1.PublishAlertsRequ
 		req := &errnowatchv1.PublishAlertsRequest{
 			BatchSequence: recs[len(recs)-1].Seq,
 			Alerts:        make([]*errnowatchv1.Alert, len(recs)),
+			Status:        s.status(),
 		}
 		resent := 0
 		for i := range recs {
@@ -340,6 +375,23 @@ func (s *Sender) fill(st grpc.BidiStreamingClient[errnowatchv1.PublishAlertsRequ
 		s.inFlight.Store(int64(len(w.batches)))
 	}
 	return nil
+}
+
+// heartbeat sends a batch of no alerts with the agent's status, so that the
+// collector hears from an agent with nothing to report; the window keeps
+// its place, since the collector answers it like any batch. A full window
+// or a broken stream skips it: the collector hears the status with the
+// next batch.
+func (s *Sender) heartbeat(st grpc.BidiStreamingClient[errnowatchv1.PublishAlertsRequest, errnowatchv1.PublishAlertsResponse], w *window) {
+	if w.broken || len(w.batches) >= s.opts.Window {
+		return
+	}
+	if err := st.Send(&errnowatchv1.PublishAlertsRequest{BatchSequence: w.cursor, Status: s.status()}); err != nil {
+		w.broken = true
+		return
+	}
+	w.batches = append(w.batches, batch{seq: w.cursor})
+	s.inFlight.Store(int64(len(w.batches)))
 }
 
 // reportDrops spools the report of alerts dropped while the spool was
@@ -370,6 +422,9 @@ func (s *Sender) answer(w *window, r *errnowatchv1.PublishAlertsResponse) error 
 	b := w.batches[0]
 	w.batches = w.batches[1:]
 	s.inFlight.Store(int64(len(w.batches)))
+	if b.n == 0 {
+		return nil // a heartbeat: nothing to acknowledge
+	}
 	if err := s.spool.Ack(b.seq); err != nil {
 		// The batch will be sent again after a restart; the collector
 		// counts it as duplicates.

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 	"k8s.io/apimachinery/pkg/util/wait"
 
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/collector/client"
@@ -622,4 +623,62 @@ func TestRejectedAlertIsDroppedAlone(t *testing.T) {
 	if st := s.Stats(); st.Rejected != 1 || st.Stored != 11 {
 		t.Errorf("stats %+v, want 1 rejected and 11 stored", st)
 	}
+}
+
+// Every batch and a heartbeat while idle tell the collector the agent's
+// status: the sensor's losses from SensorStatus, the node and the spool's
+// backlog from the sender. The collector keeps it for its node, and keeps
+// hearing from an agent with nothing to send; heartbeats are answered
+// like batches and acknowledge nothing.
+func TestHeartbeatTellsTheCollectorTheAgentsStatus(t *testing.T) {
+	t.Parallel()
+	c := newCollector(t, collector.Config{})
+	c.start()
+	cl := c.dial()
+	sp := openSpool(t, t.TempDir(), SpoolOptions{})
+	l := newLedger()
+	l.raise(t, sp, 30)
+	s, stop := runSender(t, sp, cl, SenderOptions{Node: "node-7", Heartbeat: 100 * time.Millisecond, BatchAlerts: 10,
+		SensorStatus: func() *errnowatchv1.AgentStatus {
+			return &errnowatchv1.AgentStatus{SensorAttached: true, RingDrops: 4, QueueDrops: 1, MapFull: 2, Overflowed: 9}
+		}})
+	eventually(t, "the spool to drain", func() bool { return sp.Stats().Records == 0 })
+	status := func() (store.NodeStatus, bool) {
+		sts, err := c.st.NodeStatuses(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range sts {
+			if st.Node == "node-7" {
+				return st, true
+			}
+		}
+		return store.NodeStatus{}, false
+	}
+	var first store.NodeStatus
+	eventually(t, "node-7's status", func() bool {
+		var ok bool
+		first, ok = status()
+		return ok
+	})
+	want := store.NodeStatus{Node: "node-7", ReceivedAt: first.ReceivedAt, SensorAttached: true, RingDrops: 4, QueueDrops: 1,
+		MapFull: 2, Overflowed: 9}
+	if first.SpoolRecords > 30 || first.SpoolDropped != 0 {
+		t.Errorf("node-7's status %+v: spool backlog past what was raised", first)
+	}
+	first.SpoolRecords, first.SpoolOldest = 0, 0
+	if first != want {
+		t.Errorf("node-7's status %+v, want %+v", first, want)
+	}
+	// Idle now: only heartbeats keep the status fresh (one write per node
+	// every 5 s at most).
+	eventually(t, "a heartbeat after the spool drained", func() bool {
+		st, _ := status()
+		return st.ReceivedAt.After(first.ReceivedAt) && st.SpoolRecords == 0
+	})
+	stop()
+	if st := s.Stats(); st.Acked != 30 || st.InFlight != 0 {
+		t.Errorf("after heartbeats: %+v, want the 30 alerts acknowledged and nothing in flight", st)
+	}
+	checkExactlyOnce(t, c, l, 0)
 }

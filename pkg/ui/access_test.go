@@ -8,6 +8,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/ui"
 )
 
@@ -33,6 +34,10 @@ func TestNamespaceTokenSeesNothingElse(t *testing.T) {
 		}
 	}
 	f.publish(t, as...)
+	// Agents' statuses of iso-b's node and of a node no alert names: a
+	// reader of iso-a learns neither.
+	f.heartbeat(t, &errnowatchv1.AgentStatus{Node: "node-of-b", SpoolRecords: 5})
+	f.heartbeat(t, &errnowatchv1.AgentStatus{Node: "node-without-alerts"})
 
 	t.Run("session cookie expires with the token", func(t *testing.T) {
 		c := f.httpClient(t)
@@ -57,7 +62,7 @@ func TestNamespaceTokenSeesNothingElse(t *testing.T) {
 		f.signIn(t, c, tokNone)
 		for _, p := range []string{"/", "/?range=30d", "/timeline", "/rules"} {
 			body := f.get(t, c, p, http.StatusOK)
-			for _, leak := range []string{"iso-a", "iso-b", "node-of-b", "host-node", "rule-only-in-b", "rule-1"} {
+			for _, leak := range []string{"iso-a", "iso-b", "node-of-b", "host-node", "rule-only-in-b", "rule-1", "node-without-alerts"} {
 				if strings.Contains(body, leak) {
 					t.Fatalf("%s shows %q to a token without RBAC", p, leak)
 				}
@@ -75,7 +80,7 @@ func TestNamespaceTokenSeesNothingElse(t *testing.T) {
 		if !strings.Contains(txt, "iso-a") {
 			t.Fatalf("%s does not show iso-a:\n%s", p, txt)
 		}
-		for _, leak := range []string{"iso-b", "node-of-b", "rule-only-in-b", "host-node"} {
+		for _, leak := range []string{"iso-b", "node-of-b", "rule-only-in-b", "host-node", "node-without-alerts"} {
 			if strings.Contains(html, leak) {
 				t.Fatalf("%s shows %q to a reader of iso-a:\n%s", p, leak, txt)
 			}

@@ -94,6 +94,24 @@ func newFixture(t *testing.T, k kubernetes.Interface, opts ui.Config) *fixture {
 }
 
 // publish sends alerts through the collector's ingest, as an agent does.
+// heartbeat sends a batch of no alerts with an agent's status through the
+// collector's ingest, as an agent's sender does when idle.
+func (f *fixture) heartbeat(t *testing.T, st *errnowatchv1.AgentStatus) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := f.pub.Ingest.PublishAlerts(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&errnowatchv1.PublishAlertsRequest{Status: st}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Recv(); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+}
+
 func (f *fixture) publish(t *testing.T, as ...alert.Alert) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -6,6 +6,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
 	"github.com/errnowatch/errnowatch/pkg/ui"
@@ -24,6 +25,8 @@ func TestLayoutSignIn(t *testing.T) {
 
 func TestLayoutOverview(t *testing.T) {
 	f, _, ctx := signedInBrowser(t)
+	f.heartbeat(t, &errnowatchv1.AgentStatus{Node: "node-0", SensorAttached: true, SpoolRecords: 12, SpoolOldestSeconds: 40, RingDrops: 3})
+	f.heartbeat(t, &errnowatchv1.AgentStatus{Node: "node-1", SensorAttached: true})
 	run(t, ctx, "overview", chromedp.Navigate(f.url+"/"), chromedp.WaitVisible(chromedp.CSS("#alerts")))
 	checkLayout(t, ctx, "overview", "header.top", "form.filters", "#chart-by-severity", "#chart-by-rule",
 		"#top-namespaces", "#top-pods", "#nodes", "#alerts")

@@ -186,7 +186,18 @@ type NodeRow struct {
 	Sensor []store.RollupRow
 	// Quiet is set when the node's newest alert is over a day old.
 	Quiet bool
+	// Status is the node's agent's latest report of its own health
+	// (drops, full map, spool backlog, when it was last heard from); nil
+	// when it never sent one.
+	Status *store.NodeStatus
+	// Silent is set when the agent has not been heard from for
+	// silentAfter: no alert, no heartbeat.
+	Silent bool
 }
+
+// silentAfter is how long without a heartbeat marks an agent silent: four
+// of its heartbeats (delivery.DefaultHeartbeat).
+const silentAfter = time.Minute
 
 // sensorRulePrefix names the rules about the sensor itself.
 const sensorRulePrefix = "errnowatch.sensor."
@@ -214,9 +225,30 @@ func (s *Server) nodes(v *view) ([]NodeRow, error) {
 			n.Sensor = append(n.Sensor, r)
 		}
 	}
+	statuses, err := s.src.NodeStatuses(v.ctx)
+	if err != nil {
+		return nil, err
+	}
+	all := v.sc.rollupNamespaces(v.f.Namespace) == nil && v.f.Node == ""
+	for i := range statuses {
+		st := &statuses[i]
+		n := byNode[st.Node]
+		if n == nil {
+			// A node without alerts in the range is listed for a reader of
+			// every namespace only: others learn no node their pods do not
+			// run on.
+			if !all {
+				continue
+			}
+			n = &NodeRow{Node: st.Node}
+			byNode[st.Node] = n
+		}
+		n.Status = st
+	}
 	out := make([]NodeRow, 0, len(byNode))
 	for _, n := range byNode {
 		n.Quiet = time.Since(n.LastSeen) > 24*time.Hour
+		n.Silent = n.Status != nil && time.Since(n.Status.ReceivedAt) > silentAfter
 		out = append(out, *n)
 	}
 	// The busiest nodes, listed by name.

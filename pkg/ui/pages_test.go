@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/ui"
 )
@@ -63,6 +64,28 @@ func TestPagesRender(t *testing.T) {
 			if !strings.Contains(txt, want) {
 				t.Fatalf("overview lacks %q:\n%s", want, txt)
 			}
+		}
+	})
+	t.Run("node health", func(t *testing.T) {
+		// Agents' own reports, as heartbeats through the collector's
+		// ingest: node-0 with a backlog and losses; node-idle, which
+		// delivered no alert, still listed for a reader of every namespace.
+		f.heartbeat(t, &errnowatchv1.AgentStatus{Node: "node-0", SensorAttached: true, SpoolRecords: 12,
+			SpoolOldestSeconds: 40, RingDrops: 3, MapFull: 1})
+		f.heartbeat(t, &errnowatchv1.AgentStatus{Node: "node-idle", SensorAttached: false})
+		run(t, ctx, "overview", chromedp.Navigate(f.url+"/"), chromedp.WaitVisible(chromedp.CSS(`#nodes tr[data-node="node-idle"]`)))
+		row := func(node string) string {
+			return value(t, ctx, "node row", chromedp.Text(chromedp.CSS(`#nodes tr[data-node="`+node+`"]`)))
+		}
+		if r := row("node-0"); !strings.Contains(r, "12 waiting, oldest 40s") || !strings.Contains(r, "ring 3") ||
+			!strings.Contains(r, "map full 1") || strings.Contains(r, "detached") {
+			t.Fatalf("node-0's row: %q", r)
+		}
+		if r := row("node-idle"); !strings.Contains(r, "sensor detached") || !strings.Contains(r, "none") {
+			t.Fatalf("node-idle's row: %q", r)
+		}
+		if r := row("node-1"); !strings.Contains(r, "no status from its agent") {
+			t.Fatalf("node-1's row: %q", r)
 		}
 	})
 	t.Run("timeline", func(t *testing.T) {

@@ -31,6 +31,7 @@ type page struct {
 
 var funcs = template.FuncMap{
 	"maxHistory":        func() int { return store.MaxHistory },
+	"secs":              func(d time.Duration) string { return d.Round(time.Second).String() },
 	"maxHistoryMessage": func() int { return store.MaxHistoryMessage },
 	"sevClass":          func(s alert.Severity) string { return "sev-" + s.String() },
 	"utc":               func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") + " UTC" },

@@ -32,6 +32,7 @@ type Source interface {
 	LastSeq(ctx context.Context) (uint64, error)
 	store.UIReader
 	store.HistoryReader
+	NodeStatuses(ctx context.Context) ([]store.NodeStatus, error)
 }
 
 // Wake returns the newest stored sequence and a channel closed when a newer

@@ -28,6 +28,11 @@ type PublishAlertsRequest struct {
 	// interpret it beyond that (it need not be contiguous).
 	BatchSequence uint64   `protobuf:"varint,1,opt,name=batch_sequence,json=batchSequence,proto3" json:"batch_sequence,omitempty"`
 	Alerts        []*Alert `protobuf:"bytes,2,rep,name=alerts,proto3" json:"alerts,omitempty"`
+	// The agent's own health as it sends this batch. A batch with no alerts
+	// and a status is a heartbeat: the collector answers it like any batch.
+	// The collector keeps the latest status of each node for the web UI; an
+	// authenticated agent reports its own node only.
+	Status        *AgentStatus `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -76,6 +81,132 @@ func (x *PublishAlertsRequest) GetAlerts() []*Alert {
 	return nil
 }
 
+func (x *PublishAlertsRequest) GetStatus() *AgentStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// AgentStatus is what the collector cannot see of an agent: its losses and
+// its backlog. Counters are totals since the agent started.
+type AgentStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node the agent runs on (an authenticated agent's own node wins).
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// Whether the kernel program is attached and counting.
+	SensorAttached bool `protobuf:"varint,2,opt,name=sensor_attached,json=sensorAttached,proto3" json:"sensor_attached,omitempty"`
+	// Failure records lost in the kernel's ring buffer, and decoded records
+	// the agent dropped because it did not keep up.
+	RingDrops  uint64 `protobuf:"varint,3,opt,name=ring_drops,json=ringDrops,proto3" json:"ring_drops,omitempty"`
+	QueueDrops uint64 `protobuf:"varint,4,opt,name=queue_drops,json=queueDrops,proto3" json:"queue_drops,omitempty"`
+	// Syscall exits not counted at all because the counts map was full, and
+	// exits counted without syscall and errno (a cgroup over its share).
+	MapFull    uint64 `protobuf:"varint,5,opt,name=map_full,json=mapFull,proto3" json:"map_full,omitempty"`
+	Overflowed uint64 `protobuf:"varint,6,opt,name=overflowed,proto3" json:"overflowed,omitempty"`
+	// Alerts spooled and not yet acknowledged, and the age in seconds of the
+	// oldest of them.
+	SpoolRecords       uint64 `protobuf:"varint,7,opt,name=spool_records,json=spoolRecords,proto3" json:"spool_records,omitempty"`
+	SpoolOldestSeconds uint64 `protobuf:"varint,8,opt,name=spool_oldest_seconds,json=spoolOldestSeconds,proto3" json:"spool_oldest_seconds,omitempty"`
+	// Alerts dropped because the spool was full.
+	SpoolDropped  uint64 `protobuf:"varint,9,opt,name=spool_dropped,json=spoolDropped,proto3" json:"spool_dropped,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentStatus) Reset() {
+	*x = AgentStatus{}
+	mi := &file_errnowatch_v1_ingest_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentStatus) ProtoMessage() {}
+
+func (x *AgentStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_errnowatch_v1_ingest_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentStatus.ProtoReflect.Descriptor instead.
+func (*AgentStatus) Descriptor() ([]byte, []int) {
+	return file_errnowatch_v1_ingest_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AgentStatus) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *AgentStatus) GetSensorAttached() bool {
+	if x != nil {
+		return x.SensorAttached
+	}
+	return false
+}
+
+func (x *AgentStatus) GetRingDrops() uint64 {
+	if x != nil {
+		return x.RingDrops
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetQueueDrops() uint64 {
+	if x != nil {
+		return x.QueueDrops
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetMapFull() uint64 {
+	if x != nil {
+		return x.MapFull
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetOverflowed() uint64 {
+	if x != nil {
+		return x.Overflowed
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetSpoolRecords() uint64 {
+	if x != nil {
+		return x.SpoolRecords
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetSpoolOldestSeconds() uint64 {
+	if x != nil {
+		return x.SpoolOldestSeconds
+	}
+	return 0
+}
+
+func (x *AgentStatus) GetSpoolDropped() uint64 {
+	if x != nil {
+		return x.SpoolDropped
+	}
+	return 0
+}
+
 // PublishAlertsResponse acknowledges one durably stored batch.
 type PublishAlertsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -90,7 +221,7 @@ type PublishAlertsResponse struct {
 
 func (x *PublishAlertsResponse) Reset() {
 	*x = PublishAlertsResponse{}
-	mi := &file_errnowatch_v1_ingest_proto_msgTypes[1]
+	mi := &file_errnowatch_v1_ingest_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -102,7 +233,7 @@ func (x *PublishAlertsResponse) String() string {
 func (*PublishAlertsResponse) ProtoMessage() {}
 
 func (x *PublishAlertsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_errnowatch_v1_ingest_proto_msgTypes[1]
+	mi := &file_errnowatch_v1_ingest_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -115,7 +246,7 @@ func (x *PublishAlertsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublishAlertsResponse.ProtoReflect.Descriptor instead.
 func (*PublishAlertsResponse) Descriptor() ([]byte, []int) {
-	return file_errnowatch_v1_ingest_proto_rawDescGZIP(), []int{1}
+	return file_errnowatch_v1_ingest_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PublishAlertsResponse) GetBatchSequence() uint64 {
@@ -143,10 +274,25 @@ var File_errnowatch_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_errnowatch_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x1aerrnowatch/v1/ingest.proto\x12\rerrnowatch.v1\x1a\x19errnowatch/v1/alert.proto\"k\n" +
+	"\x1aerrnowatch/v1/ingest.proto\x12\rerrnowatch.v1\x1a\x19errnowatch/v1/alert.proto\"\x9f\x01\n" +
 	"\x14PublishAlertsRequest\x12%\n" +
 	"\x0ebatch_sequence\x18\x01 \x01(\x04R\rbatchSequence\x12,\n" +
-	"\x06alerts\x18\x02 \x03(\v2\x14.errnowatch.v1.AlertR\x06alerts\"v\n" +
+	"\x06alerts\x18\x02 \x03(\v2\x14.errnowatch.v1.AlertR\x06alerts\x122\n" +
+	"\x06status\x18\x03 \x01(\v2\x1a.errnowatch.v1.AgentStatusR\x06status\"\xc1\x02\n" +
+	"\vAgentStatus\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12'\n" +
+	"\x0fsensor_attached\x18\x02 \x01(\bR\x0esensorAttached\x12\x1d\n" +
+	"\n" +
+	"ring_drops\x18\x03 \x01(\x04R\tringDrops\x12\x1f\n" +
+	"\vqueue_drops\x18\x04 \x01(\x04R\n" +
+	"queueDrops\x12\x19\n" +
+	"\bmap_full\x18\x05 \x01(\x04R\amapFull\x12\x1e\n" +
+	"\n" +
+	"overflowed\x18\x06 \x01(\x04R\n" +
+	"overflowed\x12#\n" +
+	"\rspool_records\x18\a \x01(\x04R\fspoolRecords\x120\n" +
+	"\x14spool_oldest_seconds\x18\b \x01(\x04R\x12spoolOldestSeconds\x12#\n" +
+	"\rspool_dropped\x18\t \x01(\x04R\fspoolDropped\"v\n" +
 	"\x15PublishAlertsResponse\x12%\n" +
 	"\x0ebatch_sequence\x18\x01 \x01(\x04R\rbatchSequence\x12\x16\n" +
 	"\x06stored\x18\x02 \x01(\rR\x06stored\x12\x1e\n" +
@@ -168,21 +314,23 @@ func file_errnowatch_v1_ingest_proto_rawDescGZIP() []byte {
 	return file_errnowatch_v1_ingest_proto_rawDescData
 }
 
-var file_errnowatch_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_errnowatch_v1_ingest_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_errnowatch_v1_ingest_proto_goTypes = []any{
 	(*PublishAlertsRequest)(nil),  // 0: errnowatch.v1.PublishAlertsRequest
-	(*PublishAlertsResponse)(nil), // 1: errnowatch.v1.PublishAlertsResponse
-	(*Alert)(nil),                 // 2: errnowatch.v1.Alert
+	(*AgentStatus)(nil),           // 1: errnowatch.v1.AgentStatus
+	(*PublishAlertsResponse)(nil), // 2: errnowatch.v1.PublishAlertsResponse
+	(*Alert)(nil),                 // 3: errnowatch.v1.Alert
 }
 var file_errnowatch_v1_ingest_proto_depIdxs = []int32{
-	2, // 0: errnowatch.v1.PublishAlertsRequest.alerts:type_name -> errnowatch.v1.Alert
-	0, // 1: errnowatch.v1.IngestService.PublishAlerts:input_type -> errnowatch.v1.PublishAlertsRequest
-	1, // 2: errnowatch.v1.IngestService.PublishAlerts:output_type -> errnowatch.v1.PublishAlertsResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3, // 0: errnowatch.v1.PublishAlertsRequest.alerts:type_name -> errnowatch.v1.Alert
+	1, // 1: errnowatch.v1.PublishAlertsRequest.status:type_name -> errnowatch.v1.AgentStatus
+	0, // 2: errnowatch.v1.IngestService.PublishAlerts:input_type -> errnowatch.v1.PublishAlertsRequest
+	2, // 3: errnowatch.v1.IngestService.PublishAlerts:output_type -> errnowatch.v1.PublishAlertsResponse
+	3, // [3:4] is the sub-list for method output_type
+	2, // [2:3] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_errnowatch_v1_ingest_proto_init() }
@@ -197,7 +345,7 @@ func file_errnowatch_v1_ingest_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_errnowatch_v1_ingest_proto_rawDesc), len(file_errnowatch_v1_ingest_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

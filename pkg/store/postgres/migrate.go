@@ -118,6 +118,8 @@ var migrations = []string{
 	// updated alert_rollups, and updates each derived rollup after its
 	// source: a max_last_seen is read again from the source's rows.
 	derivedRollupsMigration(),
+	// 8: each node's latest agent status, for the web UI (nodestatus.go).
+	nodeStatusMigration,
 }
 
 // derivedRollupsMigration creates, fills and keeps the derived rollups,

@@ -92,6 +92,8 @@ var migrations = []string{
 	// than one per alert. Kept by rollup.go like alert_rollups; filled here
 	// from alert_rollups, which counts the stored alerts.
 	derivedRollupsMigration(),
+	// 8: each node's latest agent status, for the web UI (nodestatus.go).
+	nodeStatusMigration,
 }
 
 // derivedRollupsMigration creates and fills the derived rollups, each

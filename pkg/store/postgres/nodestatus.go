@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/errnowatch/errnowatch/pkg/store"
+)
+
+var _ store.NodeStatuses = (*Store)(nil)
+
+// nodeStatusMigration keeps each node's latest agent status (times in unix
+// ns of the collector replica that received it).
+const nodeStatusMigration = `CREATE TABLE node_status (
+		node          text    COLLATE "C" PRIMARY KEY,
+		received_at   bigint  NOT NULL,
+		attached      boolean NOT NULL,
+		ring_drops    bigint  NOT NULL,
+		queue_drops   bigint  NOT NULL,
+		map_full      bigint  NOT NULL,
+		overflowed    bigint  NOT NULL,
+		spool_records bigint  NOT NULL,
+		spool_dropped bigint  NOT NULL,
+		spool_oldest  bigint  NOT NULL -- ns
+	);`
+
+// PutNodeStatus implements store.NodeStatuses. Replicas count the kept
+// nodes under a transaction-scoped advisory lock, so two new nodes cannot
+// both take the last place.
+func (s *Store) PutNodeStatus(ctx context.Context, st store.NodeStatus) error {
+	leave, err := s.enter()
+	if err != nil {
+		return err
+	}
+	defer leave()
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, nodeStatusLock); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM node_status WHERE received_at < $1`,
+			st.ReceivedAt.Add(-store.NodeStatusTTL).UnixNano()); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO node_status (node, received_at, attached, ring_drops, queue_drops,
+				map_full, overflowed, spool_records, spool_dropped, spool_oldest)
+			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
+			WHERE EXISTS (SELECT 1 FROM node_status WHERE node = $1) OR (SELECT COUNT(*) FROM node_status) < $11
+			ON CONFLICT (node) DO UPDATE SET received_at = excluded.received_at, attached = excluded.attached,
+				ring_drops = excluded.ring_drops, queue_drops = excluded.queue_drops, map_full = excluded.map_full,
+				overflowed = excluded.overflowed, spool_records = excluded.spool_records,
+				spool_dropped = excluded.spool_dropped, spool_oldest = excluded.spool_oldest`,
+			st.Node, st.ReceivedAt.UnixNano(), st.SensorAttached, int64(st.RingDrops), int64(st.QueueDrops),
+			int64(st.MapFull), int64(st.Overflowed), int64(st.SpoolRecords), int64(st.SpoolDropped),
+			int64(st.SpoolOldest), store.MaxNodeStatuses)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrTooManyNodes
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("keep node status of %q: %w", st.Node, err)
+	}
+	return nil
+}
+
+// nodeStatusLock is the advisory lock key of PutNodeStatus.
+const nodeStatusLock = 0x6572726e6f770002
+
+// NodeStatuses implements store.NodeStatuses.
+func (s *Store) NodeStatuses(ctx context.Context) ([]store.NodeStatus, error) {
+	leave, err := s.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
+	rows, err := s.pool.Query(ctx, `SELECT node, received_at, attached, ring_drops, queue_drops, map_full,
+		overflowed, spool_records, spool_dropped, spool_oldest FROM node_status ORDER BY node LIMIT $1`, store.MaxNodeStatuses)
+	if err != nil {
+		return nil, fmt.Errorf("read node statuses: %w", err)
+	}
+	defer rows.Close()
+	var out []store.NodeStatus
+	for rows.Next() {
+		var (
+			st                  store.NodeStatus
+			at, oldest          int64
+			ring, queue, full   int64
+			over, recs, dropped int64
+		)
+		if err := rows.Scan(&st.Node, &at, &st.SensorAttached, &ring, &queue, &full, &over, &recs, &dropped, &oldest); err != nil {
+			return nil, fmt.Errorf("read node statuses: %w", err)
+		}
+		st.ReceivedAt, st.SpoolOldest = time.Unix(0, at), time.Duration(oldest)
+		st.RingDrops, st.QueueDrops, st.MapFull, st.Overflowed = uint64(ring), uint64(queue), uint64(full), uint64(over)
+		st.SpoolRecords, st.SpoolDropped = uint64(recs), uint64(dropped)
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read node statuses: %w", err)
+	}
+	return out, nil
+}

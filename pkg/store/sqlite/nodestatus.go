@@ -1,0 +1,100 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/errnowatch/errnowatch/pkg/store"
+)
+
+var _ store.NodeStatuses = (*Store)(nil)
+
+// nodeStatusMigration keeps each node's latest agent status (times in unix
+// ns of this host's clock).
+const nodeStatusMigration = `CREATE TABLE node_status (
+		node          TEXT    PRIMARY KEY,
+		received_at   INTEGER NOT NULL,
+		attached      INTEGER NOT NULL,
+		ring_drops    INTEGER NOT NULL,
+		queue_drops   INTEGER NOT NULL,
+		map_full      INTEGER NOT NULL,
+		overflowed    INTEGER NOT NULL,
+		spool_records INTEGER NOT NULL,
+		spool_dropped INTEGER NOT NULL,
+		spool_oldest  INTEGER NOT NULL -- ns
+	) WITHOUT ROWID;`
+
+// PutNodeStatus implements store.NodeStatuses. The bound and the
+// replacement are one statement: a node already kept is always updated,
+// a new one only below the bound.
+func (s *Store) PutNodeStatus(ctx context.Context, st store.NodeStatus) error {
+	if s.isClosed() {
+		return store.ErrClosed
+	}
+	tx, err := s.wdb.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("keep node status: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if _, err := tx.ExecContext(ctx, `DELETE FROM node_status WHERE received_at < ?`,
+		st.ReceivedAt.Add(-store.NodeStatusTTL).UnixNano()); err != nil {
+		return fmt.Errorf("keep node status: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO node_status (node, received_at, attached, ring_drops, queue_drops,
+			map_full, overflowed, spool_records, spool_dropped, spool_oldest)
+		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+		WHERE EXISTS (SELECT 1 FROM node_status WHERE node = ?1) OR (SELECT COUNT(*) FROM node_status) < ?11
+		ON CONFLICT (node) DO UPDATE SET received_at = excluded.received_at, attached = excluded.attached,
+			ring_drops = excluded.ring_drops, queue_drops = excluded.queue_drops, map_full = excluded.map_full,
+			overflowed = excluded.overflowed, spool_records = excluded.spool_records,
+			spool_dropped = excluded.spool_dropped, spool_oldest = excluded.spool_oldest`,
+		st.Node, st.ReceivedAt.UnixNano(), st.SensorAttached, int64(st.RingDrops), int64(st.QueueDrops),
+		int64(st.MapFull), int64(st.Overflowed), int64(st.SpoolRecords), int64(st.SpoolDropped),
+		int64(st.SpoolOldest), store.MaxNodeStatuses)
+	if err != nil {
+		return fmt.Errorf("keep node status of %q: %w", st.Node, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("keep node status of %q: %w", st.Node, err)
+	} else if n == 0 {
+		return fmt.Errorf("keep node status of %q: %w", st.Node, store.ErrTooManyNodes)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("keep node status: %w", err)
+	}
+	return nil
+}
+
+// NodeStatuses implements store.NodeStatuses.
+func (s *Store) NodeStatuses(ctx context.Context) ([]store.NodeStatus, error) {
+	if s.isClosed() {
+		return nil, store.ErrClosed
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT node, received_at, attached, ring_drops, queue_drops, map_full,
+		overflowed, spool_records, spool_dropped, spool_oldest FROM node_status ORDER BY node LIMIT ?`, store.MaxNodeStatuses)
+	if err != nil {
+		return nil, fmt.Errorf("read node statuses: %w", err)
+	}
+	defer rows.Close()
+	var out []store.NodeStatus
+	for rows.Next() {
+		var (
+			st                  store.NodeStatus
+			at, oldest          int64
+			ring, queue, full   int64
+			over, recs, dropped int64
+		)
+		if err := rows.Scan(&st.Node, &at, &st.SensorAttached, &ring, &queue, &full, &over, &recs, &dropped, &oldest); err != nil {
+			return nil, fmt.Errorf("read node statuses: %w", err)
+		}
+		st.ReceivedAt, st.SpoolOldest = time.Unix(0, at), time.Duration(oldest)
+		st.RingDrops, st.QueueDrops, st.MapFull, st.Overflowed = uint64(ring), uint64(queue), uint64(full), uint64(over)
+		st.SpoolRecords, st.SpoolDropped = uint64(recs), uint64(dropped)
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read node statuses: %w", err)
+	}
+	return out, nil
+}
