@@ -475,6 +475,11 @@ func keyringProbing(string) error {
 	if err := dropToNobody(); err != nil {
 		return err
 	}
+	// The process keyring hangs off the credentials of the thread that
+	// first uses it: Go's other threads, started before, do not possess
+	// it, and a key used from one of them is not ours (EACCES). Stay on
+	// the one thread.
+	runtime.LockOSThread()
 	id, err := unix.AddKey("user", "errnowatch-probe", []byte("secret"), unix.KEY_SPEC_PROCESS_KEYRING)
 	if err != nil {
 		return fmt.Errorf("add key: %w", err)
