@@ -35,7 +35,9 @@ func newNodeStatuses(st store.Store) nodeStatuses {
 // publisher the collector knows no node of: the local socket). A status
 // never fails its batch: the alerts matter more. One that names another
 // node than the agent's, names no valid node, or finds the store full is
-// counted (refused_total{reason="node_status"}), logged and dropped.
+// counted (refused_total{reason="node_status"}), logged and dropped; one
+// with no node at all, from a standalone agent without a node name, is
+// dropped quietly.
 func (s *Server) keepStatus(ctx context.Context, log *zap.Logger, node string, st *errnowatchv1.AgentStatus) {
 	ns := &s.statuses
 	if ns.store == nil {
@@ -52,6 +54,10 @@ func (s *Server) keepStatus(ctx context.Context, log *zap.Logger, node string, s
 		return
 	case node != "":
 		name = node
+	case name == "":
+		// A standalone agent without a node name (--no-kubernetes): its
+		// alerts name no node either, and there is nothing to key it by.
+		return
 	}
 	if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 		refuse("not a node name", errors.New(errs[0]))
