@@ -502,16 +502,22 @@ func TestSpoolHoldsAlertsWhileTheDiskIsFull(t *testing.T) {
 
 func TestSpoolHeldBoundDropsTheOldestAndReportsThem(t *testing.T) {
 	dir, fill, free := smallDisk(t)
-	size := int64(len(mustEncode(t, testAlert(t, 10))))
-	opts := oneRecordSegments
-	opts.MaxHeldBytes = 2 * size
-	s := openSpool(t, filepath.Join(dir, "spool"), opts)
-	appendN(t, s, 1)
-	fill()
+	// Room for two of the five alerts and not three: their encodings differ
+	// by a few bytes (a timestamp's digits), so two and a half of the
+	// largest.
 	var all []alert.Alert
+	var size int64
 	for i := range 5 {
 		a := testAlert(t, 10+i)
 		all = append(all, a)
+		size = max(size, int64(len(mustEncode(t, a))))
+	}
+	opts := oneRecordSegments
+	opts.MaxHeldBytes = 2*size + size/2
+	s := openSpool(t, filepath.Join(dir, "spool"), opts)
+	appendN(t, s, 1)
+	fill()
+	for i, a := range all {
 		if err := s.Append(a); !errors.Is(err, unix.ENOSPC) {
 			t.Fatalf("append %d to a full disk returned %v", i, err)
 		}
