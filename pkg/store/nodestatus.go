@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -41,4 +42,35 @@ type NodeStatuses interface {
 	PutNodeStatus(ctx context.Context, st NodeStatus) error
 	// NodeStatuses returns every kept status, by node.
 	NodeStatuses(ctx context.Context) ([]NodeStatus, error)
+}
+
+// NodeStatusColumns are the columns ReadNodeStatuses reads, in order; both
+// stores' node_status tables have them.
+const NodeStatusColumns = `node, received_at, attached, ring_drops, queue_drops, map_full, overflowed,
+	spool_records, spool_dropped, spool_oldest`
+
+// ReadNodeStatuses scans every row of a query that selects
+// NodeStatusColumns, from either store's rows (RollupRows: database/sql's
+// and pgx's).
+func ReadNodeStatuses(rows RollupRows) ([]NodeStatus, error) {
+	var out []NodeStatus
+	for rows.Next() {
+		var (
+			st                  NodeStatus
+			at, oldest          int64
+			ring, queue, full   int64
+			over, recs, dropped int64
+		)
+		if err := rows.Scan(&st.Node, &at, &st.SensorAttached, &ring, &queue, &full, &over, &recs, &dropped, &oldest); err != nil {
+			return nil, fmt.Errorf("read node statuses: %w", err)
+		}
+		st.ReceivedAt, st.SpoolOldest = time.Unix(0, at), time.Duration(oldest)
+		st.RingDrops, st.QueueDrops, st.MapFull, st.Overflowed = uint64(ring), uint64(queue), uint64(full), uint64(over)
+		st.SpoolRecords, st.SpoolDropped = uint64(recs), uint64(dropped)
+		out = append(out, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read node statuses: %w", err)
+	}
+	return out, nil
 }

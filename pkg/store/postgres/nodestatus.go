@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -44,8 +43,7 @@ func (s *Store) PutNodeStatus(ctx context.Context, st store.NodeStatus) error {
 			st.ReceivedAt.Add(-store.NodeStatusTTL).UnixNano()); err != nil {
 			return err
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO node_status (node, received_at, attached, ring_drops, queue_drops,
-				map_full, overflowed, spool_records, spool_dropped, spool_oldest)
+		tag, err := tx.Exec(ctx, `INSERT INTO node_status (`+store.NodeStatusColumns+`)
 			SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
 			WHERE EXISTS (SELECT 1 FROM node_status WHERE node = $1) OR (SELECT COUNT(*) FROM node_status) < $11
 			ON CONFLICT (node) DO UPDATE SET received_at = excluded.received_at, attached = excluded.attached,
@@ -79,30 +77,10 @@ func (s *Store) NodeStatuses(ctx context.Context) ([]store.NodeStatus, error) {
 		return nil, err
 	}
 	defer leave()
-	rows, err := s.pool.Query(ctx, `SELECT node, received_at, attached, ring_drops, queue_drops, map_full,
-		overflowed, spool_records, spool_dropped, spool_oldest FROM node_status ORDER BY node LIMIT $1`, store.MaxNodeStatuses)
+	rows, err := s.pool.Query(ctx, `SELECT `+store.NodeStatusColumns+` FROM node_status ORDER BY node LIMIT $1`, store.MaxNodeStatuses)
 	if err != nil {
 		return nil, fmt.Errorf("read node statuses: %w", err)
 	}
 	defer rows.Close()
-	var out []store.NodeStatus
-	for rows.Next() {
-		var (
-			st                  store.NodeStatus
-			at, oldest          int64
-			ring, queue, full   int64
-			over, recs, dropped int64
-		)
-		if err := rows.Scan(&st.Node, &at, &st.SensorAttached, &ring, &queue, &full, &over, &recs, &dropped, &oldest); err != nil {
-			return nil, fmt.Errorf("read node statuses: %w", err)
-		}
-		st.ReceivedAt, st.SpoolOldest = time.Unix(0, at), time.Duration(oldest)
-		st.RingDrops, st.QueueDrops, st.MapFull, st.Overflowed = uint64(ring), uint64(queue), uint64(full), uint64(over)
-		st.SpoolRecords, st.SpoolDropped = uint64(recs), uint64(dropped)
-		out = append(out, st)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read node statuses: %w", err)
-	}
-	return out, nil
+	return store.ReadNodeStatuses(rows)
 }
