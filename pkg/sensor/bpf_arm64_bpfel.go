@@ -83,6 +83,8 @@ type bpfHotSlot struct {
 	Pending   uint64
 	Bound     uint32
 	Saturated uint32
+	CgSerial  uint64
+	CgId      uint64
 }
 
 type bpfRecord struct {
@@ -107,12 +109,20 @@ type bpfRecord struct {
 	Addr       [128]uint8
 }
 
+type bpfSettings struct {
+	_        structs.HostLayout
+	Cfg      bpfConfig
+	Gen      uint32
+	RlWindow uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	bpfMapBudgets0     = "budgets0"
 	bpfMapBudgets1     = "budgets1"
+	bpfMapCfg          = "cfg"
 	bpfMapCgroupFilter = "cgroup_filter"
 	bpfMapCounts0      = "counts0"
 	bpfMapCounts1      = "counts1"
@@ -127,10 +137,7 @@ const (
 	bpfProgOnSysEnter  = "on_sys_enter"
 	bpfProgOnSysExit   = "on_sys_exit"
 	bpfVarArgSpecs     = "arg_specs"
-	bpfVarCfg          = "cfg"
 	bpfVarErrnoBits    = "errno_bits"
-	bpfVarGen          = "gen"
-	bpfVarRlWindow     = "rl_window"
 	bpfVarSyscallBits  = "syscall_bits"
 	bpfVarUnusedRecord = "unused_record"
 )
@@ -187,6 +194,7 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Budgets0     *ebpf.MapSpec `ebpf:"budgets0"`
 	Budgets1     *ebpf.MapSpec `ebpf:"budgets1"`
+	Cfg          *ebpf.MapSpec `ebpf:"cfg"`
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Counts0      *ebpf.MapSpec `ebpf:"counts0"`
 	Counts1      *ebpf.MapSpec `ebpf:"counts1"`
@@ -205,10 +213,7 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	ArgSpecs     *ebpf.VariableSpec `ebpf:"arg_specs"`
-	Cfg          *ebpf.VariableSpec `ebpf:"cfg"`
 	ErrnoBits    *ebpf.VariableSpec `ebpf:"errno_bits"`
-	Gen          *ebpf.VariableSpec `ebpf:"gen"`
-	RlWindow     *ebpf.VariableSpec `ebpf:"rl_window"`
 	SyscallBits  *ebpf.VariableSpec `ebpf:"syscall_bits"`
 	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
 }
@@ -235,6 +240,7 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Budgets0     *ebpf.Map `ebpf:"budgets0"`
 	Budgets1     *ebpf.Map `ebpf:"budgets1"`
+	Cfg          *ebpf.Map `ebpf:"cfg"`
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Counts0      *ebpf.Map `ebpf:"counts0"`
 	Counts1      *ebpf.Map `ebpf:"counts1"`
@@ -252,6 +258,7 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Budgets0,
 		m.Budgets1,
+		m.Cfg,
 		m.CgroupFilter,
 		m.Counts0,
 		m.Counts1,
@@ -271,10 +278,7 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	ArgSpecs     *ebpf.Variable `ebpf:"arg_specs"`
-	Cfg          *ebpf.Variable `ebpf:"cfg"`
 	ErrnoBits    *ebpf.Variable `ebpf:"errno_bits"`
-	Gen          *ebpf.Variable `ebpf:"gen"`
-	RlWindow     *ebpf.Variable `ebpf:"rl_window"`
 	SyscallBits  *ebpf.Variable `ebpf:"syscall_bits"`
 	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
 }

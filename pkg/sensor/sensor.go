@@ -154,6 +154,7 @@ type Sensor struct {
 	queue *queue
 	clock Clock
 
+	settings settings
 	filterMu sync.Mutex
 	cgroups  map[uint64]uint32 // what cgroup_filter holds
 
@@ -228,7 +229,10 @@ func Load(cfg Config) (s *Sensor, err error) {
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, explain("load BPF program", err)
 	}
-	if err := s.gens.init(s.objs.Gen, s.objs.RcuBarrier, barrierInner); err != nil {
+	if err := s.settings.init(s.objs.Cfg); err != nil {
+		return nil, err
+	}
+	if err := s.gens.init(&s.settings, s.objs.RcuBarrier, barrierInner); err != nil {
 		return nil, err
 	}
 
@@ -242,8 +246,8 @@ func Load(cfg Config) (s *Sensor, err error) {
 	if cfg.ExcludeSelf {
 		kcfg.SelfTgid = uint32(os.Getpid())
 	}
-	if err := s.objs.Cfg.Set(kcfg); err != nil {
-		return nil, fmt.Errorf("write sensor config: %w", err)
+	if err := s.settings.setConfig(kcfg); err != nil {
+		return nil, err
 	}
 	if err := s.SetFilter(cfg.Filter); err != nil {
 		return nil, err
@@ -363,7 +367,7 @@ func (s *Sensor) windowLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			w++
-			if err := s.objs.RlWindow.Set(w); err != nil {
+			if err := s.settings.update(func(st *bpfSettings) { st.RlWindow = w }); err != nil {
 				s.log.Error("advance record rate-limit window", zap.Error(err))
 			}
 		}
