@@ -151,16 +151,22 @@ struct hot_slot {
 	u64 pending;
 	u32 bound;     /* key is valid */
 	u32 saturated; /* as count_val.saturated, for key */
-	/* The cgroup of this CPU's previous exit: its css serial number and
-	 * its id (0: none yet). A cgroup's serial number is given once, from
-	 * a 64-bit counter, and never reused, and the cgroup of the running
-	 * task is alive, so an equal serial number is the same cgroup and the
-	 * id is exact: a cgroup freed and another made at the same address
-	 * has another serial number. It saves the load of the kernfs node,
-	 * which is in memory of its own. */
-	u64 cg_serial;
+	/* The cgroup of this CPU's previous exit, its id, and cgroup_epoch
+	 * when they were read (see on_cgroup_rmdir). */
+	u64 cg_ptr;
+	u64 cg_epoch;
 	u64 cg_id;
 };
+
+/* How many cgroups have been removed since the sensor was loaded: the
+ * count of on_cgroup_rmdir. A plain array, so that its one value sits in
+ * the map's own allocation and the lookup is an address, not a load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} cgroup_epoch SEC(".maps");
 
 /* One cgroup's use of the counts map in one generation. */
 struct cgroup_budget {
@@ -641,7 +647,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	struct cgroup *cgrp;
 	struct hot_slot *slot;
 	u32 *saturated;
-	u64 duration = 0, serial, cgroup_id, nr_errno;
+	u64 duration = 0, epoch, cgroup_id, nr_errno, *ep;
 	u32 errno = 0, compat, g, idx, nr, zero = 0;
 
 	st = bpf_map_lookup_elem(&cfg, &zero);
@@ -683,13 +689,30 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	if (!slot)
 		return 0;
 
+	/* The cgroup id is the id of the kernfs node of the task's cgroup on
+	 * the unified hierarchy: task->cgroups->dfl_cgrp->kn->id, four
+	 * dependent loads from three objects of their own, each a TLB miss
+	 * here. The slot keeps the last cgroup pointer and its id, and the
+	 * cached id is used only while no cgroup has been removed since it
+	 * was read: a pointer alone could name another cgroup made in the
+	 * memory of a freed one, but a cgroup is freed only after its rmdir
+	 * (a cgroup with a running task cannot be removed, and its memory is
+	 * freed an RCU grace period after it is released, which this program,
+	 * running inside an RCU read-side section, outlasts), and each rmdir
+	 * moves the epoch on first. So the same pointer and the same epoch are
+	 * the same cgroup, and the kernfs node is read only when the CPU's
+	 * cgroup or the epoch changes. The epoch is read before the pointer. */
+	ep = bpf_map_lookup_elem(&cgroup_epoch, &zero);
+	if (!ep)
+		return 0;
+	epoch = *(volatile u64 *)ep;
 	cgrp = task->cgroups->dfl_cgrp;
-	serial = cgrp->self.serial_nr;
-	if (slot->cg_id && slot->cg_serial == serial) {
+	if (slot->cg_ptr == (u64)cgrp && slot->cg_epoch == epoch) {
 		cgroup_id = slot->cg_id;
 	} else {
 		cgroup_id = cgrp->kn->id;
-		slot->cg_serial = serial;
+		slot->cg_ptr = (u64)cgrp;
+		slot->cg_epoch = epoch;
 		slot->cg_id = cgroup_id;
 	}
 	if (!cgroup_passes(st, cgrp, cgroup_id))
@@ -784,6 +807,20 @@ counted:
 
 	if (errno && record_allowed(st, &key, saturated))
 		emit_record(task, regs, &key, ret, duration);
+	return 0;
+}
+
+/* Every removal of a cgroup moves the epoch on, before the cgroup can be
+ * freed: see the cgroup id cache in on_sys_exit. Load attaches it before
+ * on_sys_exit and detaches it last. */
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(on_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	u32 zero = 0;
+	u64 *ep = bpf_map_lookup_elem(&cgroup_epoch, &zero);
+
+	if (ep)
+		__sync_fetch_and_add(ep, 1);
 	return 0;
 }
 

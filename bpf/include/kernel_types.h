@@ -113,12 +113,7 @@ struct kernfs_node {
 	struct kernfs_node *__parent;
 } __attribute__((preserve_access_index));
 
-struct cgroup_subsys_state {
-	u64 serial_nr;
-} __attribute__((preserve_access_index));
-
 struct cgroup {
-	struct cgroup_subsys_state self;
 	struct kernfs_node *kn;
 } __attribute__((preserve_access_index));
 

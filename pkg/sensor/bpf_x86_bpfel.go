@@ -83,7 +83,8 @@ type bpfHotSlot struct {
 	Pending   uint64
 	Bound     uint32
 	Saturated uint32
-	CgSerial  uint64
+	CgPtr     uint64
+	CgEpoch   uint64
 	CgId      uint64
 }
 
@@ -120,26 +121,28 @@ type bpfSettings struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapBudgets0     = "budgets0"
-	bpfMapBudgets1     = "budgets1"
-	bpfMapCfg          = "cfg"
-	bpfMapCgroupFilter = "cgroup_filter"
-	bpfMapCounts0      = "counts0"
-	bpfMapCounts1      = "counts1"
-	bpfMapEnterTimes   = "enter_times"
-	bpfMapHists0       = "hists0"
-	bpfMapHists1       = "hists1"
-	bpfMapHot          = "hot"
-	bpfMapRatelimit    = "ratelimit"
-	bpfMapRcuBarrier   = "rcu_barrier"
-	bpfMapRecords      = "records"
-	bpfMapStats        = "stats"
-	bpfProgOnSysEnter  = "on_sys_enter"
-	bpfProgOnSysExit   = "on_sys_exit"
-	bpfVarArgSpecs     = "arg_specs"
-	bpfVarErrnoBits    = "errno_bits"
-	bpfVarSyscallBits  = "syscall_bits"
-	bpfVarUnusedRecord = "unused_record"
+	bpfMapBudgets0       = "budgets0"
+	bpfMapBudgets1       = "budgets1"
+	bpfMapCfg            = "cfg"
+	bpfMapCgroupEpoch    = "cgroup_epoch"
+	bpfMapCgroupFilter   = "cgroup_filter"
+	bpfMapCounts0        = "counts0"
+	bpfMapCounts1        = "counts1"
+	bpfMapEnterTimes     = "enter_times"
+	bpfMapHists0         = "hists0"
+	bpfMapHists1         = "hists1"
+	bpfMapHot            = "hot"
+	bpfMapRatelimit      = "ratelimit"
+	bpfMapRcuBarrier     = "rcu_barrier"
+	bpfMapRecords        = "records"
+	bpfMapStats          = "stats"
+	bpfProgOnCgroupRmdir = "on_cgroup_rmdir"
+	bpfProgOnSysEnter    = "on_sys_enter"
+	bpfProgOnSysExit     = "on_sys_exit"
+	bpfVarArgSpecs       = "arg_specs"
+	bpfVarErrnoBits      = "errno_bits"
+	bpfVarSyscallBits    = "syscall_bits"
+	bpfVarUnusedRecord   = "unused_record"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -184,8 +187,9 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	OnSysEnter *ebpf.ProgramSpec `ebpf:"on_sys_enter"`
-	OnSysExit  *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
+	OnCgroupRmdir *ebpf.ProgramSpec `ebpf:"on_cgroup_rmdir"`
+	OnSysEnter    *ebpf.ProgramSpec `ebpf:"on_sys_enter"`
+	OnSysExit     *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -195,6 +199,7 @@ type bpfMapSpecs struct {
 	Budgets0     *ebpf.MapSpec `ebpf:"budgets0"`
 	Budgets1     *ebpf.MapSpec `ebpf:"budgets1"`
 	Cfg          *ebpf.MapSpec `ebpf:"cfg"`
+	CgroupEpoch  *ebpf.MapSpec `ebpf:"cgroup_epoch"`
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Counts0      *ebpf.MapSpec `ebpf:"counts0"`
 	Counts1      *ebpf.MapSpec `ebpf:"counts1"`
@@ -241,6 +246,7 @@ type bpfMaps struct {
 	Budgets0     *ebpf.Map `ebpf:"budgets0"`
 	Budgets1     *ebpf.Map `ebpf:"budgets1"`
 	Cfg          *ebpf.Map `ebpf:"cfg"`
+	CgroupEpoch  *ebpf.Map `ebpf:"cgroup_epoch"`
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Counts0      *ebpf.Map `ebpf:"counts0"`
 	Counts1      *ebpf.Map `ebpf:"counts1"`
@@ -259,6 +265,7 @@ func (m *bpfMaps) Close() error {
 		m.Budgets0,
 		m.Budgets1,
 		m.Cfg,
+		m.CgroupEpoch,
 		m.CgroupFilter,
 		m.Counts0,
 		m.Counts1,
@@ -287,12 +294,14 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	OnSysEnter *ebpf.Program `ebpf:"on_sys_enter"`
-	OnSysExit  *ebpf.Program `ebpf:"on_sys_exit"`
+	OnCgroupRmdir *ebpf.Program `ebpf:"on_cgroup_rmdir"`
+	OnSysEnter    *ebpf.Program `ebpf:"on_sys_enter"`
+	OnSysExit     *ebpf.Program `ebpf:"on_sys_exit"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.OnCgroupRmdir,
 		p.OnSysEnter,
 		p.OnSysExit,
 	)

@@ -150,6 +150,10 @@ type Sensor struct {
 	log   *zap.Logger
 	objs  bpfObjects
 	links []link.Link
+	// epoch keeps on_cgroup_rmdir attached for the sensor's whole life:
+	// on_sys_exit's cgroup id cache is exact only while it counts every
+	// cgroup removal, so it is attached before and detached after links.
+	epoch link.Link
 	ring  ringReader
 	queue *queue
 	clock Clock
@@ -262,6 +266,9 @@ func Load(cfg Config) (s *Sensor, err error) {
 	}
 	s.ring = rd
 
+	if s.epoch, err = link.AttachTracing(link.TracingOptions{Program: s.objs.OnCgroupRmdir}); err != nil {
+		return nil, explain("attach tp_btf/cgroup_rmdir", err)
+	}
 	if cfg.Durations {
 		l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.OnSysEnter})
 		if err != nil {
@@ -393,6 +400,12 @@ func (s *Sensor) close() error {
 		}
 	}
 	s.links = nil
+	if s.epoch != nil {
+		if err := s.epoch.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach: %w", err))
+		}
+		s.epoch = nil
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}

@@ -156,21 +156,31 @@ func TestCountsAreExactAcrossDrains(t *testing.T) {
 }
 
 // The program takes an exit's cgroup id from a per-CPU cache keyed by the
-// cgroup's css serial number. Exits of cgroups taking turns on the CPUs, of
-// a process moved to another cgroup, and of cgroups made after others were
-// removed (the kernel may give the new cgroup the old one's memory) each
-// count to their own cgroup, exactly.
+// cgroup's pointer and the count of cgroup removals (cgroup_epoch). Exits of
+// cgroups taking turns on the CPUs, of a process moved to another cgroup,
+// and of cgroups made after others were removed and freed (the kernel may
+// give the new cgroup the old one's memory) each count to their own cgroup,
+// exactly, and every removal moves the epoch on.
 func TestCgroupIDsStayExactAcrossMovesAndReuse(t *testing.T) {
 	s := load(t, Config{Filter: Filter{AllExits: true}})
 	parent := cgrouptest.New(t, "cgroup-cache")
 	stay := parent.Mkdir("stay")
+	epoch := func() uint64 {
+		var e uint64
+		if err := s.objs.CgroupEpoch.Lookup(uint32(0), &e); err != nil {
+			t.Fatalf("read cgroup epoch: %v", err)
+		}
+		return e
+	}
+	epoch0 := epoch()
 	col := collect(t, s, allCgroups, 7*time.Millisecond)
 	const n = 2000
 	want := map[Key]uint64{}
 	ebadf := func(cg uint64) Key { return key(cg, unix.SYS_CLOSE, unix.EBADF) }
 
 	cs := startChild(t, stay)
-	for round := 0; round < 6; round++ {
+	const rounds = 6
+	for round := 0; round < rounds; round++ {
 		// A cgroup of its own each round, the previous one removed.
 		cg := parent.Mkdir(fmt.Sprintf("round-%d", round))
 		want[ebadf(cg.ID)] += 0
@@ -194,6 +204,12 @@ func TestCgroupIDsStayExactAcrossMovesAndReuse(t *testing.T) {
 		want[ebadf(stay.ID)] += n
 		moved.Remove()
 		cg.Remove()
+		// Time for the removed cgroups to be freed (after RCU grace
+		// periods), so that the next ones may take their memory.
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := epoch() - epoch0; got < 2*rounds {
+		t.Errorf("cgroup epoch moved %d times over %d removals", got, 2*rounds)
 	}
 	counts, _ := col.finish(t)
 	for k, w := range want { // every cgroup of the test, each exactly
