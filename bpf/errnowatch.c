@@ -103,9 +103,10 @@ struct config {
 	u32 cgroup_share;       /* keys one cgroup may make per generation */
 };
 
-/* What every exit reads, in one per-CPU map element (the cfg map below) rather than in .bss: .bss is vmalloc memory mapped in 4 KiB pages,
- * and its page costs a TLB miss on every exit (this kernel flushes the TLB
- * on every syscall entry without PCID), about 20 ns here; per-CPU memory of
+/* What every exit reads, in one per-CPU map element (the cfg map below)
+ * rather than in .bss: .bss is vmalloc memory mapped in 4 KiB pages, and
+ * its page costs a TLB miss on every exit (this kernel flushes the TLB
+ * on every syscall entry without PCID), 10-20 ns here; per-CPU memory of
  * small maps sits in the kernel's own per-CPU pages, which each syscall has
  * touched already. User space writes the same value for every CPU; the
  * kernel copies per-CPU values a long at a time, so no aligned field is
