@@ -36,12 +36,12 @@
  * needs a BTF kernel (5.5+), which CO-RE needs anyway.
  *
  * Exact draining (see pkg/sensor/drain.go for the user-space half): counts
- * go to one of two per-CPU hashes, chosen by the global `gen`. To drain,
- * user space flips `gen`, then updates the one-slot array-of-maps
+ * go to one of two per-CPU hashes, chosen by settings.gen. To drain,
+ * user space flips gen on every CPU, then updates the one-slot array-of-maps
  * `rcu_barrier`: an update of a map-in-map waits for an RCU grace period
  * before the syscall returns (maybe_wait_bpf_programs), and tracepoint
  * programs run inside an RCU read-side section with preemption disabled,
- * so when it returns every program that read the old `gen` has finished.
+ * so when it returns every program that read the old gen has finished.
  * User space then reads and empties the old map with nobody writing to it:
  * every increment lands in exactly one drained map. Two static maps, rather
  * than one inner map looked up through the array-of-maps, let the verifier
@@ -103,12 +103,26 @@ struct config {
 	u32 cgroup_share;       /* keys one cgroup may make per generation */
 };
 
-/* Mutable globals live in .bss/.data maps that user space writes through
- * mmap; volatile keeps clang from caching them across the program. */
-volatile struct config cfg;
-/* The current rate-limit window. Its own variable so that user space bumps
- * it with one aligned 4-byte store instead of rewriting cfg. */
-volatile u32 rl_window;
+/* What every exit reads, in one per-CPU map element (the cfg map below)
+ * rather than in .bss: .bss is vmalloc memory mapped in 4 KiB pages, and
+ * its page costs a TLB miss on every exit (this kernel flushes the TLB
+ * on every syscall entry without PCID), 10-20 ns here; per-CPU memory of
+ * small maps sits in the kernel's own per-CPU pages, which each syscall has
+ * touched already. User space writes the same value for every CPU; the
+ * kernel copies per-CPU values a long at a time, so no aligned field is
+ * ever read half-written. */
+struct settings {
+	struct config cfg;
+	/* Which of the two map sets below programs write to; user space
+	 * flips it. */
+	u32 gen;
+	/* The current rate-limit window; user space bumps it. */
+	u32 rl_window;
+};
+
+/* Filter sets, read only when a filter mode asks for them. Mutable globals
+ * live in .bss that user space writes through mmap; volatile keeps clang
+ * from caching them across the program. */
 volatile u64 syscall_bits[2][SYSCALL_WORDS]; /* [compat][word] */
 volatile u64 errno_bits[ERRNO_WORDS];
 
@@ -138,7 +152,22 @@ struct hot_slot {
 	u64 pending;
 	u32 bound;     /* key is valid */
 	u32 saturated; /* as count_val.saturated, for key */
+	/* The cgroup of this CPU's previous exit, its id, and cgroup_epoch
+	 * when they were read (see on_cgroup_rmdir). */
+	u64 cg_ptr;
+	u64 cg_epoch;
+	u64 cg_id;
 };
+
+/* How many cgroups have been removed since the sensor was loaded: the
+ * count of on_cgroup_rmdir. A plain array, so that its one value sits in
+ * the map's own allocation and the lookup is an address, not a load. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u64);
+} cgroup_epoch SEC(".maps");
 
 /* One cgroup's use of the counts map in one generation. */
 struct cgroup_budget {
@@ -228,9 +257,6 @@ enum stat_index {
  * its definition in BTF for bpf2go's Go mirror. */
 const struct record *unused_record __attribute__((unused));
 
-/* Which of the two map sets below programs write to; user space flips it. */
-volatile u32 gen;
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 8192);
@@ -252,6 +278,13 @@ struct {
 	__type(key, u32);
 	__type(value, struct hot_slot);
 } hot SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct settings);
+} cfg SEC(".maps");
 
 /* Per generation, like counts0/1; not per CPU, so that a share is one
  * number for the whole node. User space sizes it like the counts maps. */
@@ -331,9 +364,9 @@ static __always_inline bool bit_is_set(volatile u64 *words, u32 n)
 	return (words[n / 64] >> (n % 64)) & 1;
 }
 
-static __always_inline bool syscall_passes(u32 nr, u32 compat)
+static __always_inline bool syscall_passes(struct settings *st, u32 nr, u32 compat)
 {
-	u32 mode = cfg.syscall_mode;
+	u32 mode = st->cfg.syscall_mode;
 	bool set;
 
 	if (mode == SYSCALLS_ALL)
@@ -358,10 +391,10 @@ static __always_inline struct kernfs_node *kn_parent(struct kernfs_node *kn)
  * its cgroup. Exclude mode matches the cgroup itself only, as before: it
  * runs for every exit of the node, and a lookup per ancestor would cost
  * every workload that is not excluded. */
-static __always_inline bool cgroup_passes(struct kernfs_node *kn)
+static __always_inline bool cgroup_passes(struct settings *st, struct cgroup *cgrp, u64 id)
 {
-	u32 mode = cfg.cgroup_mode;
-	u64 id = kn->id;
+	u32 mode = st->cfg.cgroup_mode;
+	struct kernfs_node *kn;
 	u32 *verdict;
 	int i;
 
@@ -370,6 +403,7 @@ static __always_inline bool cgroup_passes(struct kernfs_node *kn)
 	verdict = bpf_map_lookup_elem(&cgroup_filter, &id);
 	if (mode != CGROUPS_INCLUDE)
 		return !verdict || *verdict != CGROUP_EXCLUDE;
+	kn = cgrp->kn;
 	for (i = 0; i < SCOPE_ANCESTORS && !verdict; i++) {
 		kn = kn_parent(kn);
 		if (!kn)
@@ -422,8 +456,8 @@ static __always_inline void observe_duration(void *hists, struct count_key *key,
  * Insert-then-lookup: the update fails only when the map is full (an insert
  * of the same key from elsewhere gives EEXIST, and the lookup finds it).
  * CPUs racing on one cgroup may overshoot its share by one key each. */
-static __always_inline struct count_val *new_counter(void *counts, void *budgets, struct count_key *key,
-						     struct cgroup_budget **bp)
+static __always_inline struct count_val *new_counter(struct settings *st, void *counts, void *budgets,
+						     struct count_key *key, struct cgroup_budget **bp)
 {
 	static const struct count_val empty;
 	static const struct cgroup_budget fresh;
@@ -437,7 +471,7 @@ static __always_inline struct count_val *new_counter(void *counts, void *budgets
 			return NULL;
 	}
 	*bp = b;
-	if (b->keys >= cfg.cgroup_share)
+	if (b->keys >= st->cfg.cgroup_share)
 		return NULL;
 	if (bpf_map_update_elem(counts, key, &empty, BPF_NOEXIST) == 0)
 		__sync_fetch_and_add(&b->keys, 1);
@@ -449,12 +483,19 @@ static __always_inline bool key_eq(struct count_key *a, struct count_key *b)
 	return a->cgroup_id == b->cgroup_id && *(u64 *)&a->nr == *(u64 *)&b->nr;
 }
 
+/* key_eq against a key held in registers: nr_errno is nr | errno << 32, the
+ * layout of count_key's second word (both targets are little-endian). */
+static __always_inline bool key_is(struct count_key *a, u64 cgroup_id, u64 nr_errno)
+{
+	return a->cgroup_id == cgroup_id && *(u64 *)&a->nr == nr_errno;
+}
+
 /* Take one record slot for key in the current window, or say no.
  * saturated is this CPU's note that the key's limit was reached. */
-static __always_inline bool record_allowed(struct count_key *key, u32 *saturated)
+static __always_inline bool record_allowed(struct settings *st, struct count_key *key, u32 *saturated)
 {
-	u32 limit = cfg.records_per_window;
-	u32 win = rl_window;
+	u32 limit = st->cfg.records_per_window;
+	u32 win = st->rl_window;
 	u64 *state, old, next;
 	int i;
 
@@ -600,26 +641,31 @@ static __always_inline void emit_record(struct task_struct *task, struct pt_regs
 SEC("tp_btf/sys_exit")
 int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
+	struct settings *st;
 	struct task_struct *task;
 	struct count_key key;
 	struct count_val *v;
-	struct kernfs_node *kn;
+	struct cgroup *cgrp;
 	struct hot_slot *slot;
 	u32 *saturated;
-	u64 duration = 0;
-	u32 errno = 0, compat, g, idx;
+	u64 duration = 0, epoch, cgroup_id, nr_errno, *ep;
+	u32 errno = 0, compat, g, idx, nr, zero = 0;
+
+	st = bpf_map_lookup_elem(&cfg, &zero);
+	if (!st)
+		return 0;
 
 	/* -4095..-1 is an error; anything else (mmap addresses included) is not. */
 	if ((unsigned long)ret >= (unsigned long)-MAX_ERRNO) {
 		errno = (u32)-ret;
-		if (cfg.errno_allow && !bit_is_set(errno_bits, errno & MAX_ERRNO))
+		if (st->cfg.errno_allow && !bit_is_set(errno_bits, errno & MAX_ERRNO))
 			return 0;
 	} else {
 		u32 n;
 
-		if (!cfg.all_exits)
+		if (!st->cfg.all_exits)
 			return 0;
-		n = cfg.success_sample;
+		n = st->cfg.success_sample;
 		if (n > 1 && bpf_get_prandom_u32() % n)
 			return 0;
 	}
@@ -631,28 +677,59 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		return 0;
 
 	task = bpf_get_current_task_btf();
-	if (task->tgid == cfg.self_tgid)
+	if (task->tgid == st->cfg.self_tgid)
 		return 0;
-	key.nr = syscall_nr(regs) & NR_MASK;
+	nr = syscall_nr(regs) & NR_MASK;
 	compat = task_is_compat(task);
-	if (!syscall_passes(key.nr, compat))
+	if (!syscall_passes(st, nr, compat))
 		return 0;
-	kn = task->cgroups->dfl_cgrp->kn;
-	key.cgroup_id = kn->id;
-	if (!cgroup_passes(kn))
-		return 0;
-	if (key.nr >= cfg.nr_limit[compat & 1])
-		key.nr = NR_INVALID;
-	if (compat)
-		key.nr |= COMPAT_BIT;
-	key.errno = errno;
 
-	g = gen & 1;
+	g = st->gen & 1;
 	idx = g * 2 + (errno == 0);
 	slot = bpf_map_lookup_elem(&hot, &idx);
 	if (!slot)
 		return 0;
-	if (slot->bound && key_eq(&slot->key, &key)) {
+
+	/* The cgroup id is the id of the kernfs node of the task's cgroup on
+	 * the unified hierarchy: task->cgroups->dfl_cgrp->kn->id, four
+	 * dependent loads from three objects of their own, each a TLB miss
+	 * here. The slot keeps the last cgroup pointer and its id, and the
+	 * cached id is used only while no cgroup has been removed since it
+	 * was read: a pointer alone could name another cgroup made in the
+	 * memory of a freed one, but a cgroup is freed only after its rmdir
+	 * (a cgroup with a running task cannot be removed, and its memory is
+	 * freed an RCU grace period after it is released, which this program,
+	 * running inside an RCU read-side section, outlasts), and each rmdir
+	 * moves the epoch on first. So the same pointer and the same epoch are
+	 * the same cgroup, and the kernfs node is read only when the CPU's
+	 * cgroup or the epoch changes. The epoch is read before the pointer. */
+	ep = bpf_map_lookup_elem(&cgroup_epoch, &zero);
+	if (!ep)
+		return 0;
+	epoch = *(volatile u64 *)ep;
+	cgrp = task->cgroups->dfl_cgrp;
+	if (slot->cg_ptr == (u64)cgrp && slot->cg_epoch == epoch) {
+		cgroup_id = slot->cg_id;
+	} else {
+		cgroup_id = cgrp->kn->id;
+		slot->cg_ptr = (u64)cgrp;
+		slot->cg_epoch = epoch;
+		slot->cg_id = cgroup_id;
+	}
+	if (!cgroup_passes(st, cgrp, cgroup_id))
+		return 0;
+	if (nr >= st->cfg.nr_limit[compat & 1])
+		nr = NR_INVALID;
+	if (compat)
+		nr |= COMPAT_BIT;
+	/* The key is built in registers and stored with 64-bit stores: the
+	 * slot compare then reads no stack slot that two 32-bit stores just
+	 * wrote (a store-forwarding stall on x86). */
+	nr_errno = (u64)errno << 32 | nr;
+	key.cgroup_id = cgroup_id;
+	*(u64 *)&key.nr = nr_errno;
+
+	if (slot->bound && key_is(&slot->key, cgroup_id, nr_errno)) {
 		/* The storm path: one compare and an increment. */
 		slot->pending += 1;
 		saturated = &slot->saturated;
@@ -666,9 +743,9 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 			v = bpf_map_lookup_elem(&counts0, &key);
 		if (!v) {
 			if (g)
-				v = new_counter(&counts1, &budgets1, &key, &b);
+				v = new_counter(st, &counts1, &budgets1, &key, &b);
 			else
-				v = new_counter(&counts0, &budgets0, &key, &b);
+				v = new_counter(st, &counts0, &budgets0, &key, &b);
 		}
 		if (!v) {
 			if (!b) {
@@ -716,7 +793,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	}
 
 counted:
-	if (cfg.durations) {
+	if (st->cfg.durations) {
 		struct enter_val *e = bpf_task_storage_get(&enter_times, task, 0, 0);
 
 		if (e && e->nr == syscall_nr(regs) && e->ts_ns) {
@@ -729,8 +806,22 @@ counted:
 		}
 	}
 
-	if (errno && record_allowed(&key, saturated))
+	if (errno && record_allowed(st, &key, saturated))
 		emit_record(task, regs, &key, ret, duration);
+	return 0;
+}
+
+/* Every removal of a cgroup moves the epoch on, before the cgroup can be
+ * freed: see the cgroup id cache in on_sys_exit. Load attaches it before
+ * on_sys_exit and detaches it last. */
+SEC("tp_btf/cgroup_rmdir")
+int BPF_PROG(on_cgroup_rmdir, struct cgroup *cgrp, const char *path)
+{
+	u32 zero = 0;
+	u64 *ep = bpf_map_lookup_elem(&cgroup_epoch, &zero);
+
+	if (ep)
+		__sync_fetch_and_add(ep, 1);
 	return 0;
 }
 

@@ -83,6 +83,9 @@ type bpfHotSlot struct {
 	Pending   uint64
 	Bound     uint32
 	Saturated uint32
+	CgPtr     uint64
+	CgEpoch   uint64
+	CgId      uint64
 }
 
 type bpfRecord struct {
@@ -107,32 +110,39 @@ type bpfRecord struct {
 	Addr       [128]uint8
 }
 
+type bpfSettings struct {
+	_        structs.HostLayout
+	Cfg      bpfConfig
+	Gen      uint32
+	RlWindow uint32
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	bpfMapBudgets0     = "budgets0"
-	bpfMapBudgets1     = "budgets1"
-	bpfMapCgroupFilter = "cgroup_filter"
-	bpfMapCounts0      = "counts0"
-	bpfMapCounts1      = "counts1"
-	bpfMapEnterTimes   = "enter_times"
-	bpfMapHists0       = "hists0"
-	bpfMapHists1       = "hists1"
-	bpfMapHot          = "hot"
-	bpfMapRatelimit    = "ratelimit"
-	bpfMapRcuBarrier   = "rcu_barrier"
-	bpfMapRecords      = "records"
-	bpfMapStats        = "stats"
-	bpfProgOnSysEnter  = "on_sys_enter"
-	bpfProgOnSysExit   = "on_sys_exit"
-	bpfVarArgSpecs     = "arg_specs"
-	bpfVarCfg          = "cfg"
-	bpfVarErrnoBits    = "errno_bits"
-	bpfVarGen          = "gen"
-	bpfVarRlWindow     = "rl_window"
-	bpfVarSyscallBits  = "syscall_bits"
-	bpfVarUnusedRecord = "unused_record"
+	bpfMapBudgets0       = "budgets0"
+	bpfMapBudgets1       = "budgets1"
+	bpfMapCfg            = "cfg"
+	bpfMapCgroupEpoch    = "cgroup_epoch"
+	bpfMapCgroupFilter   = "cgroup_filter"
+	bpfMapCounts0        = "counts0"
+	bpfMapCounts1        = "counts1"
+	bpfMapEnterTimes     = "enter_times"
+	bpfMapHists0         = "hists0"
+	bpfMapHists1         = "hists1"
+	bpfMapHot            = "hot"
+	bpfMapRatelimit      = "ratelimit"
+	bpfMapRcuBarrier     = "rcu_barrier"
+	bpfMapRecords        = "records"
+	bpfMapStats          = "stats"
+	bpfProgOnCgroupRmdir = "on_cgroup_rmdir"
+	bpfProgOnSysEnter    = "on_sys_enter"
+	bpfProgOnSysExit     = "on_sys_exit"
+	bpfVarArgSpecs       = "arg_specs"
+	bpfVarErrnoBits      = "errno_bits"
+	bpfVarSyscallBits    = "syscall_bits"
+	bpfVarUnusedRecord   = "unused_record"
 )
 
 // loadBpf returns the embedded CollectionSpec for bpf.
@@ -177,8 +187,9 @@ type bpfSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfProgramSpecs struct {
-	OnSysEnter *ebpf.ProgramSpec `ebpf:"on_sys_enter"`
-	OnSysExit  *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
+	OnCgroupRmdir *ebpf.ProgramSpec `ebpf:"on_cgroup_rmdir"`
+	OnSysEnter    *ebpf.ProgramSpec `ebpf:"on_sys_enter"`
+	OnSysExit     *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
 }
 
 // bpfMapSpecs contains maps before they are loaded into the kernel.
@@ -187,6 +198,8 @@ type bpfProgramSpecs struct {
 type bpfMapSpecs struct {
 	Budgets0     *ebpf.MapSpec `ebpf:"budgets0"`
 	Budgets1     *ebpf.MapSpec `ebpf:"budgets1"`
+	Cfg          *ebpf.MapSpec `ebpf:"cfg"`
+	CgroupEpoch  *ebpf.MapSpec `ebpf:"cgroup_epoch"`
 	CgroupFilter *ebpf.MapSpec `ebpf:"cgroup_filter"`
 	Counts0      *ebpf.MapSpec `ebpf:"counts0"`
 	Counts1      *ebpf.MapSpec `ebpf:"counts1"`
@@ -205,10 +218,7 @@ type bpfMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type bpfVariableSpecs struct {
 	ArgSpecs     *ebpf.VariableSpec `ebpf:"arg_specs"`
-	Cfg          *ebpf.VariableSpec `ebpf:"cfg"`
 	ErrnoBits    *ebpf.VariableSpec `ebpf:"errno_bits"`
-	Gen          *ebpf.VariableSpec `ebpf:"gen"`
-	RlWindow     *ebpf.VariableSpec `ebpf:"rl_window"`
 	SyscallBits  *ebpf.VariableSpec `ebpf:"syscall_bits"`
 	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
 }
@@ -235,6 +245,8 @@ func (o *bpfObjects) Close() error {
 type bpfMaps struct {
 	Budgets0     *ebpf.Map `ebpf:"budgets0"`
 	Budgets1     *ebpf.Map `ebpf:"budgets1"`
+	Cfg          *ebpf.Map `ebpf:"cfg"`
+	CgroupEpoch  *ebpf.Map `ebpf:"cgroup_epoch"`
 	CgroupFilter *ebpf.Map `ebpf:"cgroup_filter"`
 	Counts0      *ebpf.Map `ebpf:"counts0"`
 	Counts1      *ebpf.Map `ebpf:"counts1"`
@@ -252,6 +264,8 @@ func (m *bpfMaps) Close() error {
 	return _BpfClose(
 		m.Budgets0,
 		m.Budgets1,
+		m.Cfg,
+		m.CgroupEpoch,
 		m.CgroupFilter,
 		m.Counts0,
 		m.Counts1,
@@ -271,10 +285,7 @@ func (m *bpfMaps) Close() error {
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfVariables struct {
 	ArgSpecs     *ebpf.Variable `ebpf:"arg_specs"`
-	Cfg          *ebpf.Variable `ebpf:"cfg"`
 	ErrnoBits    *ebpf.Variable `ebpf:"errno_bits"`
-	Gen          *ebpf.Variable `ebpf:"gen"`
-	RlWindow     *ebpf.Variable `ebpf:"rl_window"`
 	SyscallBits  *ebpf.Variable `ebpf:"syscall_bits"`
 	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
 }
@@ -283,12 +294,14 @@ type bpfVariables struct {
 //
 // It can be passed to loadBpfObjects or ebpf.CollectionSpec.LoadAndAssign.
 type bpfPrograms struct {
-	OnSysEnter *ebpf.Program `ebpf:"on_sys_enter"`
-	OnSysExit  *ebpf.Program `ebpf:"on_sys_exit"`
+	OnCgroupRmdir *ebpf.Program `ebpf:"on_cgroup_rmdir"`
+	OnSysEnter    *ebpf.Program `ebpf:"on_sys_enter"`
+	OnSysExit     *ebpf.Program `ebpf:"on_sys_exit"`
 }
 
 func (p *bpfPrograms) Close() error {
 	return _BpfClose(
+		p.OnCgroupRmdir,
 		p.OnSysEnter,
 		p.OnSysExit,
 	)

@@ -9,7 +9,8 @@ import (
 )
 
 // The kernel program writes to one of two sets of maps (counts0/hists0 or
-// counts1/hists1), chosen by its global gen. A drain flips gen, then waits
+// counts1/hists1), chosen by the gen of its settings. A drain flips gen on
+// every CPU, then waits
 // until no program can still be writing to the old set, then reads and
 // empties it.
 //
@@ -23,14 +24,14 @@ import (
 // the set gen named when it happened, and that set is read exactly once.
 // Per-CPU values need no atomics, and reads are never torn.
 type generations struct {
-	gen     *ebpf.Variable
+	st      *settings // holds gen
 	barrier *ebpf.Map
 	inner   *ebpf.Map // what barrier's slot holds; the same map every time
 	current uint32
 }
 
-func (g *generations) init(gen *ebpf.Variable, barrier *ebpf.Map, innerSpec *ebpf.MapSpec) error {
-	g.gen, g.barrier = gen, barrier
+func (g *generations) init(st *settings, barrier *ebpf.Map, innerSpec *ebpf.MapSpec) error {
+	g.st, g.barrier = st, barrier
 	var err error
 	if g.inner, err = ebpf.NewMap(innerSpec); err != nil {
 		return fmt.Errorf("create barrier map: %w", err)
@@ -42,7 +43,7 @@ func (g *generations) init(gen *ebpf.Variable, barrier *ebpf.Map, innerSpec *ebp
 // wrote to before, which no program writes to any more when flip returns.
 func (g *generations) flip() (old uint32, err error) {
 	old = g.current
-	if err := g.gen.Set(old ^ 1); err != nil {
+	if err := g.st.update(func(st *bpfSettings) { st.Gen = old ^ 1 }); err != nil {
 		return old, fmt.Errorf("flip map generation: %w", err)
 	}
 	g.current = old ^ 1

@@ -91,10 +91,7 @@ func (s *Sensor) SetFilter(f Filter) error {
 	s.filterMu.Lock()
 	defer s.filterMu.Unlock()
 
-	var kcfg bpfConfig
-	if err := s.objs.Cfg.Get(&kcfg); err != nil {
-		return fmt.Errorf("read sensor config: %w", err)
-	}
+	kcfg := s.settings.config()
 
 	var bits [2][MaxSyscallNr/64 + 1]uint64
 	mode := uint32(syscallsAll)
@@ -120,8 +117,8 @@ func (s *Sensor) SetFilter(f Filter) error {
 	kcfg.SyscallMode, kcfg.ErrnoAllow = syscallsAll, 0
 	kcfg.AllExits = b2u(f.AllExits)
 	kcfg.SuccessSample = f.SuccessSampleN
-	if err := s.objs.Cfg.Set(kcfg); err != nil {
-		return fmt.Errorf("write sensor config: %w", err)
+	if err := s.settings.setConfig(kcfg); err != nil {
+		return err
 	}
 	if err := s.objs.SyscallBits.Set(bits); err != nil {
 		return fmt.Errorf("write syscall filter: %w", err)
@@ -134,8 +131,8 @@ func (s *Sensor) SetFilter(f Filter) error {
 	}
 	kcfg.SyscallMode = mode
 	kcfg.ErrnoAllow = b2u(len(f.Errnos) > 0)
-	if err := s.objs.Cfg.Set(kcfg); err != nil {
-		return fmt.Errorf("write sensor config: %w", err)
+	if err := s.settings.setConfig(kcfg); err != nil {
+		return err
 	}
 	s.cfg.Filter = f
 	return nil
@@ -148,10 +145,7 @@ func (s *Sensor) SetFilter(f Filter) error {
 func (s *Sensor) SetCgroups(include, exclude []uint64) error {
 	s.filterMu.Lock()
 	defer s.filterMu.Unlock()
-	var kcfg bpfConfig
-	if err := s.objs.Cfg.Get(&kcfg); err != nil {
-		return fmt.Errorf("read sensor config: %w", err)
-	}
+	kcfg := s.settings.config()
 	if err := s.setCgroups(&kcfg, include, exclude); err != nil {
 		return err
 	}
@@ -182,8 +176,8 @@ func (s *Sensor) setCgroups(kcfg *bpfConfig, include, exclude []uint64) error {
 	// while the set is rewritten unless the new mode is include-only.
 	if mode != cgroupsInclude {
 		kcfg.CgroupMode = cgroupsAll
-		if err := s.objs.Cfg.Set(*kcfg); err != nil {
-			return fmt.Errorf("write sensor config: %w", err)
+		if err := s.settings.setConfig(*kcfg); err != nil {
+			return err
 		}
 	}
 	for id, v := range want {
@@ -204,7 +198,7 @@ func (s *Sensor) setCgroups(kcfg *bpfConfig, include, exclude []uint64) error {
 		}
 	}
 	kcfg.CgroupMode = mode
-	return s.objs.Cfg.Set(*kcfg)
+	return s.settings.setConfig(*kcfg)
 }
 
 // Filter returns the filter in force.

@@ -150,10 +150,15 @@ type Sensor struct {
 	log   *zap.Logger
 	objs  bpfObjects
 	links []link.Link
+	// epoch keeps on_cgroup_rmdir attached for the sensor's whole life:
+	// on_sys_exit's cgroup id cache is exact only while it counts every
+	// cgroup removal, so it is attached before and detached after links.
+	epoch link.Link
 	ring  ringReader
 	queue *queue
 	clock Clock
 
+	settings settings
 	filterMu sync.Mutex
 	cgroups  map[uint64]uint32 // what cgroup_filter holds
 
@@ -228,7 +233,10 @@ func Load(cfg Config) (s *Sensor, err error) {
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		return nil, explain("load BPF program", err)
 	}
-	if err := s.gens.init(s.objs.Gen, s.objs.RcuBarrier, barrierInner); err != nil {
+	if err := s.settings.init(s.objs.Cfg); err != nil {
+		return nil, err
+	}
+	if err := s.gens.init(&s.settings, s.objs.RcuBarrier, barrierInner); err != nil {
 		return nil, err
 	}
 
@@ -242,8 +250,8 @@ func Load(cfg Config) (s *Sensor, err error) {
 	if cfg.ExcludeSelf {
 		kcfg.SelfTgid = uint32(os.Getpid())
 	}
-	if err := s.objs.Cfg.Set(kcfg); err != nil {
-		return nil, fmt.Errorf("write sensor config: %w", err)
+	if err := s.settings.setConfig(kcfg); err != nil {
+		return nil, err
 	}
 	if err := s.SetFilter(cfg.Filter); err != nil {
 		return nil, err
@@ -258,6 +266,9 @@ func Load(cfg Config) (s *Sensor, err error) {
 	}
 	s.ring = rd
 
+	if s.epoch, err = link.AttachTracing(link.TracingOptions{Program: s.objs.OnCgroupRmdir}); err != nil {
+		return nil, explain("attach tp_btf/cgroup_rmdir", err)
+	}
 	if cfg.Durations {
 		l, err := link.AttachTracing(link.TracingOptions{Program: s.objs.OnSysEnter})
 		if err != nil {
@@ -363,7 +374,7 @@ func (s *Sensor) windowLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			w++
-			if err := s.objs.RlWindow.Set(w); err != nil {
+			if err := s.settings.update(func(st *bpfSettings) { st.RlWindow = w }); err != nil {
 				s.log.Error("advance record rate-limit window", zap.Error(err))
 			}
 		}
@@ -389,6 +400,12 @@ func (s *Sensor) close() error {
 		}
 	}
 	s.links = nil
+	if s.epoch != nil {
+		if err := s.epoch.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detach: %w", err))
+		}
+		s.epoch = nil
+	}
 	if s.cancel != nil {
 		s.cancel()
 	}

@@ -45,6 +45,9 @@ type collector struct {
 	errs   []error
 }
 
+// allCgroups makes a collector keep the counts of every cgroup.
+const allCgroups = 0
+
 func collect(t *testing.T, s *Sensor, cgroup uint64, every time.Duration) *collector {
 	t.Helper()
 	if _, err := s.Drain(); err != nil { // what came before is not ours
@@ -78,7 +81,7 @@ func (c *collector) drain() {
 		return
 	}
 	for _, n := range iv.Counts {
-		if n.CgroupID == c.cgroup {
+		if n.CgroupID == c.cgroup || c.cgroup == allCgroups {
 			c.counts[n.Key] += n.Count
 		}
 	}
@@ -150,6 +153,70 @@ func TestCountsAreExactAcrossDrains(t *testing.T) {
 		t.Errorf("only %d drains happened during the run; the test wants several", drains)
 	}
 	t.Logf("%d drains", drains)
+}
+
+// The program takes an exit's cgroup id from a per-CPU cache keyed by the
+// cgroup's pointer and the count of cgroup removals (cgroup_epoch). Exits of
+// cgroups taking turns on the CPUs, of a process moved to another cgroup,
+// and of cgroups made after others were removed and freed (the kernel may
+// give the new cgroup the old one's memory) each count to their own cgroup,
+// exactly, and every removal moves the epoch on.
+func TestCgroupIDsStayExactAcrossMovesAndReuse(t *testing.T) {
+	s := load(t, Config{Filter: Filter{AllExits: true}})
+	parent := cgrouptest.New(t, "cgroup-cache")
+	stay := parent.Mkdir("stay")
+	epoch := func() uint64 {
+		var e uint64
+		if err := s.objs.CgroupEpoch.Lookup(uint32(0), &e); err != nil {
+			t.Fatalf("read cgroup epoch: %v", err)
+		}
+		return e
+	}
+	epoch0 := epoch()
+	col := collect(t, s, allCgroups, 7*time.Millisecond)
+	const n = 2000
+	want := map[Key]uint64{}
+	ebadf := func(cg uint64) Key { return key(cg, unix.SYS_CLOSE, unix.EBADF) }
+
+	cs := startChild(t, stay)
+	const rounds = 6
+	for round := 0; round < rounds; round++ {
+		// A cgroup of its own each round, the previous one removed.
+		cg := parent.Mkdir(fmt.Sprintf("round-%d", round))
+		want[ebadf(cg.ID)] += 0
+		c := startChild(t, cg)
+		for i := 0; i < 3; i++ {
+			c.do("ebadf %d", n)
+			cs.do("ebadf %d", n)
+			want[ebadf(cg.ID)] += n
+			want[ebadf(stay.ID)] += n
+		}
+		// Moved (all its threads) into a sibling: its next exits are the
+		// sibling's.
+		moved := parent.Mkdir(fmt.Sprintf("moved-%d", round))
+		want[ebadf(moved.ID)] += 0
+		if err := os.WriteFile(filepath.Join(moved.Path, "cgroup.procs"), []byte(strconv.Itoa(c.PID)), 0); err != nil {
+			t.Fatalf("move child into %s: %v", moved.Rel, err)
+		}
+		c.do("ebadf %d", n)
+		cs.do("ebadf %d", n)
+		want[ebadf(moved.ID)] += n
+		want[ebadf(stay.ID)] += n
+		moved.Remove()
+		cg.Remove()
+		// Time for the removed cgroups to be freed (after RCU grace
+		// periods), so that the next ones may take their memory.
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := epoch() - epoch0; got < 2*rounds {
+		t.Errorf("cgroup epoch moved %d times over %d removals", got, 2*rounds)
+	}
+	counts, _ := col.finish(t)
+	for k, w := range want { // every cgroup of the test, each exactly
+		if counts[k] != w {
+			t.Errorf("cgroup %d close EBADF: counted %d, made %d", k.CgroupID, counts[k], w)
+		}
+	}
 }
 
 func TestRecordsCarryIdentity(t *testing.T) {
