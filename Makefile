@@ -24,11 +24,16 @@ include mk/otelcol.mk
 #             (the e2e workload image); chromium (the web UI's browser tests,
 #             pkg/ui, driven headless with chromedp) and firefox-esr (the same
 #             pages over WebDriver BiDi); rsyslog (pkg/sink's
-#             tests start a private rsyslogd as a real syslog receiver).
+#             tests start a private rsyslogd as a real syslog receiver);
+#             make, gcc, python3, nodejs, default-jre-headless, curl and
+#             procps (test/attacks' benign corpus runs a C build, interpreter
+#             and JVM start-ups, curl retry loops and ps aux, which must
+#             stay quiet; a minimal Debian has none of them).
 #   bench:    bpftrace and libbpf-tools' syscount, the baselines of make bench.
 DEPS_GENERATE := clang-19 llvm-19 libbpf-dev
 DEPS_TEST     := git ca-certificates postgresql containerd runc containernetworking-plugins \
-	iptables conntrack iproute2 util-linux busybox-static chromium firefox-esr rsyslog
+	iptables conntrack iproute2 util-linux busybox-static chromium firefox-esr rsyslog \
+	make gcc python3 nodejs default-jre-headless curl procps
 DEPS_BENCH    := bpftrace libbpf-tools
 
 # Where make test and make e2e keep the output of go test, and
