@@ -39,9 +39,11 @@ DEPS_BENCH    := bpftrace libbpf-tools
 # Where make test and make e2e keep the output of go test, and
 # $(call digest,LOG,COMMAND): run COMMAND, keep its output in LOG too, and
 # when it fails print what each failed test said (hack/failures.awk), so
-# that the end of the log says why.
+# that the end of the log says why. The digest runs in a subshell: its exit
+# gives the caller the status and must not end the caller's shell (make e2e
+# still has to take the cluster down).
 TEST_LOGS ?= $(CURDIR)/.cache/test-logs
-digest = { $(2); } 2>&1 | tee $(1) || { status=$$?; awk -f $(CURDIR)/hack/failures.awk $(1); exit $$status; }
+digest = { $(2); } 2>&1 | tee $(1) || ( status=$$?; awk -f $(CURDIR)/hack/failures.awk $(1); exit $$status )
 
 # $(call timed,PHASE,COMMAND): run COMMAND, then say how long PHASE took,
 # whether it passed or failed, and keep its exit status.
