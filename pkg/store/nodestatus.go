@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -48,6 +49,29 @@ type NodeStatuses interface {
 // stores' node_status tables have them.
 const NodeStatusColumns = `node, received_at, attached, ring_drops, queue_drops, map_full, overflowed,
 	spool_records, spool_dropped, spool_oldest`
+
+// PutNodeStatusSQL is the statement both stores keep a node's status with,
+// the bound and the replacement in one: a node already kept is always
+// updated, a new one only while fewer than MaxNodeStatuses are kept. mark
+// is the dialect's prefix of a numbered placeholder ("?" for SQLite, "$"
+// for PostgreSQL); the arguments are PutNodeStatusArgs. No row affected
+// means the node was refused (ErrTooManyNodes).
+func PutNodeStatusSQL(mark string) string {
+	return strings.ReplaceAll(`INSERT INTO node_status (`+NodeStatusColumns+`)
+		SELECT #1, #2, #3, #4, #5, #6, #7, #8, #9, #10
+		WHERE EXISTS (SELECT 1 FROM node_status WHERE node = #1) OR (SELECT COUNT(*) FROM node_status) < #11
+		ON CONFLICT (node) DO UPDATE SET received_at = excluded.received_at, attached = excluded.attached,
+			ring_drops = excluded.ring_drops, queue_drops = excluded.queue_drops, map_full = excluded.map_full,
+			overflowed = excluded.overflowed, spool_records = excluded.spool_records,
+			spool_dropped = excluded.spool_dropped, spool_oldest = excluded.spool_oldest`, "#", mark)
+}
+
+// PutNodeStatusArgs are PutNodeStatusSQL's arguments for st.
+func PutNodeStatusArgs(st NodeStatus) []any {
+	return []any{st.Node, st.ReceivedAt.UnixNano(), st.SensorAttached, int64(st.RingDrops), int64(st.QueueDrops),
+		int64(st.MapFull), int64(st.Overflowed), int64(st.SpoolRecords), int64(st.SpoolDropped),
+		int64(st.SpoolOldest), MaxNodeStatuses}
+}
 
 // ReadNodeStatuses scans every row of a query that selects
 // NodeStatusColumns, from either store's rows (RollupRows: database/sql's

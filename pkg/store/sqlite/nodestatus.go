@@ -40,16 +40,7 @@ func (s *Store) PutNodeStatus(ctx context.Context, st store.NodeStatus) error {
 		st.ReceivedAt.Add(-store.NodeStatusTTL).UnixNano()); err != nil {
 		return fmt.Errorf("keep node status: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO node_status (`+store.NodeStatusColumns+`)
-		SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
-		WHERE EXISTS (SELECT 1 FROM node_status WHERE node = ?1) OR (SELECT COUNT(*) FROM node_status) < ?11
-		ON CONFLICT (node) DO UPDATE SET received_at = excluded.received_at, attached = excluded.attached,
-			ring_drops = excluded.ring_drops, queue_drops = excluded.queue_drops, map_full = excluded.map_full,
-			overflowed = excluded.overflowed, spool_records = excluded.spool_records,
-			spool_dropped = excluded.spool_dropped, spool_oldest = excluded.spool_oldest`,
-		st.Node, st.ReceivedAt.UnixNano(), st.SensorAttached, int64(st.RingDrops), int64(st.QueueDrops),
-		int64(st.MapFull), int64(st.Overflowed), int64(st.SpoolRecords), int64(st.SpoolDropped),
-		int64(st.SpoolOldest), store.MaxNodeStatuses)
+	res, err := tx.ExecContext(ctx, store.PutNodeStatusSQL("?"), store.PutNodeStatusArgs(st)...)
 	if err != nil {
 		return fmt.Errorf("keep node status of %q: %w", st.Node, err)
 	}
