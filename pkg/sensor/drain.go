@@ -10,9 +10,8 @@ import (
 
 // The kernel program writes to one of two sets of maps (counts0/hists0 or
 // counts1/hists1), chosen by the gen of its settings. A drain flips gen on
-// every CPU, then waits
-// until no program can still be writing to the old set, then reads and
-// empties it.
+// every CPU, then waits until no program can still be writing to the old
+// set, then reads and empties it.
 //
 // Why the wait is exact: updating an array-of-maps makes the kernel wait for
 // an RCU grace period before the syscall returns (maybe_wait_bpf_programs in
