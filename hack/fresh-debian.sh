@@ -11,7 +11,8 @@
 # in, and its own / is a mount point (runc makes / a slave mount). Go
 # comes from this machine, and so do its module and build caches, so that
 # the run checks the Debian packages and the commands rather than
-# recompiling Kubernetes (mount empty directories there for a cold run).
+# recompiling Kubernetes. FRESH_COLD=1 gives it empty module and build
+# caches instead: a cold run, as on a machine that never built Go.
 # Run nothing else that uses the e2e node's ports or cgroups meanwhile.
 # FRESH_CMD runs another command in the clone instead of .ci/run.
 set -euo pipefail
@@ -22,6 +23,10 @@ root=${FRESH_ROOT:-$(mktemp -d /var/tmp/errnowatch-fresh.XXXXXX)}
 goroot=$(go env GOROOT)
 gomodcache=$(go env GOMODCACHE)
 gocache=$(go env GOCACHE)
+if [ "${FRESH_COLD:-}" = 1 ]; then
+	gomodcache=$root.gomodcache gocache=$root.gocache
+	mkdir -p "$gomodcache" "$gocache"
+fi
 
 mounts=()
 mnt() { mount "$@"; mounts+=("${@: -1}"); }
