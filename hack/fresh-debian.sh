@@ -67,6 +67,12 @@ in_root() {
 }
 echo "fresh-debian: installing the README's prerequisites (make, git)"
 in_root bash -c 'apt-get update -qq && apt-get install -y -qq --no-install-recommends make git ca-certificates >/dev/null'
+# The machine's own CAs (an egress proxy's, say) belong to its network, not
+# to Debian: a cold run downloads modules through it.
+if compgen -G '/usr/local/share/ca-certificates/*.crt' >/dev/null; then
+	cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+	in_root update-ca-certificates >/dev/null
+fi
 git clone -q "$repo" "$root/root/errnowatch"
 git -C "$root/root/errnowatch" checkout -q "$commit"
 cmd=${FRESH_CMD:-bash .ci/run}

@@ -15,12 +15,14 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/collector/client"
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
+	"github.com/errnowatch/errnowatch/pkg/delivery"
 	"github.com/errnowatch/errnowatch/pkg/store/sqlite"
 	"github.com/errnowatch/errnowatch/pkg/store/storetest"
 )
 
 // BenchmarkIngest measures durable ingest over gRPC with mutual TLS: 4
-// agents' streams of 500-alert batches, each acknowledged after its commit.
+// agents' streams of 500-alert batches, each acknowledged after its commit,
+// each stream keeping the agent's window of batches in flight.
 // Target: at least 20000 alerts/s.
 func BenchmarkIngest(b *testing.B) {
 	pki := collectortest.NewPKI(b, "agent")
@@ -45,18 +47,33 @@ func BenchmarkIngest(b *testing.B) {
 	cpu0 := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
-	errs := make(chan error, agents)
+	errs := make(chan error, 2*agents)
 	for a := range agents {
+		// Like the agent's sender (pkg/delivery), each stream keeps up to
+		// delivery.DefaultWindow batches waiting for their answers.
+		window := make(chan struct{}, delivery.DefaultWindow)
+		failed := make(chan struct{}) // the answers stopped: stop sending
 		wg.Go(func() {
 			for i := a; i < b.N; i += agents {
+				select {
+				case window <- struct{}{}:
+				case <-failed:
+					return
+				}
 				if err := streams[a].Send(&errnowatchv1.PublishAlertsRequest{BatchSequence: uint64(i), Alerts: batches[i]}); err != nil {
 					errs <- err
 					return
 				}
-				if r, err := streams[a].Recv(); err != nil || r.Stored != size {
+			}
+		})
+		wg.Go(func() {
+			for i := a; i < b.N; i += agents {
+				if r, err := streams[a].Recv(); err != nil || r.Stored != size || r.BatchSequence != uint64(i) {
 					errs <- fmt.Errorf("ack %v, %v", r, err)
+					close(failed)
 					return
 				}
+				<-window
 			}
 		})
 	}

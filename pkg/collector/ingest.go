@@ -15,6 +15,7 @@ import (
 
 	errnowatchv1 "github.com/errnowatch/errnowatch/api/errnowatch/v1"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
+	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/store"
 )
 
@@ -66,6 +67,33 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		}
 	}()
 
+	// Storing runs beside the loop below: while one batch of this stream
+	// commits, the next is checked and encoded (check), so the store's one
+	// writer finds it ready. checked holds one batch waiting for the
+	// store; with the one storing, the one being checked and the one the
+	// receiver decoded, a stream holds at most four batches in memory.
+	// Answers go in the order batches came; a batch that fails its check
+	// ends the stream only after the batches before it are answered.
+	checked := make(chan checkedBatch, 1)
+	stored := make(chan error, 1)
+	go func() {
+		stored <- s.storeInOrder(ctx, stream, lim, checked)
+	}()
+	err = is.receive(ctx, id, node, log, in, checked, stored)
+	close(checked)
+	if serr := <-stored; serr != nil {
+		return serr // the earlier failure, which the agent must see first
+	}
+	return err
+}
+
+// receive takes the stream's batches, rechecks the publisher, keeps each
+// batch's agent status and checks its alerts, handing each checked batch to
+// the storer until the stream ends, a batch fails, or the storer stops
+// (its error, read from stored, is put back for the handler).
+func (is *ingestService) receive(ctx context.Context, id auth.Identity, node string, log *zap.Logger,
+	in <-chan received, checked chan<- checkedBatch, stored chan error) error {
+	s := is.s
 	// The publisher is checked again every Reauthorize and at its token's
 	// expiry: a deleted agent pod or an expired token ends the stream (the
 	// agent reconnects with its renewed token).
@@ -75,6 +103,9 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		var r received
 		select {
 		case r = <-in:
+		case err := <-stored:
+			stored <- err
+			return nil
 		case <-recheck.C:
 			id2, err := s.reauthenticate(ctx)
 			if err == nil {
@@ -102,56 +133,89 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		if st := r.req.GetStatus(); st != nil {
 			s.keepStatus(ctx, log, node, st)
 		}
-		resp, err := s.ingest(ctx, lim, node, r.req)
+		b, err := s.check(node, r.req)
 		if err != nil {
 			if status.Code(err) == codes.InvalidArgument {
 				log.Warn("refused a batch", zap.Uint64(alertpb.MetaBatchSequence, r.req.GetBatchSequence()), zap.Error(err))
 			}
 			return err
 		}
-		if err := stream.Send(resp); err != nil {
-			return err
+		select {
+		case checked <- b:
+		case err := <-stored:
+			stored <- err
+			return nil
 		}
 	}
 }
 
-// ingest stores one batch. node, when set, is the only node the publisher
-// may name: an alert for another node fails the batch with
-// PERMISSION_DENIED (the agent keeps it; its node name is misconfigured, or
-// it is not an agent).
+// checkedBatch is a received batch whose alerts passed check, ready to
+// store.
+type checkedBatch struct {
+	seq   uint64
+	batch store.Batch
+}
+
+// storeInOrder stores each checked batch and answers it, in order, until
+// checked closes or a batch fails; it returns that failure.
+func (s *Server) storeInOrder(ctx context.Context, stream grpc.BidiStreamingServer[errnowatchv1.PublishAlertsRequest, errnowatchv1.PublishAlertsResponse],
+	lim *rate.Limiter, checked <-chan checkedBatch) error {
+	for b := range checked {
+		resp, err := s.store(ctx, lim, b)
+		if err != nil {
+			return err
+		}
+		if err := stream.Send(resp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// check makes a received batch ready to store. node, when set, is the only
+// node the publisher may name: an alert for another node fails the batch
+// with PERMISSION_DENIED (the agent keeps it; its node name is
+// misconfigured, or it is not an agent).
 //
 // This is the boundary where received alerts are checked, once: each is
 // bounded (alertpb.CheckLimits), then converted, validated and encoded for
 // the store by store.Batch.AddReceived, whose body is the received message
 // itself; the store writes the batch as it is.
-func (s *Server) ingest(ctx context.Context, lim *rate.Limiter, node string, req *errnowatchv1.PublishAlertsRequest) (*errnowatchv1.PublishAlertsResponse, error) {
+func (s *Server) check(node string, req *errnowatchv1.PublishAlertsRequest) (checkedBatch, error) {
 	seq := req.GetBatchSequence()
 	n := len(req.GetAlerts())
 	if n > s.cfg.MaxBatchAlerts {
 		s.metrics.refuse(refusedBatch, 1)
-		return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("batch has %d alerts, at most %d are allowed: send smaller batches", n, s.cfg.MaxBatchAlerts))
+		return checkedBatch{}, alertpb.InvalidBatch(seq, fmt.Sprintf("batch has %d alerts, at most %d are allowed: send smaller batches", n, s.cfg.MaxBatchAlerts))
 	}
 	var batch store.Batch
 	batch.Grow(n)
 	for i, p := range req.GetAlerts() {
 		if err := alertpb.CheckLimits(p, s.cfg.MaxAlertBytes); err != nil {
 			s.metrics.refuse(refusedTooLarge, 1)
-			return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
+			return checkedBatch{}, alertpb.InvalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
 		}
 		a, err := batch.AddReceived(p)
 		if err != nil {
 			s.metrics.refuse(refusedInvalid, 1)
-			return nil, alertpb.InvalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
+			return checkedBatch{}, alertpb.InvalidBatch(seq, fmt.Sprintf("alert %d: %v", i, err))
 		}
 		if node != "" && a.Node != node {
 			s.metrics.refuse(refusedWrongNode, 1)
-			return nil, status.Errorf(codes.PermissionDenied,
+			return checkedBatch{}, status.Errorf(codes.PermissionDenied,
 				"batch %d, alert %d is for node %q but this agent runs on node %q: an agent publishes its own node's alerts only (check its NODE_NAME)",
 				seq, i, a.Node, node)
 		}
 	}
+	return checkedBatch{seq: seq, batch: batch}, nil
+}
+
+// store writes a checked batch, within the publisher's rate, and makes its
+// answer.
+func (s *Server) store(ctx context.Context, lim *rate.Limiter, b checkedBatch) (*errnowatchv1.PublishAlertsResponse, error) {
+	seq, batch, n := b.seq, b.batch, b.batch.Len()
 	if n == 0 {
-		// A heartbeat: the agent's status, kept above; nothing to store.
+		// A heartbeat: the agent's status, kept on receipt; nothing to store.
 		return &errnowatchv1.PublishAlertsResponse{BatchSequence: seq}, nil
 	}
 	if err := waitBudget(ctx, lim, n, s.cfg.IngestMaxWait); err != nil {
