@@ -284,6 +284,43 @@ func TestIngestIsIdempotentAcrossStreams(t *testing.T) {
 	}
 }
 
+// TestPipelinedBatchesAreStoredInOrder sends a stream's batches without
+// waiting for answers, as the agent's window does, each with the next
+// revision of one alert: the collector stores several of a stream's
+// batches at once (storeDepth), yet each revision must be stored as new,
+// in order, and answered in order.
+func TestPipelinedBatchesAreStoredInOrder(t *testing.T) {
+	col := collectortest.Start(t, collector.Config{}, nil, true, "")
+	c := dial(t, client.Options{Address: col.Socket})
+	const n = 30
+	fresh := storetest.Alerts(storetest.DefaultShape, base, 0, 1+n*4)
+	a := fresh[0]
+	batches := make([][]alert.Alert, n)
+	for k := range n {
+		if k > 0 {
+			a = storetest.Update(a, time.Second)
+		}
+		batches[k] = append([]alert.Alert{a}, fresh[1+k*4:1+(k+1)*4]...)
+	}
+	acks, err := publish(t, c, batches...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(acks) != n {
+		t.Fatalf("%d answers, want %d", len(acks), n)
+	}
+	for k, ack := range acks {
+		if ack.BatchSequence != uint64(k+1) || ack.Stored != 5 || ack.Duplicates != 0 {
+			t.Fatalf("answer %d: %v, want batch %d with 5 stored, none duplicate", k, ack, k+1)
+		}
+	}
+	got := listAll(t, c, &errnowatchv1.AlertFilter{Namespace: a.Namespace, Pod: a.Pod}, 1000)
+	i := slices.IndexFunc(got, func(g *errnowatchv1.StoredAlert) bool { return g.Alert.Id == a.ID })
+	if i < 0 || got[i].Alert.Revision != n {
+		t.Fatalf("alert %s not stored at revision %d (found at %d of %d)", a.ID, n, i, len(got))
+	}
+}
+
 func TestBadInputGetsInvalidArgumentAndStoresNothing(t *testing.T) {
 	col := collectortest.Start(t, collector.Config{MaxBatchAlerts: 10, MaxRecvMsgBytes: 64 << 10}, nil, true, "")
 	c := dial(t, client.Options{Address: col.Socket})

@@ -67,21 +67,22 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 		}
 	}()
 
-	// Storing runs beside the loop below: while one batch of this stream
-	// commits, the next is checked and encoded (check), so the store's one
+	// Storing runs beside the loop below: while batches of this stream
+	// commit, the next is checked and encoded (check), so the store's one
 	// writer finds it ready. checked holds one batch waiting for the
-	// store; with the one storing, the one being checked and the one the
-	// receiver decoded, a stream holds at most four batches in memory.
+	// store; with storeDepth in the store, the one being checked and the
+	// one the receiver decoded, a stream holds at most storeDepth+3
+	// batches in memory.
 	// Answers go in the order batches came; a batch that fails its check
 	// ends the stream only after the batches before it are answered.
 	checked := make(chan checkedBatch, 1)
-	stored := make(chan error, 1)
+	storeEnded := make(chan error, 1)
 	go func() {
-		stored <- s.storeInOrder(ctx, stream, lim, checked)
+		storeEnded <- s.storeInOrder(ctx, stream, lim, checked)
 	}()
-	err = is.receive(ctx, id, node, log, in, checked, stored)
+	err = is.receive(ctx, id, node, log, in, checked, storeEnded)
 	close(checked)
-	if serr := <-stored; serr != nil {
+	if serr := <-storeEnded; serr != nil {
 		return serr // the earlier failure, which the agent must see first
 	}
 	return err
@@ -90,9 +91,9 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 // receive takes the stream's batches, rechecks the publisher, keeps each
 // batch's agent status and checks its alerts, handing each checked batch to
 // the storer until the stream ends, a batch fails, or the storer stops
-// (its error, read from stored, is put back for the handler).
+// (its error, read from storeEnded, is put back for the handler).
 func (is *ingestService) receive(ctx context.Context, id auth.Identity, node string, log *zap.Logger,
-	in <-chan received, checked chan<- checkedBatch, stored chan error) error {
+	in <-chan received, checked chan<- checkedBatch, storeEnded chan error) error {
 	s := is.s
 	// The publisher is checked again every Reauthorize and at its token's
 	// expiry: a deleted agent pod or an expired token ends the stream (the
@@ -103,8 +104,8 @@ func (is *ingestService) receive(ctx context.Context, id auth.Identity, node str
 		var r received
 		select {
 		case r = <-in:
-		case err := <-stored:
-			stored <- err
+		case err := <-storeEnded:
+			storeEnded <- err
 			return nil
 		case <-recheck.C:
 			id2, err := s.reauthenticate(ctx)
@@ -142,8 +143,8 @@ func (is *ingestService) receive(ctx context.Context, id auth.Identity, node str
 		}
 		select {
 		case checked <- b:
-		case err := <-stored:
-			stored <- err
+		case err := <-storeEnded:
+			storeEnded <- err
 			return nil
 		}
 	}
@@ -156,12 +157,47 @@ type checkedBatch struct {
 	batch store.Batch
 }
 
-// storeInOrder stores each checked batch and answers it, in order, until
-// checked closes or a batch fails; it returns that failure.
+// storeDepth is how many batches of one stream may be in the store at once,
+// if the store is a store.Submitter (SQLite's one writer is). Two: while
+// the writer commits one group, the stream's next batch already waits for
+// the next group, so groups stay large (fewer commits, rollup rows shared
+// by more alerts) instead of holding one batch per stream. The store
+// writes them in the order they were submitted, and the answers go in
+// that order too.
+const storeDepth = 2
+
+// answerFunc waits for a submitted batch's result and makes its answer.
+type answerFunc func() (*errnowatchv1.PublishAlertsResponse, error)
+
+// storeInOrder submits the checked batches to the store in order and
+// answers each in order, until checked closes or a batch fails; it returns
+// that failure.
 func (s *Server) storeInOrder(ctx context.Context, stream grpc.BidiStreamingServer[errnowatchv1.PublishAlertsRequest, errnowatchv1.PublishAlertsResponse],
 	lim *rate.Limiter, checked <-chan checkedBatch) error {
-	for b := range checked {
-		resp, err := s.store(ctx, lim, b)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Unbuffered: one batch's answer is awaited below while the next,
+	// already submitted, waits here (storeDepth).
+	order := make(chan answerFunc)
+	go func() {
+		defer close(order)
+		for b := range checked {
+			if ctx.Err() != nil {
+				return
+			}
+			answer, ok := s.submit(ctx, lim, b)
+			select {
+			case order <- answer:
+			case <-ctx.Done():
+				return
+			}
+			if !ok {
+				return // submit failed: nothing after it goes to the store
+			}
+		}
+	}()
+	for answer := range order {
+		resp, err := answer()
 		if err != nil {
 			return err
 		}
@@ -210,28 +246,60 @@ func (s *Server) check(node string, req *errnowatchv1.PublishAlertsRequest) (che
 	return checkedBatch{seq: seq, batch: batch}, nil
 }
 
-// store writes a checked batch, within the publisher's rate, and makes its
-// answer.
-func (s *Server) store(ctx context.Context, lim *rate.Limiter, b checkedBatch) (*errnowatchv1.PublishAlertsResponse, error) {
+// submit hands a checked batch to the store, within the publisher's rate,
+// and returns what waits for its answer. ok is false when the batch did
+// not go to the store; its answer is then the error.
+func (s *Server) submit(ctx context.Context, lim *rate.Limiter, b checkedBatch) (answer answerFunc, ok bool) {
 	seq, batch, n := b.seq, b.batch, b.batch.Len()
+	fail := func(err error) (answerFunc, bool) {
+		return func() (*errnowatchv1.PublishAlertsResponse, error) { return nil, err }, false
+	}
 	if n == 0 {
 		// A heartbeat: the agent's status, kept on receipt; nothing to store.
-		return &errnowatchv1.PublishAlertsResponse{BatchSequence: seq}, nil
+		return func() (*errnowatchv1.PublishAlertsResponse, error) {
+			return &errnowatchv1.PublishAlertsResponse{BatchSequence: seq}, nil
+		}, true
 	}
 	if err := waitBudget(ctx, lim, n, s.cfg.IngestMaxWait); err != nil {
 		if status.Code(err) == codes.ResourceExhausted {
 			s.metrics.refuse(refusedPublishRate, 1)
 		}
-		return nil, err
+		return fail(err)
 	}
-	res, err := s.inserter.Insert(ctx, batch)
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return nil, status.FromContextError(err).Err()
-	case err != nil:
-		s.log.Error("storing a batch failed", zap.Uint64(alertpb.MetaBatchSequence, seq), zap.Error(err))
-		return nil, status.Errorf(codes.Unavailable, "store did not take batch %d (%v); resend it later", seq, err)
+	var wait func() (store.InsertResult, error)
+	if sub, isSub := s.inserter.(store.Submitter); isSub {
+		w, err := sub.Submit(ctx, batch)
+		if err != nil {
+			return fail(s.storeFailed(seq, err))
+		}
+		wait = w
+	} else {
+		res, err := s.inserter.Insert(ctx, batch)
+		if err != nil {
+			return fail(s.storeFailed(seq, err))
+		}
+		wait = func() (store.InsertResult, error) { return res, nil }
 	}
+	return func() (*errnowatchv1.PublishAlertsResponse, error) {
+		res, err := wait()
+		if err != nil {
+			return nil, s.storeFailed(seq, err)
+		}
+		return s.stored(seq, res)
+	}, true
+}
+
+// storeFailed is the status of a batch the store did not take or commit.
+func (s *Server) storeFailed(seq uint64, err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	s.log.Error("storing a batch failed", zap.Uint64(alertpb.MetaBatchSequence, seq), zap.Error(err))
+	return status.Errorf(codes.Unavailable, "store did not take batch %d (%v); resend it later", seq, err)
+}
+
+// stored counts a committed batch and makes its answer.
+func (s *Server) stored(seq uint64, res store.InsertResult) (*errnowatchv1.PublishAlertsResponse, error) {
 	s.metrics.stored(len(res.New), res.Duplicates)
 	if k := len(res.New); k > 0 {
 		s.signal.publish(res.New[k-1].Seq)

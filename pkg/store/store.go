@@ -178,6 +178,19 @@ type Inserter interface {
 	Insert(ctx context.Context, batch Batch) (InsertResult, error)
 }
 
+// Submitter is an Inserter whose Insert comes in two halves, so that one
+// caller can have several batches in the store and still have them
+// written in its order. Submit hands the batch to the store: batches one
+// goroutine submits are written in the order it submitted them (in one
+// transaction or in later ones). It returns once the store has taken the
+// batch, with wait, which returns what Insert would have; every batch
+// taken is committed or failed as a whole, whether or not wait is called.
+// An error from Submit means the store did not take the batch.
+type Submitter interface {
+	Inserter
+	Submit(ctx context.Context, batch Batch) (wait func() (InsertResult, error), err error)
+}
+
 // Reader is the role queries and the SIEM stream need: they read what was
 // stored and never change it (Prometheus' storage.Queryable).
 type Reader interface {

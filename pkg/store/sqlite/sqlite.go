@@ -73,8 +73,9 @@ type Store struct {
 }
 
 var (
-	_ store.Store  = (*Store)(nil)
-	_ store.Health = (*Store)(nil)
+	_ store.Store     = (*Store)(nil)
+	_ store.Submitter = (*Store)(nil)
+	_ store.Health    = (*Store)(nil)
 )
 
 type writeReq struct {
@@ -259,24 +260,36 @@ func (s *Store) isClosed() bool {
 
 // Insert implements store.Store.
 func (s *Store) Insert(ctx context.Context, batch store.Batch) (store.InsertResult, error) {
+	wait, err := s.Submit(ctx, batch)
+	if err != nil {
+		return store.InsertResult{}, err
+	}
+	return wait()
+}
+
+// Submit implements store.Submitter: the writer takes batches in the order
+// they were handed over, one goroutine's in the order it submitted them.
+func (s *Store) Submit(ctx context.Context, batch store.Batch) (func() (store.InsertResult, error), error) {
 	if batch.Len() == 0 {
-		return store.InsertResult{}, nil
+		return func() (store.InsertResult, error) { return store.InsertResult{}, nil }, nil
 	}
 	req := &writeReq{batch: batch, res: make(chan writeRes, 1)}
 	if s.isClosed() {
-		return store.InsertResult{}, store.ErrClosed
+		return nil, store.ErrClosed
 	}
 	select {
 	case s.reqs <- req:
 	case <-s.done:
-		return store.InsertResult{}, store.ErrClosed
+		return nil, store.ErrClosed
 	case <-ctx.Done():
-		return store.InsertResult{}, ctx.Err()
+		return nil, ctx.Err()
 	}
 	// Once the writer has the batch, wait for its answer even if ctx ends:
 	// the caller must learn whether the batch committed.
-	res := <-req.res
-	return res.r, res.err
+	return func() (store.InsertResult, error) {
+		res := <-req.res
+		return res.r, res.err
+	}, nil
 }
 
 // writer owns the write connection: it takes the batches waiting, commits

@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/errnowatch/errnowatch/pkg/alert"
 	"github.com/errnowatch/errnowatch/pkg/alertpb"
 	"github.com/errnowatch/errnowatch/pkg/store"
 	"github.com/errnowatch/errnowatch/pkg/store/storetest"
@@ -241,6 +243,76 @@ func TestStoredBodyIsWhatWasValidated(t *testing.T) {
 		}
 		if !bytes.Equal(body, want) {
 			t.Errorf("alert %d stored body %x, want alertpb.Marshal's %x", i, body, want)
+		}
+	}
+}
+
+// TestSubmitKeepsEachCallersOrder submits batches without waiting between
+// them, from two goroutines at once, each batch carrying the next revision
+// of its goroutine's alert: every revision must be stored as new (none
+// taken for a duplicate of a later one), under rising sequences, and the
+// alert's history must hold the last store.MaxHistory of them in order.
+func TestSubmitKeepsEachCallersOrder(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "alerts.db"))
+	defer s.Close()
+	const batches, fresh = 40, 5
+	all := storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 2*(1+batches*fresh))
+	errs := make(chan error, 2)
+	for g := range 2 {
+		go func() {
+			mine := all[g*(1+batches*fresh) : (g+1)*(1+batches*fresh)]
+			a := mine[0]
+			var waits []func() (store.InsertResult, error)
+			for k := range batches {
+				if k > 0 {
+					a = storetest.Update(a, time.Second)
+				}
+				b := append([]alert.Alert{a}, mine[1+k*fresh:1+(k+1)*fresh]...)
+				w, err := s.Submit(context.Background(), storetest.MustBatch(t, b))
+				if err != nil {
+					errs <- err
+					return
+				}
+				waits = append(waits, w)
+			}
+			var last uint64
+			for k, w := range waits {
+				res, err := w()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if len(res.New) != 1+fresh || res.Duplicates != 0 {
+					errs <- fmt.Errorf("goroutine %d, batch %d: %d new, %d duplicates; want %d new", g, k, len(res.New), res.Duplicates, 1+fresh)
+					return
+				}
+				if res.New[0].Seq <= last {
+					errs <- fmt.Errorf("goroutine %d, batch %d: stored at seq %d, after %d", g, k, res.New[0].Seq, last)
+					return
+				}
+				last = res.New[0].Seq
+			}
+			h, err := s.History(context.Background(), a.ID)
+			if err != nil {
+				errs <- err
+				return
+			}
+			for k, r := range h {
+				if r.Revision != uint32(batches-len(h)+k+1) {
+					errs <- fmt.Errorf("goroutine %d: history entry %d is revision %d", g, k, r.Revision)
+					return
+				}
+			}
+			if len(h) != min(batches, store.MaxHistory) {
+				errs <- fmt.Errorf("goroutine %d: history has %d revisions, want %d", g, len(h), min(batches, store.MaxHistory))
+				return
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
 		}
 	}
 }
