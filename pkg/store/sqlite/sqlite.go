@@ -4,14 +4,15 @@
 // implements store.Store.
 //
 // Writes go through one goroutine that groups the batches waiting at that
-// moment into one transaction: every batch still gets its own answer only
-// after the commit (synchronous=FULL, so after the fsync), but many agents
-// share one fsync. A store.Batch comes validated and encoded, so the writer
-// does only database work.
+// moment into one transaction, and another that makes them durable: every
+// batch still gets its own answer only after its commit and an fsync of
+// the WAL that holds it (syncer), but many agents share one commit, and
+// one fsync may cover several commits. A store.Batch comes validated and
+// encoded, so the writer does only database work.
 //
 // Open runs PRAGMA quick_check and refuses a damaged file
-// (store.ErrCorrupt). Summary rollups (migration 2) are kept by triggers in
-// the writer's transactions; a stored row that no longer decodes is skipped
+// (store.ErrCorrupt). Summary rollups are kept in the writer's
+// transactions (rollup.go); a stored row that no longer decodes is skipped
 // and counted, never returned as an error.
 package sqlite
 
@@ -67,6 +68,13 @@ type Store struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
+	// The syncer's side (syncer.go).
+	committed  chan committed
+	syncDone   chan struct{}
+	wal        *walFile
+	syncWAL    func() error // wal.fsync; tests replace it
+	syncFailed atomic.Pointer[error]
+
 	mu      sync.Mutex // guards lastSeq and closed
 	lastSeq uint64
 	closed  bool
@@ -106,9 +114,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	q := url.Values{}
 	q.Set("_busy_timeout", fmt.Sprint(opts.BusyTimeout.Milliseconds()))
 	q.Set("_journal_mode", "WAL")
-	// FULL: in WAL mode NORMAL may lose the last commits on power loss, and
-	// an acknowledged batch is gone from the agent's spool.
-	q.Set("_synchronous", "FULL")
+	// NORMAL: a commit returns without an fsync, which SQLite then does
+	// before each checkpoint. The syncer fsyncs the WAL itself before it
+	// answers, so an acknowledged batch (gone from the agent's spool)
+	// survives power loss as with FULL, while the writer goes on with the
+	// next group instead of waiting for the disk (docs/bench/issue16-perf.md).
+	q.Set("_synchronous", "NORMAL")
 	q.Set("_txlock", "immediate")
 	// Statement journals stay in memory instead of temp files; a bigger
 	// page cache keeps the indexes' hot pages.
@@ -165,6 +176,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	rdb.SetMaxIdleConns(opts.Readers)
 	rdb.SetConnMaxIdleTime(0)
 	rdb.SetConnMaxLifetime(0)
+	walf, err := openWAL(path)
+	if err != nil {
+		rdb.Close()
+		wdb.Close()
+		return nil, err
+	}
 
 	wctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
@@ -178,7 +195,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		cancel:  cancel,
 		done:    make(chan struct{}),
 		lastSeq: last,
+
+		committed: make(chan committed, syncQueue),
+		syncDone:  make(chan struct{}),
+		wal:       &walFile{path: path, f: walf},
 	}
+	s.syncWAL = s.wal.fsync
+	go s.syncer()
 	go s.writer(wctx)
 	return s, nil
 }
@@ -195,7 +218,8 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	s.cancel()
 	<-s.done
-	return errors.Join(s.upsert.Close(), s.rollup.Close(), s.rdb.Close(), s.wdb.Close())
+	<-s.syncDone
+	return errors.Join(s.upsert.Close(), s.rollup.Close(), s.rdb.Close(), s.wdb.Close(), s.wal.Close())
 }
 
 // quickCheckErrors bounds what an integrity check reports.
@@ -241,6 +265,9 @@ func (s *Store) Ping(ctx context.Context) error {
 	case <-s.done:
 		return errors.New("sqlite writer has stopped")
 	default:
+	}
+	if err := s.syncErr(); err != nil {
+		return err
 	}
 	var one int
 	if err := s.rdb.QueryRowContext(ctx, `SELECT 1 FROM store_meta WHERE key = 'last_seq'`).Scan(&one); err != nil {
@@ -296,6 +323,7 @@ func (s *Store) Submit(ctx context.Context, batch store.Batch) (func() (store.In
 // them in one transaction and answers each.
 func (s *Store) writer(ctx context.Context) {
 	defer close(s.done)
+	defer close(s.committed)
 	for {
 		var first *writeReq
 		select {
@@ -315,14 +343,18 @@ func (s *Store) writer(ctx context.Context) {
 				break drain
 			}
 		}
-		results, err := s.commit(group)
-		for i, r := range group {
-			if err != nil {
-				r.res <- writeRes{err: err}
-				continue
-			}
-			r.res <- writeRes{r: results[i]}
+		err := s.syncErr()
+		var results []store.InsertResult
+		if err == nil {
+			results, err = s.commit(group)
 		}
+		if err != nil {
+			for _, r := range group {
+				r.res <- writeRes{err: err}
+			}
+			continue
+		}
+		s.committed <- committed{group: group, results: results}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -101,8 +102,10 @@ func TestDurabilitySettingsAndQueryPlans(t *testing.T) {
 	if err := s.wdb.QueryRow(`PRAGMA busy_timeout`).Scan(&busy); err != nil {
 		t.Fatal(err)
 	}
-	if mode != "wal" || syncLevel != 2 || busy != 10000 {
-		t.Fatalf("journal_mode=%s synchronous=%d busy_timeout=%d; want wal, 2 (FULL), 10000", mode, syncLevel, busy)
+	// NORMAL, with the syncer's own fsync of the WAL before each answer
+	// (TestAnswerWaitsForTheFsync).
+	if mode != "wal" || syncLevel != 1 || busy != 10000 {
+		t.Fatalf("journal_mode=%s synchronous=%d busy_timeout=%d; want wal, 1 (NORMAL), 10000", mode, syncLevel, busy)
 	}
 	// Each query shape walks the index that serves it, never sorting a
 	// namespace: per-pod lists use alerts_pod, other lists the id index,
@@ -314,5 +317,87 @@ func TestSubmitKeepsEachCallersOrder(t *testing.T) {
 		if err := <-errs; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestAnswerWaitsForTheFsync holds the syncer's fsync of the WAL: the batch
+// is committed (readers see it) but Insert must not return until the
+// fsync did, and the fsync must be of the file that holds the commit.
+func TestAnswerWaitsForTheFsync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.db")
+	s := open(t, path)
+	defer s.Close()
+	fsync := s.syncWAL
+	held, release := make(chan struct{}), make(chan struct{})
+	s.syncWAL = func() error {
+		close(held)
+		<-release
+		return fsync()
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Insert(context.Background(), storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 10)))
+		done <- err
+	}()
+	<-held
+	select {
+	case err := <-done:
+		t.Fatalf("Insert returned (%v) before the WAL's fsync", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	if fi, err := os.Stat(path + "-wal"); err != nil || fi.Size() == 0 {
+		t.Fatalf("the WAL the syncer fsyncs is missing or empty after a commit: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFailedFsyncStopsWrites: after an fsync of the WAL fails, what reached
+// the disk is unknown, so the batches it covered fail, later ones too, and
+// Ping reports it (the collector restarts).
+func TestFailedFsyncStopsWrites(t *testing.T) {
+	s := open(t, filepath.Join(t.TempDir(), "alerts.db"))
+	defer s.Close()
+	s.syncWAL = func() error { return unix.EIO }
+	alerts := storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 20)
+	if _, err := s.Insert(context.Background(), storetest.MustBatch(t, alerts[:10])); err == nil || !strings.Contains(err.Error(), "restart the collector") {
+		t.Fatalf("Insert after a failed fsync: %v, want an error that says to restart", err)
+	}
+	if _, err := s.Insert(context.Background(), storetest.MustBatch(t, alerts[10:])); err == nil {
+		t.Fatal("a later Insert succeeded after a failed fsync")
+	}
+	if err := s.Ping(context.Background()); err == nil || !errors.Is(err, unix.EIO) {
+		t.Fatalf("Ping after a failed fsync: %v, want the fsync's error", err)
+	}
+}
+
+// TestSyncerFollowsANewWAL: should SQLite replace the WAL (it deletes it
+// when its last connection closes), the syncer fsyncs the new file, not
+// the deleted one it held open.
+func TestSyncerFollowsANewWAL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "x.db")
+	if err := os.WriteFile(path+"-wal", []byte("old"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := openWAL(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &walFile{path: path, f: f}
+	defer w.Close()
+	if err := os.Remove(path + "-wal"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path+"-wal", []byte("new"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.fsync(); err != nil {
+		t.Fatal(err)
+	}
+	cur, _ := os.Stat(path + "-wal")
+	if held, err := w.f.Stat(); err != nil || !os.SameFile(cur, held) {
+		t.Fatalf("the syncer still holds the deleted WAL (%v)", err)
 	}
 }
