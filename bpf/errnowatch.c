@@ -118,6 +118,10 @@ struct settings {
 	u32 gen;
 	/* The current rate-limit window; user space bumps it. */
 	u32 rl_window;
+	/* Moves on with every configuration write, which follows every change
+	 * of the cgroup_filter map: a hot slot's cached cgroup verdict is good
+	 * only while it is the same. */
+	u32 cfg_gen;
 };
 
 /* Filter sets, read only when a filter mode asks for them. Mutable globals
@@ -157,6 +161,11 @@ struct hot_slot {
 	u64 cg_ptr;
 	u64 cg_epoch;
 	u64 cg_id;
+	/* cgroup_passes for that cgroup, and settings.cfg_gen when it was
+	 * decided: the verdict depends on the cgroup and its ancestors (fixed
+	 * while the cgroup lives) and on the filter (fixed while cfg_gen is). */
+	u32 cg_pass;
+	u32 cg_cfg_gen;
 };
 
 /* How many cgroups have been removed since the sensor was loaded: the
@@ -649,7 +658,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	struct hot_slot *slot;
 	u32 *saturated;
 	u64 duration = 0, epoch, cgroup_id, nr_errno, *ep;
-	u32 errno = 0, compat, g, idx, nr, zero = 0;
+	u32 errno = 0, cfg_gen, compat, g, idx, nr, zero = 0;
 
 	st = bpf_map_lookup_elem(&cfg, &zero);
 	if (!st)
@@ -707,6 +716,9 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 	if (!ep)
 		return 0;
 	epoch = *(volatile u64 *)ep;
+	/* The filter's generation, read before the filter: user space writes
+	 * the cgroup_filter map first and the settings after. */
+	cfg_gen = *(volatile u32 *)&st->cfg_gen;
 	cgrp = task->cgroups->dfl_cgrp;
 	if (slot->cg_ptr == (u64)cgrp && slot->cg_epoch == epoch) {
 		cgroup_id = slot->cg_id;
@@ -715,8 +727,16 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 		slot->cg_ptr = (u64)cgrp;
 		slot->cg_epoch = epoch;
 		slot->cg_id = cgroup_id;
+		slot->cg_cfg_gen = cfg_gen - 1; /* decide the verdict below */
 	}
-	if (!cgroup_passes(st, cgrp, cgroup_id))
+	/* In the scoped modes each exit would look its cgroup up in the
+	 * filter, and in include mode its ancestors too; the slot keeps the
+	 * verdict for as long as the cgroup and the filter are the same. */
+	if (slot->cg_cfg_gen != cfg_gen) {
+		slot->cg_pass = cgroup_passes(st, cgrp, cgroup_id);
+		slot->cg_cfg_gen = cfg_gen;
+	}
+	if (!slot->cg_pass)
 		return 0;
 	if (nr >= st->cfg.nr_limit[compat & 1])
 		nr = NR_INVALID;

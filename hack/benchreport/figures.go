@@ -19,7 +19,7 @@ var figures = []figure{
 	{ID: "kernel", Title: "Kernel cost per sys_exit", Pkg: "./pkg/sensor",
 		// 200 000 syscall pairs per CPU and round for the sensor; the tools'
 		// rounds have the same floor.
-		Bench: "^BenchmarkKernelCost", Benchtime: "1400000x", Timeout: "10m"},
+		Bench: "^BenchmarkKernelCost", Benchtime: "1400000x", Timeout: "15m"},
 	{ID: "exact", Title: "Exact counts under load", Pkg: "./pkg/sensor",
 		Bench: "^BenchmarkExactUnderLoad$", Benchtime: "1x", Timeout: "5m"},
 	{ID: "latency", Title: "Alert latency", Pkg: "./cmd/errnowatch",

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
 	"github.com/errnowatch/errnowatch/pkg/sensor/internal/baseline"
 )
@@ -76,14 +78,21 @@ func mixedWorkload(n int) {
 // order penalty falls on the sensor in the one and on the counter in the
 // other, so their mean (ns/exit-over-minimal-mean) is the sensor's own cost
 // over the counter.
+//
+// all-exits-pod-scope runs all exits the way the agent does: the filter
+// includes a pod cgroup and the workload runs in a child process in a
+// container cgroup below it, so each exit's verdict comes from its
+// cgroup's parent.
 func BenchmarkKernelCost(b *testing.B) {
 	for _, mode := range []struct {
-		name string
-		cfg  Config
+		name     string
+		cfg      Config
+		podScope bool // the workload runs in a container of a pod the filter includes
 	}{
-		{"failures-only", Config{}},
-		{"all-exits", Config{Filter: Filter{AllExits: true}}},
-		{"durations", Config{Durations: true}},
+		{"failures-only", Config{}, false},
+		{"all-exits", Config{Filter: Filter{AllExits: true}}, false},
+		{"durations", Config{Durations: true}, false},
+		{"all-exits-pod-scope", Config{Filter: Filter{AllExits: true}}, true},
 	} {
 		b.Run(mode.name, func(b *testing.B) {
 			stats, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
@@ -96,6 +105,21 @@ func BenchmarkKernelCost(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer s.Close()
+			workload := mixedWorkload
+			if mode.podScope {
+				// As the agent runs: its scope names pod cgroups, and the
+				// workload runs in a container's cgroup below one, so
+				// each exit's verdict comes from the cgroup's parent.
+				pod := cgrouptest.New(b, cgrouptest.KubeletPath(cgroup.DriverCgroupfs, "containerd", cgroup.QoSBestEffort, cgrouptest.PodUID(), ""))
+				ctr := pod.Mkdir(strings.Repeat("c", 64))
+				c := startChild(b, ctr)
+				f := mode.cfg.Filter
+				f.IncludeCgroups = []uint64{pod.ID}
+				if err := s.SetFilter(f); err != nil {
+					b.Fatal(err)
+				}
+				workload = func(n int) { c.do("mixed %d", n) }
+			}
 			var base *baseline.Program
 			defer func() { base.Close() }()
 			// attach puts the counter after the sensor, or (counterFirst)
@@ -153,7 +177,7 @@ func BenchmarkKernelCost(b *testing.B) {
 				b.StartTimer()
 				o0, m0 := readCost(b, s.objs.OnSysExit), readCost(b, base.Prog())
 				e0 := readCost(b, s.objs.OnSysEnter)
-				mixedWorkload(per)
+				workload(per)
 				o := readCost(b, s.objs.OnSysExit).since(o0)
 				m := readCost(b, base.Prog()).since(m0)
 				ours[order] = append(ours[order], o)

@@ -86,6 +86,8 @@ type bpfHotSlot struct {
 	CgPtr     uint64
 	CgEpoch   uint64
 	CgId      uint64
+	CgPass    uint32
+	CgCfgGen  uint32
 }
 
 type bpfRecord struct {
@@ -115,6 +117,7 @@ type bpfSettings struct {
 	Cfg      bpfConfig
 	Gen      uint32
 	RlWindow uint32
+	CfgGen   uint32
 }
 
 // Names of all BPF objects in the ELF.

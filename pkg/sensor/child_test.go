@@ -41,13 +41,13 @@ func TestMain(m *testing.M) {
 
 type child struct {
 	*testutil.Child
-	t   *testing.T
+	t   testing.TB
 	PID int
 }
 
 // startChild starts a workload child in cg and waits until its runtime has
 // started, so that its start-up syscalls are behind us.
-func startChild(t *testing.T, cg *cgrouptest.Dir) *child {
+func startChild(t testing.TB, cg *cgrouptest.Dir) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1")
@@ -134,6 +134,8 @@ func childOp(op string, n int, args []string) string {
 		for i := 0; i < n; i++ {
 			unix.Getppid()
 		}
+	case "mixed": // the kernel cost benchmark's workload (mixedWorkload)
+		mixedWorkload(n)
 	case "threads": // two named threads failing on two syscalls
 		return twoThreads(n)
 	case "storm": // n failures spread over two threads on one key

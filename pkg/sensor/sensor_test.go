@@ -2,6 +2,7 @@ package sensor
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -258,6 +259,49 @@ func TestRecordsCarryIdentity(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("records seen per syscall %v, want 5 of mkdirat and unlinkat", seen)
 		}
+	}
+}
+
+// A cgroup filter change counts from the next exit on, with no drain in
+// between: each CPU's hot slot keeps the verdict for its last cgroup, and a
+// filter change must make it decide again (settings.cfg_gen).
+func TestCgroupFilterChangeNeedsNoDrain(t *testing.T) {
+	s := load(t, Config{})
+	a := cgrouptest.New(t, "ew-verdict-a")
+	b := cgrouptest.New(t, "ew-verdict-b")
+	ca, cb := startChild(t, a), startChild(t, b)
+	set := func(f Filter) {
+		t.Helper()
+		if err := s.SetFilter(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	set(Filter{IncludeCgroups: []uint64{a.ID}})
+	s.Drain()
+	for range 2 {
+		// Include a: a's openat failures count, b's do not.
+		set(Filter{IncludeCgroups: []uint64{a.ID}})
+		ca.do("enoent 100")
+		cb.do("enoent 100")
+		// Include b instead: a's close failures must not count, although
+		// a's cgroup was let through by the slot a moment ago.
+		set(Filter{IncludeCgroups: []uint64{b.ID}})
+		ca.do("ebadf 100")
+		cb.do("ebadf 100")
+	}
+	iv, err := s.Drain()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[Key]uint64{}
+	for _, n := range iv.Counts {
+		if (n.CgroupID == a.ID || n.CgroupID == b.ID) && (n.Syscall == unix.SYS_OPENAT || n.Syscall == unix.SYS_CLOSE) {
+			got[n.Key] = n.Count
+		}
+	}
+	want := map[Key]uint64{key(a.ID, unix.SYS_OPENAT, unix.ENOENT): 200, key(b.ID, unix.SYS_CLOSE, unix.EBADF): 200}
+	if !maps.Equal(got, want) {
+		t.Fatalf("counted %v, want %v", got, want)
 	}
 }
 

@@ -56,7 +56,13 @@ func (st *settings) config() bpfConfig {
 	return st.cur.Cfg
 }
 
-// setConfig replaces the configuration part of the settings.
+// setConfig replaces the configuration part of the settings, and moves
+// cfg_gen on: the hot slots' cached cgroup verdicts are decided again, from
+// the configuration and the cgroup filter as they are now (write the
+// cgroup_filter map before calling this).
 func (st *settings) setConfig(c bpfConfig) error {
-	return st.update(func(s *bpfSettings) { s.Cfg = c })
+	return st.update(func(s *bpfSettings) {
+		s.Cfg = c
+		s.CfgGen++
+	})
 }
