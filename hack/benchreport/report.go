@@ -325,12 +325,14 @@ func latencySection(w *mdWriter, f *figureResults, dir string) ([]string, error)
 
 func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, error) {
 	w.p("Durable ingest: `BenchmarkIngest` sends 500-alert batches from 4 agent streams over gRPC with mutual TLS " +
-		"into the collector (SQLite), each acknowledged after its commit. Its baseline, `BenchmarkInsert` in " +
-		"pkg/store/sqlite, inserts the same batches into the store directly (one commit and fsync each), in a run " +
-		"of its own just before. The difference is what the gRPC, TLS and authentication path costs, less what " +
-		"group commit saves: the collector's one writer commits the batches of all streams waiting for it in one " +
-		"transaction (each still acknowledged after it), so with 4 streams it makes fewer, larger commits than the " +
-		"baseline's one per batch, and its rollup rows take several alerts each. CPU per " +
+		"into the collector (SQLite), each stream keeping the agent's window of 8 batches in flight, and each batch " +
+		"acknowledged only after its commit and an fsync of the write-ahead log that holds it. Its baseline, " +
+		"`BenchmarkInsert` in pkg/store/sqlite, inserts the same batches into the store directly, one at a time " +
+		"(a commit and an fsync each), in a run of its own just before. The difference is what the gRPC, TLS and " +
+		"authentication path costs, less what the collector's pipeline saves: while one group commits, each stream's " +
+		"next batch is decoded, checked and handed to the store, so the one writer goes from group to group " +
+		"without waiting; its groups hold a batch of every stream, so its rollup rows take several alerts each; " +
+		"and a syncer fsyncs the log for one or more commits while the writer commits the next. CPU per " +
 		"alert covers client and collector (one process).")
 	var notes []string
 	ingest, okI := f.Value("Ingest", "alerts/s")
