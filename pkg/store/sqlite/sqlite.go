@@ -75,6 +75,12 @@ type Store struct {
 	syncWAL    func() error // wal.fsync; tests replace it
 	syncFailed atomic.Pointer[error]
 
+	// The checkpointer's side (checkpoint.go).
+	cdb      *sql.DB
+	ckptDue  chan struct{}
+	ckptDone chan struct{}
+	ckptErrs atomic.Uint64
+
 	mu      sync.Mutex // guards lastSeq and closed
 	lastSeq uint64
 	closed  bool
@@ -129,6 +135,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	// of ingest CPU at 4 KiB (docs/bench/issue16-perf.md).
 	q.Add("_pragma", "page_size(16384)")
 	q.Add("_pragma", "cache_size(-16384)")
+	// The checkpointer copies the WAL into the database beside the writer
+	// (checkpoint.go); the writer checkpoints itself only when the WAL
+	// has grown this far past it.
+	q.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", writerCheckpointPages))
 	wdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -182,6 +192,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, err
 	}
+	cdb, err := openCheckpointer(path, opts.BusyTimeout)
+	if err != nil {
+		walf.Close()
+		rdb.Close()
+		wdb.Close()
+		return nil, err
+	}
 
 	wctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
@@ -199,8 +216,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		committed: make(chan committed, syncQueue),
 		syncDone:  make(chan struct{}),
 		wal:       &walFile{path: path, f: walf},
+
+		cdb:      cdb,
+		ckptDue:  make(chan struct{}, 1),
+		ckptDone: make(chan struct{}),
 	}
 	s.syncWAL = s.wal.fsync
+	go s.checkpointer(wctx)
 	go s.syncer()
 	go s.writer(wctx)
 	return s, nil
@@ -219,7 +241,8 @@ func (s *Store) Close() error {
 	s.cancel()
 	<-s.done
 	<-s.syncDone
-	return errors.Join(s.upsert.Close(), s.rollup.Close(), s.rdb.Close(), s.wdb.Close(), s.wal.Close())
+	<-s.ckptDone
+	return errors.Join(s.upsert.Close(), s.rollup.Close(), s.cdb.Close(), s.rdb.Close(), s.wdb.Close(), s.wal.Close())
 }
 
 // quickCheckErrors bounds what an integrity check reports.

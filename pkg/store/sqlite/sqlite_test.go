@@ -401,3 +401,46 @@ func TestSyncerFollowsANewWAL(t *testing.T) {
 		t.Fatalf("the syncer still holds the deleted WAL (%v)", err)
 	}
 }
+
+// TestCheckpointerCopiesTheWAL: the writer checkpoints itself only once the
+// WAL passes writerCheckpointPages, far beyond what this test writes; the
+// database file still grows to hold the alerts because the checkpointer
+// copies the WAL beside the writer.
+func TestCheckpointerCopiesTheWAL(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.db")
+	s := open(t, path)
+	defer s.Close()
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if _, err := s.Insert(context.Background(), storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, time.Now(), i*500, 500))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wal, err := os.Stat(path + "-wal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wal.Size() > writerCheckpointPages*16384/2 {
+		t.Fatalf("the test wrote %d bytes of WAL, too close to the writer's own checkpoint", wal.Size())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Size() > before.Size()+1<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes (was %d) 10 s after 2000 alerts with %d bytes of WAL: no checkpoint", fi.Size(), before.Size(), wal.Size())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := s.CheckpointErrors(); n != 0 {
+		t.Fatalf("%d checkpoints failed", n)
+	}
+}

@@ -118,6 +118,7 @@ func (s *Store) syncer() {
 				s.failSync(err)
 			}
 		}
+		s.checkpointDue()
 		for _, c := range waiting {
 			for i, r := range c.group {
 				if err != nil {
