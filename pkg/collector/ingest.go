@@ -69,10 +69,11 @@ func (is *ingestService) PublishAlerts(stream grpc.BidiStreamingServer[errnowatc
 
 	// Storing runs beside the loop below: while batches of this stream
 	// commit, the next is checked and encoded (check), so the store's one
-	// writer finds it ready. checked holds one batch waiting for the
-	// store; with storeDepth in the store, the one being checked and the
-	// one the receiver decoded, a stream holds at most storeDepth+3
-	// batches in memory.
+	// writer finds it ready. Outside the store a stream holds at most four
+	// batches: the one the receiver decoded, the one being checked, one in
+	// checked and one being submitted. Inside it, up to storeDepth wait
+	// for the writer or their answer, within the store's own bound on all
+	// streams' batches (sqlite's writeQueue).
 	// Answers go in the order batches came; a batch that fails its check
 	// ends the stream only after the batches before it are answered.
 	checked := make(chan checkedBatch, 1)
@@ -158,13 +159,15 @@ type checkedBatch struct {
 }
 
 // storeDepth is how many batches of one stream may be in the store at once,
-// if the store is a store.Submitter (SQLite's one writer is). Two: while
-// the writer commits one group, the stream's next batch already waits for
-// the next group, so groups stay large (fewer commits, rollup rows shared
-// by more alerts) instead of holding one batch per stream. The store
-// writes them in the order they were submitted, and the answers go in
-// that order too.
-const storeDepth = 2
+// if the store is a store.Submitter (SQLite's one writer is): the agent's
+// window (delivery.DefaultWindow). While the writer commits one group, the
+// stream's next batches already wait for the next, so groups stay large
+// (fewer commits and WAL pages, rollup rows shared by more alerts) instead
+// of holding one batch per stream. What all streams hand the store ahead
+// of its writer is bounded by the store (sqlite's writeQueue). The store
+// writes a stream's batches in the order they were submitted, and the
+// answers go in that order too.
+const storeDepth = 8
 
 // answerFunc waits for a submitted batch's result and makes its answer.
 type answerFunc func() (*errnowatchv1.PublishAlertsResponse, error)
@@ -178,7 +181,7 @@ func (s *Server) storeInOrder(ctx context.Context, stream grpc.BidiStreamingServ
 	defer cancel()
 	// Unbuffered: one batch's answer is awaited below while the next,
 	// already submitted, waits here (storeDepth).
-	order := make(chan answerFunc)
+	order := make(chan answerFunc, storeDepth-2)
 	go func() {
 		defer close(order)
 		for b := range checked {

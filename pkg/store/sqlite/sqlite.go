@@ -208,7 +208,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		maxGrp:  opts.MaxGroupAlerts,
 		upsert:  upsert,
 		rollup:  rollup,
-		reqs:    make(chan *writeReq),
+		reqs:    make(chan *writeReq, writeQueue),
 		cancel:  cancel,
 		done:    make(chan struct{}),
 		lastSeq: last,
@@ -317,8 +317,18 @@ func (s *Store) Insert(ctx context.Context, batch store.Batch) (store.InsertResu
 	return wait()
 }
 
+// writeQueue is how many submitted batches may wait for the writer. It is
+// the store's bound on what callers hand it ahead of the writer (a batch is
+// at most the collector's MaxRecvMsgBytes on the wire), and what lets the
+// writer's next group hold several batches of each stream: with 4 agents'
+// streams, groups of one batch per stream made ingest stop at 43 k alerts/s,
+// deeper ones reach about 48 k (docs/bench/issue16-perf.md). A full queue
+// holds Submit back.
+const writeQueue = 16
+
 // Submit implements store.Submitter: the writer takes batches in the order
-// they were handed over, one goroutine's in the order it submitted them.
+// they were handed over, one goroutine's in the order it submitted them;
+// Submit returns once the batch is in the writer's queue (writeQueue).
 func (s *Store) Submit(ctx context.Context, batch store.Batch) (func() (store.InsertResult, error), error) {
 	if batch.Len() == 0 {
 		return func() (store.InsertResult, error) { return store.InsertResult{}, nil }, nil
@@ -483,7 +493,11 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 
-	var ids []string
+	total := 0
+	for _, req := range group {
+		total += req.batch.Len()
+	}
+	ids := make([]string, 0, total)
 	for _, req := range group {
 		for i := range req.batch.Len() {
 			ids = append(ids, req.batch.Alert(i).ID)
@@ -507,11 +521,12 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 		history []byte
 		gone    bool // a later revision in the group replaced it
 	}
-	var rows []pending
-	latest := map[string]int{} // ID -> index in rows of its latest revision
-	var replaced []any         // IDs whose stored row goes
+	rows := make([]pending, 0, total)
+	latest := make(map[string]int, total) // ID -> index in rows of its latest revision
+	var replaced []any                    // IDs whose stored row goes
 	for gi, req := range group {
 		res := &results[gi]
+		res.New = make([]store.Stored, 0, req.batch.Len())
 		for i := range req.batch.Len() {
 			a := req.batch.Alert(i)
 			stored, ok := revs[a.ID]
@@ -551,13 +566,17 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 	}
 	args := make([]any, 0, upsertRows*nInsertCols)
 	n := 0
+	// The transaction's handle on the prepared insert, made once: making
+	// it costs a lock and an allocation, a microsecond a row here.
+	upsert := tx.StmtContext(ctx, s.upsert)
+	defer upsert.Close()
 	flush := func() error {
 		if n == 0 {
 			return nil
 		}
 		var err error
 		if n == upsertRows {
-			_, err = tx.StmtContext(ctx, s.upsert).ExecContext(ctx, args...)
+			_, err = upsert.ExecContext(ctx, args...)
 		} else {
 			_, err = tx.ExecContext(ctx, upsertSQL(n), args...)
 		}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -442,5 +443,57 @@ func TestCheckpointerCopiesTheWAL(t *testing.T) {
 	}
 	if n := s.CheckpointErrors(); n != 0 {
 		t.Fatalf("%d checkpoints failed", n)
+	}
+}
+
+// TestSubmitIsBoundedWhenTheWriterIsStuck: with the disk stuck (the WAL's
+// fsync held), the store takes a bounded number of batches — the syncer's
+// queue of committed groups, the group in hand, the writer's queue — and
+// then Submit waits and gives up with the caller's context, instead of
+// holding whatever callers hand it. Once the disk answers, every batch it
+// took is stored.
+func TestSubmitIsBoundedWhenTheWriterIsStuck(t *testing.T) {
+	const group = 4 // alerts per group, so that the bound below is small
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "alerts.db"), Options{MaxGroupAlerts: group})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	fsync := s.syncWAL
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	defer free() // before Close, which waits for the syncer
+	s.syncWAL = func() error {
+		<-release
+		return fsync()
+	}
+	alerts := storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 600)
+	var waits []func() (store.InsertResult, error)
+	var refused error
+	for i := range alerts {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		w, err := s.Submit(ctx, storetest.MustBatch(t, alerts[i:i+1]))
+		cancel()
+		if err != nil {
+			refused = err
+			break
+		}
+		waits = append(waits, w)
+	}
+	if !errors.Is(refused, context.DeadlineExceeded) {
+		t.Fatalf("took all %d batches while the disk was stuck (last error %v)", len(waits), refused)
+	}
+	// The syncer holds one group and syncQueue more wait for it; the
+	// writer holds one it cannot hand over; writeQueue batches wait for the
+	// writer. A group is at most MaxGroupAlerts of these one-alert batches.
+	if max := writeQueue + (syncQueue+2)*group; len(waits) > max {
+		t.Fatalf("took %d batches while the disk was stuck, want at most %d", len(waits), max)
+	}
+	free()
+	for i, w := range waits {
+		if res, err := w(); err != nil || len(res.New) != 1 {
+			t.Fatalf("batch %d taken while the disk was stuck: %v, %d new", i, err, len(res.New))
+		}
 	}
 }
