@@ -484,10 +484,11 @@ func TestSubmitIsBoundedWhenTheWriterIsStuck(t *testing.T) {
 	if !errors.Is(refused, context.DeadlineExceeded) {
 		t.Fatalf("took all %d batches while the disk was stuck (last error %v)", len(waits), refused)
 	}
-	// The syncer holds one group and syncQueue more wait for it; the
-	// writer holds one it cannot hand over; writeQueue batches wait for the
-	// writer. A group is at most MaxGroupAlerts of these one-alert batches.
-	if max := writeQueue + (syncQueue+2)*group; len(waits) > max {
+	// The syncer holds the groups it took for one fsync (up to
+	// syncQueue+1) and syncQueue more wait for it; the writer holds one
+	// it cannot hand over; writeQueue batches wait for the writer. A group
+	// is at most MaxGroupAlerts of these one-alert batches.
+	if max := writeQueue + (2*syncQueue+2)*group; len(waits) > max {
 		t.Fatalf("took %d batches while the disk was stuck, want at most %d", len(waits), max)
 	}
 	free()
