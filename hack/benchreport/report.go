@@ -331,7 +331,7 @@ func collectorSection(w *mdWriter, f *figureResults, dir string) ([]string, erro
 		"(a commit and an fsync each), in a run of its own just before. The difference is what the gRPC, TLS and " +
 		"authentication path costs, less what the collector's pipeline saves: while one group commits, each stream's " +
 		"next batch is decoded, checked and handed to the store, so the one writer goes from group to group " +
-		"without waiting; its groups hold a batch of every stream, so its rollup rows take several alerts each; " +
+		"without waiting; its groups hold several batches of every stream (up to the agent's window of each), so its rollup rows and WAL pages are shared by many alerts; " +
 		"and a syncer fsyncs the log for one or more commits while the writer commits the next. CPU per " +
 		"alert covers client and collector (one process).")
 	var notes []string
