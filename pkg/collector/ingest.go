@@ -179,8 +179,8 @@ func (s *Server) storeInOrder(ctx context.Context, stream grpc.BidiStreamingServ
 	lim *rate.Limiter, checked <-chan checkedBatch) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	// Unbuffered: one batch's answer is awaited below while the next,
-	// already submitted, waits here (storeDepth).
+	// One batch's answer is awaited below, storeDepth-2 wait here, and
+	// the launcher holds one more it has submitted: storeDepth in all.
 	order := make(chan answerFunc, storeDepth-2)
 	go func() {
 		defer close(order)

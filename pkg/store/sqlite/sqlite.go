@@ -344,11 +344,23 @@ func (s *Store) Submit(ctx context.Context, batch store.Batch) (func() (store.In
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	// Once the writer has the batch, wait for its answer even if ctx ends:
-	// the caller must learn whether the batch committed.
+	// Once the batch is queued, wait for its answer even if ctx ends: the
+	// caller must learn whether the batch committed. Close stops the
+	// writer between groups, so a batch still queued then is never taken:
+	// once the syncer has answered everything the writer took, a batch
+	// without an answer was not stored.
 	return func() (store.InsertResult, error) {
-		res := <-req.res
-		return res.r, res.err
+		select {
+		case res := <-req.res:
+			return res.r, res.err
+		case <-s.syncDone:
+			select {
+			case res := <-req.res:
+				return res.r, res.err
+			default:
+				return store.InsertResult{}, store.ErrClosed
+			}
+		}
 	}, nil
 }
 

@@ -498,3 +498,59 @@ func TestSubmitIsBoundedWhenTheWriterIsStuck(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseAnswersQueuedBatches: Close stops the writer between groups, so
+// batches still in its queue are never taken; each must still get an
+// answer (stored, or store.ErrClosed), not wait forever.
+func TestCloseAnswersQueuedBatches(t *testing.T) {
+	s, err := Open(context.Background(), filepath.Join(t.TempDir(), "alerts.db"), Options{MaxGroupAlerts: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsync := s.syncWAL
+	release := make(chan struct{})
+	s.syncWAL = func() error {
+		<-release
+		return fsync()
+	}
+	alerts := storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 40)
+	var waits []func() (store.InsertResult, error)
+	for i := range alerts {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		w, err := s.Submit(ctx, storetest.MustBatch(t, alerts[i:i+1]))
+		cancel()
+		if err != nil {
+			break // the queue is full
+		}
+		waits = append(waits, w)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	time.Sleep(50 * time.Millisecond) // Close has stopped the writer
+	close(release)
+	if err := <-closed; err != nil {
+		t.Fatal(err)
+	}
+	stored, refused := 0, 0
+	for i, w := range waits {
+		done := make(chan struct{})
+		var err error
+		go func() { _, err = w(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("batch %d of %d got no answer after Close", i, len(waits))
+		}
+		switch {
+		case err == nil:
+			stored++
+		case errors.Is(err, store.ErrClosed):
+			refused++
+		default:
+			t.Fatalf("batch %d: %v, want stored or ErrClosed", i, err)
+		}
+	}
+	if stored == 0 || refused == 0 {
+		t.Fatalf("%d stored and %d refused of %d; want some of each (the writer held some when Close came)", stored, refused, len(waits))
+	}
+}
