@@ -285,9 +285,81 @@ func testAPIServerDown(t *testing.T, r reader) {
 	if err := e.node.Start(ctx, cluster.APIServer); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("API server back after %s", time.Since(stopped).Round(time.Second))
+	back := time.Now()
+	t.Logf("API server back after %s", back.Sub(stopped).Round(time.Second))
 	waitAllDone(ctx, t, ns, names)
 	expectOneAlertEach(ctx, t, r, ns, names)
+	e.waitNodeSettled(ctx, t, stopped, back)
+}
+
+// nodeMonitorGrace is the controller-manager's default
+// --node-monitor-grace-period (40 s before Kubernetes 1.32, 50 s since)
+// with a margin: a node whose lease renewals it did not see for that long
+// is marked NotReady.
+const nodeMonitorGrace = 60 * time.Second
+
+// waitNodeSettled lets the rest of the run start from a healthy node after
+// the API server was away: it waits out the node lifecycle controller's
+// grace period from when the API server came back, then for the node to be
+// Ready and the collector's Service to have a ready endpoint. It logs the
+// NodeNotReady events since the stop, so a run shows whether the node
+// flipped.
+func (e *env) waitNodeSettled(ctx context.Context, t *testing.T, stopped, back time.Time) {
+	t.Helper()
+	if d := time.Until(back.Add(nodeMonitorGrace)); d > 0 {
+		time.Sleep(d)
+	}
+	err := poll(ctx, time.Second, func() (bool, error) {
+		node, err := e.kube.CoreV1().Nodes().Get(ctx, e.node.NodeName(), metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		ready := false
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				ready = c.Status == corev1.ConditionTrue
+			}
+		}
+		if !ready {
+			return false, fmt.Errorf("node %s is not Ready", node.Name)
+		}
+		eps, err := e.kube.DiscoveryV1().EndpointSlices(e.ns).List(ctx, metav1.ListOptions{
+			LabelSelector: "kubernetes.io/service-name=" + e.release + "-collector"})
+		if err != nil {
+			return false, err
+		}
+		for _, sl := range eps.Items {
+			for _, ep := range sl.Endpoints {
+				if ep.Conditions.Ready != nil && *ep.Conditions.Ready {
+					return true, nil
+				}
+			}
+		}
+		return false, fmt.Errorf("the collector Service has no ready endpoint")
+	})
+	if err != nil {
+		t.Fatalf("node after the API server came back: %v", err)
+	}
+	evs, err := e.kube.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "reason=NodeNotReady"})
+	if err != nil {
+		t.Logf("NodeNotReady events: %v", err)
+		return
+	}
+	n := 0
+	for _, ev := range evs.Items {
+		when := ev.LastTimestamp.Time
+		if when.IsZero() {
+			when = ev.EventTime.Time
+		}
+		if when.Before(stopped.Truncate(time.Second)) {
+			continue
+		}
+		n++
+		if n <= 3 {
+			t.Logf("NodeNotReady: %s %s/%s: %s", when.Format(time.TimeOnly), ev.InvolvedObject.Kind, ev.InvolvedObject.Name, ev.Message)
+		}
+	}
+	t.Logf("%d NodeNotReady events since the API server stopped", n)
 }
 
 // testSIEMReconnects: a SIEM client that drops its connection every one to

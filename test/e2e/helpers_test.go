@@ -211,18 +211,49 @@ func (r reader) args() []string {
 }
 
 // list runs `errnowatch alerts list -o json` with filters.
+//
+// A collector that is not reachable is asked again for up to
+// unreachableFor: the steps assert what is stored, not that the Service
+// never drops its endpoint. After the API server has been away for 30 s the
+// node lifecycle controller can mark the node NotReady for a few seconds
+// (the kubelet's lease renewals were not seen within its grace period), and
+// with it every pod on the node, so kube-proxy refuses the Service's
+// ClusterIP until the kubelet reports the pods ready again (seen in CI).
+// A collector that stays away still fails the read.
 func (e *env) list(ctx context.Context, r reader, filters ...string) ([]alertfmt.Record, error) {
-	// Each call gets its own bound: after an API server restart the
-	// collector's TokenReview can stall for minutes (seen in CI), and a poll
-	// must retry rather than wait on one call until its whole deadline.
+	args := append([]string{"alerts", "list", "-o", "json", "--limit", "10000"}, r.args()...)
+	args = append(args, filters...)
+	give := time.Now().Add(unreachableFor)
+	for tries := 1; ; tries++ {
+		out, err := e.listOnce(ctx, args)
+		if err == nil {
+			return parseRecords(out)
+		}
+		if !strings.Contains(err.Error(), "is not reachable") || time.Now().After(give) {
+			if tries > 1 {
+				return nil, fmt.Errorf("after %d tries over %s: %w", tries, unreachableFor, err)
+			}
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last error: %v)", ctx.Err(), err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// unreachableFor is how long list asks again a collector that refuses.
+const unreachableFor = 2 * time.Minute
+
+// listOnce runs one alerts list. Each call gets its own bound: after an API
+// server restart the collector's TokenReview can stall for minutes (seen in
+// CI), and a poll must retry rather than wait on one call until its whole
+// deadline.
+func (e *env) listOnce(ctx context.Context, args []string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	args := append([]string{"alerts", "list", "-o", "json", "--limit", "10000"}, r.args()...)
-	out, err := run(ctx, filepath.Join(e.bin, "errnowatch"), append(args, filters...)...)
-	if err != nil {
-		return nil, err
-	}
-	return parseRecords(out)
+	return run(ctx, filepath.Join(e.bin, "errnowatch"), args...)
 }
 
 // parseRecords reads the CLI's JSON lines (alerts list -o json, alerts stream).
