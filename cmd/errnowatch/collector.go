@@ -239,6 +239,24 @@ func normalizeSAs(in []string) []string {
 // answers).
 func serveOps(reg *prometheus.Registry, metrics, health string, st store.Store, log *zap.Logger) (func(), error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := registerStoreMetrics(reg, st)
+	return ops.Serve(ops.Options{
+		MetricsAddress: metrics,
+		HealthAddress:  health,
+		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+		Ready:          readyHandler(h, log),
+	})
+}
+
+// checkpointCounter is a store that checkpoints its log apart from its
+// writes and counts the checkpoints that failed (SQLite).
+type checkpointCounter interface {
+	CheckpointErrors() uint64
+}
+
+// registerStoreMetrics adds the store's health counters that it has to reg,
+// and returns its Health (nil if it has none) for /readyz.
+func registerStoreMetrics(reg prometheus.Registerer, st store.Store) store.Health {
 	h, _ := st.(store.Health)
 	if h != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -246,12 +264,14 @@ func serveOps(reg *prometheus.Registry, metrics, health string, st store.Store, 
 			Help: "Stored alerts that lists and streams skipped because their body no longer decodes.",
 		}, func() float64 { return float64(h.UndecodableRows()) }))
 	}
-	return ops.Serve(ops.Options{
-		MetricsAddress: metrics,
-		HealthAddress:  health,
-		Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
-		Ready:          readyHandler(h, log),
-	})
+	if c, ok := st.(checkpointCounter); ok {
+		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "errnowatch_store_checkpoint_errors_total",
+			Help: "Background checkpoints of the store's write-ahead log that failed; while they fail the log grows " +
+				"until the writer's own checkpoint copies it, and the collector's log says why.",
+		}, func() float64 { return float64(c.CheckpointErrors()) }))
+	}
+	return h
 }
 
 // readyTimeout bounds the store check behind one /readyz.

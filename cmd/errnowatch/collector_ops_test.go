@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/errnowatch/errnowatch/pkg/store/sqlite"
@@ -36,5 +37,37 @@ func TestReadyzReportsAStoreThatIsDown(t *testing.T) {
 	code, body := probe()
 	if code != http.StatusServiceUnavailable || !strings.HasPrefix(body, "store is down") || strings.Contains(body, "closed") {
 		t.Fatalf("/readyz with the store closed = %d %q, want 503 \"store is down...\" without the store's error", code, body)
+	}
+}
+
+// TestStoreMetricsOfSQLite: a SQLite store's health counters are on
+// /metrics, each at zero on a fresh store.
+func TestStoreMetricsOfSQLite(t *testing.T) {
+	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "alerts.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	reg := prometheus.NewRegistry()
+	if h := registerStoreMetrics(reg, st); h == nil {
+		t.Fatal("registerStoreMetrics returned no Health for SQLite; /readyz would not check the store")
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			got[mf.GetName()] = m.GetCounter().GetValue()
+		}
+	}
+	for _, name := range []string{"errnowatch_store_undecodable_rows_total", "errnowatch_store_checkpoint_errors_total"} {
+		v, ok := got[name]
+		if !ok {
+			t.Errorf("%s is not registered; got %v", name, got)
+		} else if v != 0 {
+			t.Errorf("%s = %v on a fresh store, want 0", name, v)
+		}
 	}
 }

@@ -41,10 +41,7 @@ func openCheckpointer(path string, busy time.Duration) (*sql.DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s for checkpoints: %w", path, err)
 	}
-	db.SetMaxOpenConns(1)
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxLifetime(0)
-	db.SetConnMaxIdleTime(0)
+	keepConns(db, 1)
 	return db, nil
 }
 

@@ -143,10 +143,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	wdb.SetMaxOpenConns(1)
-	wdb.SetMaxIdleConns(1)
-	wdb.SetConnMaxLifetime(0)
-	wdb.SetConnMaxIdleTime(0)
+	keepConns(wdb, 1)
 	if !opts.SkipIntegrityCheck {
 		if err := quickCheck(ctx, wdb, path); err != nil {
 			wdb.Close()
@@ -182,10 +179,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, fmt.Errorf("open sqlite %s for reading: %w", path, err)
 	}
-	rdb.SetMaxOpenConns(opts.Readers)
-	rdb.SetMaxIdleConns(opts.Readers)
-	rdb.SetConnMaxIdleTime(0)
-	rdb.SetConnMaxLifetime(0)
+	keepConns(rdb, opts.Readers)
 	walf, err := openWAL(path)
 	if err != nil {
 		rdb.Close()
@@ -301,6 +295,16 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // UndecodableRows implements store.Health.
 func (s *Store) UndecodableRows() uint64 { return s.undecodable.Load() }
+
+// keepConns holds n connections open for the life of db: each SQLite
+// connection has its own page cache and prepared statements, which a
+// reopened connection would build again.
+func keepConns(db *sql.DB, n int) {
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
+}
 
 func (s *Store) isClosed() bool {
 	s.mu.Lock()
