@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/collector"
@@ -80,7 +79,7 @@ func newCollectorCmd(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				cs, err := kubernetes.NewForConfig(rc)
+				cs, err := kube.NewClient(rc)
 				if err != nil {
 					return err
 				}

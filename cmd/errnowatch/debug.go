@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/kube"
@@ -178,7 +177,7 @@ func resolvePod(ctx context.Context, kubeconfig, nodeName string, info cgroup.In
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(rc)
+	cs, err := kube.NewClient(rc)
 	if err != nil {
 		return nil, err
 	}

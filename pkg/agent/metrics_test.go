@@ -195,7 +195,11 @@ func TestPodFailuresForgetDeletedPods(t *testing.T) {
 	env := testenv.Shared(t)
 	ns := env.Namespace(t)
 	node := "node-" + ns
-	pods, err := kube.New(env.Client, kube.Options{Node: node, DeletedTTL: 300 * time.Millisecond, Logger: zap.NewNop()})
+	kc, err := kube.NewClient(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := kube.New(kc, kube.Options{Node: node, DeletedTTL: 300 * time.Millisecond, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

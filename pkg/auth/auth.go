@@ -25,9 +25,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	authnv1 "k8s.io/api/authentication/v1"
 	authzv1 "k8s.io/api/authorization/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/cache"
-	"k8s.io/client-go/kubernetes"
 )
 
 // ErrUnauthenticated wraps every reason a token is refused (invalid,
@@ -136,7 +135,7 @@ type Options struct {
 // ServiceAccount needs the system:auth-delegator ClusterRole and get on
 // pods (for API servers older than 1.30, whose tokens name no node).
 type Kubernetes struct {
-	client  kubernetes.Interface
+	client  API
 	opts    Options
 	tokens  *cache.LRUExpireCache
 	reviews *cache.LRUExpireCache
@@ -150,9 +149,16 @@ var (
 	_ NodeResolver  = (*Kubernetes)(nil)
 )
 
+// API is what Kubernetes asks the API server; *kube.Client is one.
+type API interface {
+	TokenReview(context.Context, *authnv1.TokenReview) (*authnv1.TokenReview, error)
+	SubjectAccessReview(context.Context, *authzv1.SubjectAccessReview) (*authzv1.SubjectAccessReview, error)
+	Pod(ctx context.Context, namespace, name string) (*corev1.Pod, error)
+}
+
 // NewKubernetes returns an Authenticator and Authorizer backed by the API
 // server behind client.
-func NewKubernetes(client kubernetes.Interface, opts Options) *Kubernetes {
+func NewKubernetes(client API, opts Options) *Kubernetes {
 	if opts.Audience == "" {
 		opts.Audience = DefaultAudience
 	}
@@ -207,9 +213,9 @@ func (k *Kubernetes) Authenticate(ctx context.Context, token string) (Identity, 
 		}
 	}
 	k.count("token", false)
-	res, err := k.client.AuthenticationV1().TokenReviews().Create(ctx, &authnv1.TokenReview{
+	res, err := k.client.TokenReview(ctx, &authnv1.TokenReview{
 		Spec: authnv1.TokenReviewSpec{Token: token, Audiences: []string{k.opts.Audience}},
-	}, metav1.CreateOptions{})
+	})
 	if err != nil {
 		return Identity{}, fmt.Errorf("token review: %w", err)
 	}
@@ -346,7 +352,7 @@ func (k *Kubernetes) Authorize(ctx context.Context, id Identity, verb, namespace
 			sar.Spec.Extra[k] = v
 		}
 	}
-	res, err := k.client.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+	res, err := k.client.SubjectAccessReview(ctx, sar)
 	if err != nil {
 		return false, "", fmt.Errorf("subject access review: %w", err)
 	}
@@ -376,7 +382,7 @@ func (k *Kubernetes) NodeOf(ctx context.Context, id Identity) (string, error) {
 		return v.(string), nil
 	}
 	k.count("pod", false)
-	p, err := k.client.CoreV1().Pods(ns).Get(ctx, pod, metav1.GetOptions{})
+	p, err := k.client.Pod(ctx, ns, pod)
 	if err != nil {
 		return "", fmt.Errorf("get pod %s/%s: %w", ns, pod, err)
 	}

@@ -18,13 +18,13 @@ import (
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
 	"github.com/errnowatch/errnowatch/pkg/agent"
 	"github.com/errnowatch/errnowatch/pkg/auth"
 	"github.com/errnowatch/errnowatch/pkg/collector"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/sink"
 	"github.com/errnowatch/errnowatch/pkg/store/sqlite"
 )
@@ -474,7 +474,7 @@ func collectorMetrics(t *testing.T) []string {
 	}
 	t.Cleanup(func() { st.Close() })
 	reg := &describing{Registry: prometheus.NewPedanticRegistry()}
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"}) // never called: no identity is checked here
+	cs, err := kube.NewClient(&rest.Config{Host: "https://127.0.0.1:1"}) // never called: no identity is checked here
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/collector/client"
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/store"
 	"github.com/errnowatch/errnowatch/pkg/store/storetest"
 )
@@ -133,7 +134,7 @@ func TestPublishersAreTheAgentsEachForItsNode(t *testing.T) {
 	ctx := context.Background()
 	makeNamespace(t, k, "ew-sec", "errnowatch-agent", "errnowatch-siem")
 	reg := prometheus.NewRegistry()
-	kauth := auth.NewKubernetes(k, auth.Options{})
+	kauth := auth.NewKubernetes(authAPI(t), auth.Options{})
 	pki := collectortest.NewPKI(t, "unused")
 	col := startTokenCollectorWith(t, collector.Config{
 		Authenticator: kauth, Authorizer: kauth, Nodes: kauth, Registerer: reg,
@@ -275,7 +276,7 @@ func TestPublishStreamEndsWithItsPod(t *testing.T) {
 	ctx := context.Background()
 	makeNamespace(t, k, "ew-reauth", "errnowatch-agent")
 	reg := prometheus.NewRegistry()
-	kauth := auth.NewKubernetes(k, auth.Options{AllowTTL: 100 * time.Millisecond})
+	kauth := auth.NewKubernetes(authAPI(t), auth.Options{AllowTTL: 100 * time.Millisecond})
 	pki := collectortest.NewPKI(t, "unused")
 	col := startTokenCollectorWith(t, collector.Config{
 		Authenticator: kauth, Authorizer: kauth, Nodes: kauth, Registerer: reg,
@@ -311,9 +312,9 @@ func TestPublishStreamEndsWithItsPod(t *testing.T) {
 // budget are refused before their token is reviewed, so a flood of random
 // tokens costs the API server at most the budget.
 func TestUnauthenticatedFloodCostsNoReviews(t *testing.T) {
-	_, k := startKube(t)
+	startKube(t)
 	reg := prometheus.NewRegistry()
-	kauth := auth.NewKubernetes(k, auth.Options{Registerer: reg})
+	kauth := auth.NewKubernetes(authAPI(t), auth.Options{Registerer: reg})
 	pki := collectortest.NewPKI(t, "unused")
 	col := startTokenCollectorWith(t, collector.Config{
 		// One call in five seconds (a burst of one): however slow this
@@ -353,7 +354,7 @@ func TestBoundTokenAnswersAreCached(t *testing.T) {
 	makeNamespace(t, k, "ew-cache", "reader")
 	grantRead(t, k, "ew-cache", "reader")
 	reg := prometheus.NewRegistry()
-	kauth := auth.NewKubernetes(k, auth.Options{Registerer: reg, AllowTTL: time.Hour})
+	kauth := auth.NewKubernetes(authAPI(t), auth.Options{Registerer: reg, AllowTTL: time.Hour})
 	tok := agentPod(t, k, "ew-cache", "reader", "node-cache")
 	for range 3 {
 		id, err := kauth.Authenticate(ctx, tok)
@@ -436,7 +437,7 @@ func TestStreamsAreCappedPerIdentityAndRechecked(t *testing.T) {
 	grantRead(t, k, "ew-streams", "reader")
 	grantRead(t, k, "ew-streams", "other")
 	reg := prometheus.NewRegistry()
-	kauth := auth.NewKubernetes(k, auth.Options{AllowTTL: time.Millisecond, DenyTTL: time.Millisecond})
+	kauth := auth.NewKubernetes(authAPI(t), auth.Options{AllowTTL: time.Millisecond, DenyTTL: time.Millisecond})
 	pki := collectortest.NewPKI(t, "unused")
 	col := startTokenCollectorWith(t, collector.Config{
 		Authenticator: kauth, Authorizer: kauth, Nodes: kauth, Registerer: reg,
@@ -504,7 +505,7 @@ func TestStreamsAreCappedPerIdentityAndRechecked(t *testing.T) {
 // TestAPIServerErrorsStayInTheLog: a caller whose token cannot be checked
 // learns that, not the API server's address or error.
 func TestAPIServerErrorsStayInTheLog(t *testing.T) {
-	down, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1", Timeout: 5 * time.Second})
+	down, err := kube.NewClient(&rest.Config{Host: "https://127.0.0.1:1", Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

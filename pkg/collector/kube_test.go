@@ -28,6 +28,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/collector/client"
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/store/storetest"
 )
 
@@ -37,6 +38,16 @@ func startKube(t *testing.T) (*testenv.Env, kubernetes.Interface) {
 	t.Helper()
 	env := testenv.Shared(t)
 	return env, env.Client
+}
+
+// authAPI is the collector auth's client of the shared API server.
+func authAPI(t *testing.T) *kube.Client {
+	t.Helper()
+	kc, err := kube.NewClient(testenv.Shared(t).Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kc
 }
 
 func must(t *testing.T, err error) {
@@ -135,7 +146,7 @@ func TestKubernetesTokenReviewAndSubjectAccessReview(t *testing.T) {
 	}, metav1.CreateOptions{})
 	must(t, err)
 
-	kauth := auth.NewKubernetes(k, auth.Options{})
+	kauth := auth.NewKubernetes(authAPI(t), auth.Options{})
 	pki := collectortest.NewPKI(t, "unused")
 	// TLS without client certificates: the token is the identity.
 	col := startTokenCollector(t, kauth, pki)

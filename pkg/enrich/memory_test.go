@@ -79,7 +79,11 @@ func TestMemoryThousandPods(t *testing.T) {
 	defer res.Close()
 
 	heap0, rss0 := memory()
-	pw, err := kube.New(env.Client, kube.Options{Node: node, Logger: zap.NewNop()})
+	kc, err := kube.NewClient(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, err := kube.New(kc, kube.Options{Node: node, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 	"golang.org/x/sys/unix"
+	"k8s.io/client-go/rest"
 
 	"github.com/errnowatch/errnowatch/pkg/cgroup"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
@@ -27,7 +28,12 @@ func TestPendingIsBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer res.Close()
-	pods, err := kube.New(nil, kube.Options{Node: "n", Logger: log})
+	// Nothing listens on port 1: the informer never syncs.
+	kc, err := kube.NewClient(&rest.Config{Host: "https://127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := kube.New(kc, kube.Options{Node: "n", Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

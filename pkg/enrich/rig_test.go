@@ -153,7 +153,11 @@ func newRig(t *testing.T, o rigOpts) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.pods, err = kube.New(r.c, kube.Options{Node: r.node, DeletedTTL: o.deletedTTL,
+	kc, err := kube.NewClient(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.pods, err = kube.New(kc, kube.Options{Node: r.node, DeletedTTL: o.deletedTTL,
 		Labels: kube.DefaultLabelFilter().With(keys...), Logger: log})
 	if err != nil {
 		t.Fatal(err)

@@ -10,14 +10,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/cache"
-	"k8s.io/client-go/kubernetes"
 )
 
-// owners resolves a pod's controller to its workload, getting ReplicaSets
-// and Jobs from the API once per owner UID.
+// owners resolves a pod's controller to its workload, getting the metadata
+// of ReplicaSets and Jobs from the API once per owner UID.
 type owners struct {
-	client  kubernetes.Interface
+	client  *Client
 	log     *zap.Logger
 	cache   *cache.LRUExpireCache // owner UID -> Workload
 	ttl     time.Duration
@@ -31,7 +31,13 @@ type owners struct {
 // transient error or an RBAC fix is picked up soon.
 const fallbackTTL = time.Minute
 
-func newOwners(client kubernetes.Interface, log *zap.Logger, size int, ttl, timeout time.Duration) *owners {
+// The resources owners gets; only their metadata (ownerReferences) is read.
+var (
+	replicaSets = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "replicasets"}
+	jobs        = schema.GroupVersionResource{Group: "batch", Version: "v1", Resource: "jobs"}
+)
+
+func newOwners(client *Client, log *zap.Logger, size int, ttl, timeout time.Duration) *owners {
 	return &owners{client: client, log: log, cache: cache.NewLRUExpireCache(size), ttl: ttl, timeout: timeout}
 }
 
@@ -61,9 +67,9 @@ func (o *owners) get(ctx context.Context, pod *corev1.Pod, ref *metav1.OwnerRefe
 	var err error
 	switch ref.Kind {
 	case "ReplicaSet":
-		meta, err = o.client.AppsV1().ReplicaSets(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		meta, err = o.client.ObjectMeta(ctx, replicaSets, pod.Namespace, ref.Name)
 	case "Job":
-		meta, err = o.client.BatchV1().Jobs(pod.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+		meta, err = o.client.ObjectMeta(ctx, jobs, pod.Namespace, ref.Name)
 	}
 	if err == nil && meta.GetUID() != ref.UID {
 		// A newer object of the same name; ours is gone.

@@ -10,10 +10,7 @@ import (
 
 	"go.uber.org/zap"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -137,7 +134,7 @@ type deletion struct {
 }
 
 // New makes the pod informer for opts.Node. Run starts it.
-func New(client kubernetes.Interface, opts Options) (*Pods, error) {
+func New(client *Client, opts Options) (*Pods, error) {
 	log := opts.Logger
 	if opts.Node == "" {
 		return nil, errors.New("pods: node name is empty: pass --node-name or set " + NodeNameEnv)
@@ -156,8 +153,7 @@ func New(client kubernetes.Interface, opts Options) (*Pods, error) {
 		byCID:    map[string]*Pod{},
 	}
 	selector := fields.OneTermEqualSelector("spec.nodeName", opts.Node).String()
-	p.informer = coreinformers.NewFilteredPodInformer(client, metav1.NamespaceAll, opts.Resync, cache.Indexers{},
-		func(lo *metav1.ListOptions) { lo.FieldSelector = selector })
+	p.informer = cache.NewSharedIndexInformer(client.PodListWatch(selector), &corev1.Pod{}, opts.Resync, cache.Indexers{})
 	if err := p.informer.SetTransform(strip(opts.Labels, opts.Annotations)); err != nil {
 		return nil, fmt.Errorf("pods: set transform: %w", err)
 	}

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/errnowatch/errnowatch/internal/testenv"
 	"github.com/errnowatch/errnowatch/pkg/cgroup/cgrouptest"
@@ -25,9 +26,13 @@ import (
 func TestMain(m *testing.M) { os.Exit(testenv.Main(m)) }
 
 // startPods runs Pods for node until the test ends and waits for its sync.
-func startPods(t *testing.T, client kubernetes.Interface, opts Options) *Pods {
+func startPods(t *testing.T, cfg *rest.Config, opts Options) *Pods {
 	t.Helper()
 	opts.Logger = zaptest.NewLogger(t)
+	client, err := NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p, err := New(client, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +117,7 @@ func TestPodsIndexesNodePodsByUIDAndContainerID(t *testing.T) {
 	c := env.Client
 	ns := env.Namespace(t)
 	node := "node-" + ns
-	p := startPods(t, c, Options{Node: node})
+	p := startPods(t, env.Config, Options{Node: node})
 
 	labels := map[string]string{"app": "web", "app.kubernetes.io/name": "shop", "secret-ish": "x", "pod-template-hash": "abc"}
 	pod := mkPod(ns, "web", node, labels, nil, "app", "sidecar")
@@ -164,7 +169,7 @@ func TestPodsRestartAndDeletion(t *testing.T) {
 	c := env.Client
 	ns := env.Namespace(t)
 	node := "node-" + ns
-	p := startPods(t, c, Options{Node: node, DeletedTTL: 500 * time.Millisecond})
+	p := startPods(t, env.Config, Options{Node: node, DeletedTTL: 500 * time.Millisecond})
 	var mu sync.Mutex
 	var events []EventType
 	// Subscribing after Run started is allowed for tests that only count.
@@ -223,7 +228,7 @@ func TestPodsDeletedCacheIsBounded(t *testing.T) {
 	c := env.Client
 	ns := env.Namespace(t)
 	node := "node-" + ns
-	p := startPods(t, c, Options{Node: node, MaxDeleted: 3})
+	p := startPods(t, env.Config, Options{Node: node, MaxDeleted: 3})
 	var uids []string
 	for i := 0; i < 5; i++ {
 		pod := create(t, c, mkPod(ns, fmt.Sprintf("p%d", i), node, nil, nil, "main"))
@@ -251,7 +256,7 @@ func TestPodsMirrorPodByStaticHash(t *testing.T) {
 	c := env.Client
 	ns := env.Namespace(t)
 	node := "node-" + ns
-	p := startPods(t, c, Options{Node: node})
+	p := startPods(t, env.Config, Options{Node: node})
 	hash := "0123456789abcdef0123456789abcdef"
 	pod := mkPod(ns, "etcd-"+node, node, nil, &metav1.OwnerReference{APIVersion: "v1", Kind: "Node", Name: node,
 		UID: types.UID("11111111-2222-3333-4444-555555555555"), Controller: ptr(true)}, "etcd")
@@ -338,7 +343,7 @@ func TestOwnersResolveDeploymentAndCronJob(t *testing.T) {
 	ns := env.Namespace(t)
 	node := "node-" + ns
 	rs, job := owned(t, c, ns)
-	p := startPods(t, c, Options{Node: node})
+	p := startPods(t, env.Config, Options{Node: node})
 	pods := ownerPods(t, c, ns, node, rs, job)
 	want := map[string]Workload{
 		"shop-5d8f7c9b4-x1":  {"Deployment", "shop"},
@@ -396,7 +401,7 @@ func TestOwnersFallbackWhenForbidden(t *testing.T) {
 		t.Fatal("the limited user can get ReplicaSets; the test needs it not to")
 	}
 
-	p := startPods(t, limited, Options{Node: node})
+	p := startPods(t, cfg, Options{Node: node})
 	pods := ownerPods(t, c, ns, node, rs, job)
 	for name, want := range map[string]Workload{
 		"shop-5d8f7c9b4-x1":  {"Deployment", "shop"},

@@ -32,6 +32,7 @@ import (
 	"github.com/errnowatch/errnowatch/pkg/collector"
 	"github.com/errnowatch/errnowatch/pkg/collector/client"
 	"github.com/errnowatch/errnowatch/pkg/collector/collectortest"
+	"github.com/errnowatch/errnowatch/pkg/kube"
 	"github.com/errnowatch/errnowatch/pkg/store/storetest"
 	"github.com/errnowatch/errnowatch/pkg/ui"
 )
@@ -71,7 +72,7 @@ func newFixture(t *testing.T, k kubernetes.Interface, opts ui.Config) *fixture {
 	cfg := collector.Config{Registerer: reg}
 	l := collector.UIListen{Address: "127.0.0.1:0", Options: opts}
 	if k != nil {
-		a := auth.NewKubernetes(k, auth.Options{AllowTTL: time.Second, DenyTTL: time.Second})
+		a := auth.NewKubernetes(authAPI(t), auth.Options{AllowTTL: time.Second, DenyTTL: time.Second})
 		cfg.Authenticator, cfg.Authorizer = a, a
 	} else {
 		l.LocalKey = testLocalKey
@@ -246,7 +247,7 @@ func reader(t *testing.T, k kubernetes.Interface, ns, sa string) string {
 	tok := token(t, k, ns, sa)
 	// The API server's RBAC authorizer learns of new bindings from its
 	// informers: wait until it answers yes.
-	a := auth.NewKubernetes(k, auth.Options{AllowTTL: time.Millisecond, DenyTTL: time.Millisecond})
+	a := auth.NewKubernetes(authAPI(t), auth.Options{AllowTTL: time.Millisecond, DenyTTL: time.Millisecond})
 	id, err := a.Authenticate(ctx, tok)
 	if err != nil {
 		t.Fatal(err)
@@ -281,4 +282,14 @@ func token(t *testing.T, k kubernetes.Interface, ns, sa string) string {
 		t.Fatalf("token for %s/%s: %v", ns, sa, err)
 	}
 	return tr.Status.Token
+}
+
+// authAPI is the collector auth's client of the shared API server.
+func authAPI(t *testing.T) *kube.Client {
+	t.Helper()
+	kc, err := kube.NewClient(testenv.Shared(t).Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kc
 }
