@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -81,8 +82,15 @@ type Store struct {
 	ckptDone chan struct{}
 	ckptErrs atomic.Uint64
 
+	// durableSeq is the last sequence whose commit the syncer has fsynced.
+	// Readers see alerts up to it and no further (ReadAfter, LastSeq): a
+	// committed group not yet on the disk can vanish with a power loss, and
+	// its sequences then go to other alerts, which a SIEM whose cursor had
+	// passed them would never read.
+	durableSeq atomic.Uint64
+
 	mu      sync.Mutex // guards lastSeq and closed
-	lastSeq uint64
+	lastSeq uint64     // the last sequence committed
 	closed  bool
 }
 
@@ -186,6 +194,15 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wdb.Close()
 		return nil, err
 	}
+	// A collector that stopped without its last fsync (killed) may have left
+	// commits in the WAL that are not on the disk yet; they are what
+	// durableSeq starts from, so put them there.
+	if err := unix.Fsync(int(walf.Fd())); err != nil {
+		walf.Close()
+		rdb.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("fsync the write-ahead log of %s: %w", path, err)
+	}
 	cdb, err := openCheckpointer(path, opts.BusyTimeout)
 	if err != nil {
 		walf.Close()
@@ -216,6 +233,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		ckptDone: make(chan struct{}),
 	}
 	s.syncWAL = s.wal.fsync
+	s.durableSeq.Store(last)
 	go s.checkpointer(wctx)
 	go s.syncer()
 	go s.writer(wctx)
@@ -403,7 +421,10 @@ func (s *Store) writer(ctx context.Context) {
 			}
 			continue
 		}
-		s.committed <- committed{group: group, results: results}
+		s.mu.Lock()
+		seq := s.lastSeq
+		s.mu.Unlock()
+		s.committed <- committed{group: group, results: results, seq: seq}
 	}
 }
 
@@ -828,7 +849,8 @@ func (s *Store) Summarize(ctx context.Context, f store.Filter) ([]store.PodSumma
 // ReadAfter implements store.Store. The last sequence and the rows are read
 // in one transaction, so the cursor never passes a row this read could not
 // see; with a single writer, sequences commit in order, so no smaller one
-// can appear later.
+// can appear later. Nor does it pass durableSeq: a sequence not yet on the
+// disk could, after a power loss, be given to another alert.
 func (s *Store) ReadAfter(ctx context.Context, after uint64, f store.Filter, limit int) ([]store.Stored, uint64, error) {
 	if s.isClosed() {
 		return nil, after, store.ErrClosed
@@ -845,6 +867,7 @@ func (s *Store) ReadAfter(ctx context.Context, after uint64, f store.Filter, lim
 	if err := tx.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'last_seq'`).Scan(&last); err != nil {
 		return nil, after, fmt.Errorf("read last sequence: %w", err)
 	}
+	last = min(last, s.durableSeq.Load())
 	if last <= after {
 		return nil, after, nil
 	}
@@ -863,14 +886,12 @@ func (s *Store) ReadAfter(ctx context.Context, after uint64, f store.Filter, lim
 	return sc.out, last, nil
 }
 
-// LastSeq implements store.Store.
+// LastSeq implements store.Store: the last sequence on the disk (durableSeq).
 func (s *Store) LastSeq(ctx context.Context) (uint64, error) {
 	if s.isClosed() {
 		return 0, store.ErrClosed
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.lastSeq, nil
+	return s.durableSeq.Load(), nil
 }
 
 // retainChunk bounds how many rows one delete transaction removes, so that

@@ -554,3 +554,58 @@ func TestCloseAnswersQueuedBatches(t *testing.T) {
 		t.Fatalf("%d stored and %d refused of %d; want some of each (the writer held some when Close came)", stored, refused, len(waits))
 	}
 }
+
+// TestReadersWaitForTheFsync: a group the writer has committed but the
+// syncer has not yet fsynced is invisible to the cursor readers (LastSeq,
+// ReadAfter), so a SIEM's cursor never passes a sequence that a power loss
+// could hand to another alert; once the fsync is done, they see it.
+func TestReadersWaitForTheFsync(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "alerts.db")
+	s := open(t, path)
+	defer s.Close()
+	ctx := context.Background()
+	if _, err := s.Insert(ctx, storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, time.Now(), 0, 5))); err != nil {
+		t.Fatal(err)
+	}
+	fsync := s.syncWAL
+	held, release := make(chan struct{}), make(chan struct{})
+	var heldOnce, releaseOnce sync.Once
+	free := func() { releaseOnce.Do(func() { close(release) }) }
+	defer free() // before Close, which waits for the syncer
+	s.syncWAL = func() error {
+		heldOnce.Do(func() { close(held) })
+		<-release
+		return fsync()
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Insert(ctx, storetest.MustBatch(t, storetest.Alerts(storetest.DefaultShape, time.Now(), 100, 10)))
+		done <- err
+	}()
+	<-held
+	// The second batch is committed: a plain read of the table shows it.
+	var rows int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(*) FROM alerts`).Scan(&rows); err != nil || rows != 15 {
+		t.Fatalf("rows committed while the fsync is held: %d, %v; want 15", rows, err)
+	}
+	if last, err := s.LastSeq(ctx); err != nil || last != 5 {
+		t.Fatalf("LastSeq while the fsync is held = %d, %v; want 5 (the first batch only)", last, err)
+	}
+	got, cursor, err := s.ReadAfter(ctx, 0, store.Filter{}, 100)
+	if err != nil || len(got) != 5 || cursor != 5 {
+		t.Fatalf("ReadAfter(0) while the fsync is held = %d alerts, cursor %d, %v; want 5 and 5", len(got), cursor, err)
+	}
+	if got, cursor, err := s.ReadAfter(ctx, 5, store.Filter{}, 100); err != nil || len(got) != 0 || cursor != 5 {
+		t.Fatalf("ReadAfter(5) while the fsync is held = %d alerts, cursor %d, %v; want none and 5", len(got), cursor, err)
+	}
+	free()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if last, err := s.LastSeq(ctx); err != nil || last != 15 {
+		t.Fatalf("LastSeq after the fsync = %d, %v; want 15", last, err)
+	}
+	if got, cursor, err := s.ReadAfter(ctx, 5, store.Filter{}, 100); err != nil || len(got) != 10 || cursor != 15 {
+		t.Fatalf("ReadAfter(5) after the fsync = %d alerts, cursor %d, %v; want 10 and 15", len(got), cursor, err)
+	}
+}

@@ -14,7 +14,8 @@ import (
 // The writer commits with synchronous=NORMAL: the commit is in the WAL file
 // but maybe not yet on the disk. The syncer makes it durable before anyone
 // hears of it: it takes committed groups in commit order, fsyncs the WAL
-// once for all the groups waiting, and only then answers their batches. A
+// once for all the groups waiting, and only then moves durableSeq, the
+// readers' bound, past them and answers their batches. A
 // later commit's frames written meanwhile are flushed too, which is
 // harmless: SQLite's recovery reads a WAL frame only up to the last
 // checksummed commit. Moving the fsync here lets the writer start the next
@@ -32,6 +33,7 @@ import (
 type committed struct {
 	group   []*writeReq
 	results []store.InsertResult
+	seq     uint64 // the last sequence after the group's commit
 }
 
 // syncQueue bounds the committed groups waiting for an fsync; a full queue
@@ -117,6 +119,10 @@ func (s *Store) syncer() {
 				s.log.Error("sqlite store stopped taking writes", zap.Error(ferr))
 				s.failSync(err)
 			}
+		}
+		if err == nil {
+			// Before the answers: a batch's sender may read its alerts back.
+			s.durableSeq.Store(waiting[len(waiting)-1].seq)
 		}
 		s.checkpointDue()
 		for _, c := range waiting {
