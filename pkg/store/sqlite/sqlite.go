@@ -29,7 +29,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sys/unix"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -196,15 +195,6 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		rdb.Close()
 		wdb.Close()
 		return nil, err
-	}
-	// A collector that stopped without its last fsync (killed) may have left
-	// commits in the WAL that are not on the disk yet; they are what
-	// durableSeq starts from, so put them there.
-	if err := unix.Fsync(int(walf.Fd())); err != nil {
-		walf.Close()
-		rdb.Close()
-		wdb.Close()
-		return nil, fmt.Errorf("fsync the write-ahead log of %s: %w", path, err)
 	}
 	cdb, err := openCheckpointer(path, opts.BusyTimeout)
 	if err != nil {
