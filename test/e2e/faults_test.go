@@ -309,10 +309,20 @@ func (e *env) waitNodeSettled(ctx context.Context, t *testing.T, stopped, back t
 	if d := time.Until(back.Add(nodeMonitorGrace)); d > 0 {
 		time.Sleep(d)
 	}
-	if err := e.node.WaitNodeReady(ctx); err != nil {
-		t.Fatalf("after the API server came back: %v", err)
-	}
 	err := poll(ctx, time.Second, func() (bool, error) {
+		node, err := e.kube.CoreV1().Nodes().Get(ctx, e.node.NodeName(), metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		ready := false
+		for _, c := range node.Status.Conditions {
+			if c.Type == corev1.NodeReady {
+				ready = c.Status == corev1.ConditionTrue
+			}
+		}
+		if !ready {
+			return false, fmt.Errorf("node %s is not Ready", node.Name)
+		}
 		eps, err := e.kube.DiscoveryV1().EndpointSlices(e.ns).List(ctx, metav1.ListOptions{
 			LabelSelector: "kubernetes.io/service-name=" + e.release + "-collector"})
 		if err != nil {
@@ -328,7 +338,7 @@ func (e *env) waitNodeSettled(ctx context.Context, t *testing.T, stopped, back t
 		return false, fmt.Errorf("the collector Service has no ready endpoint")
 	})
 	if err != nil {
-		t.Fatalf("collector after the API server came back: %v", err)
+		t.Fatalf("node after the API server came back: %v", err)
 	}
 	evs, err := e.kube.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "reason=NodeNotReady"})
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite"
 
 	"github.com/errnowatch/errnowatch/pkg/alert"
@@ -88,12 +89,9 @@ type Store struct {
 	// passed them would never read.
 	durableSeq atomic.Uint64
 
-	// lastSeq is the last sequence committed; only the writer goroutine
-	// (commit) reads and writes it.
-	lastSeq uint64
-
-	mu     sync.Mutex // guards closed
-	closed bool
+	mu      sync.Mutex // guards lastSeq and closed
+	lastSeq uint64     // the last sequence committed
+	closed  bool
 }
 
 var (
@@ -195,6 +193,15 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		rdb.Close()
 		wdb.Close()
 		return nil, err
+	}
+	// A collector that stopped without its last fsync (killed) may have left
+	// commits in the WAL that are not on the disk yet; they are what
+	// durableSeq starts from, so put them there.
+	if err := unix.Fsync(int(walf.Fd())); err != nil {
+		walf.Close()
+		rdb.Close()
+		wdb.Close()
+		return nil, fmt.Errorf("fsync the write-ahead log of %s: %w", path, err)
 	}
 	cdb, err := openCheckpointer(path, opts.BusyTimeout)
 	if err != nil {
@@ -404,12 +411,9 @@ func (s *Store) writer(ctx context.Context) {
 			}
 		}
 		err := s.syncErr()
-		var (
-			results []store.InsertResult
-			seq     uint64
-		)
+		var results []store.InsertResult
 		if err == nil {
-			results, seq, err = s.commit(group)
+			results, err = s.commit(group)
 		}
 		if err != nil {
 			for _, r := range group {
@@ -417,6 +421,9 @@ func (s *Store) writer(ctx context.Context) {
 			}
 			continue
 		}
+		s.mu.Lock()
+		seq := s.lastSeq
+		s.mu.Unlock()
 		s.committed <- committed{group: group, results: results, seq: seq}
 	}
 }
@@ -504,20 +511,22 @@ func storedRevisions(ctx context.Context, tx *sql.Tx, ids []string) (map[string]
 	return revs, nil
 }
 
-// commit writes a group of batches in one transaction and returns each
-// batch's result and the group's last sequence. The writer is the only one
-// writing, so the revisions it looks up first stay true until it commits;
-// sequences go only to revisions actually stored, so they stay dense.
-func (s *Store) commit(group []*writeReq) ([]store.InsertResult, uint64, error) {
+// commit writes a group of batches in one transaction. The writer is the
+// only one writing, so the revisions it looks up first stay true until it
+// commits; sequences go only to revisions actually stored, so they stay
+// dense.
+func (s *Store) commit(group []*writeReq) ([]store.InsertResult, error) {
 	// Not the caller's context: a batch handed to the writer is committed or
 	// failed as a whole, never abandoned halfway because one caller left.
 	ctx := context.Background()
+	s.mu.Lock()
 	seq := s.lastSeq
+	s.mu.Unlock()
 	now := time.Now()
 
 	tx, err := s.wdb.BeginTx(ctx, nil)
 	if err != nil {
-		return nil, 0, fmt.Errorf("begin write: %w", err)
+		return nil, fmt.Errorf("begin write: %w", err)
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
 
@@ -533,7 +542,7 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, uint64, error) 
 	}
 	revs, err := storedRevisions(ctx, tx, ids)
 	if err != nil {
-		return nil, 0, fmt.Errorf("look up stored revisions: %w", err)
+		return nil, fmt.Errorf("look up stored revisions: %w", err)
 	}
 
 	// Decide every alert first: which are new revisions, and which stored
@@ -589,7 +598,7 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, uint64, error) 
 		chunk := replaced[start:min(start+lookupChunk, len(replaced))]
 		if _, err := deleteReturning(ctx, tx, deltas, `DELETE FROM alerts WHERE id IN (`+
 			strings.TrimSuffix(strings.Repeat("?,", len(chunk)), ",")+`)`, chunk...); err != nil {
-			return nil, 0, fmt.Errorf("replace stored revisions: %w", err)
+			return nil, fmt.Errorf("replace stored revisions: %w", err)
 		}
 	}
 	args := make([]any, 0, upsertRows*nInsertCols)
@@ -629,24 +638,26 @@ func (s *Store) commit(group []*writeReq) ([]store.InsertResult, uint64, error) 
 			Severity: int(a.Severity), Bucket: store.RollupBucketOf(last)}, last, int64(a.Total))
 		if n == upsertRows {
 			if err := flush(); err != nil {
-				return nil, 0, err
+				return nil, err
 			}
 		}
 	}
 	if err := flush(); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if err := applyRollups(ctx, tx, tx.StmtContext(ctx, s.rollup), deltas); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE store_meta SET value = ? WHERE key = 'last_seq'`, seq); err != nil {
-		return nil, 0, fmt.Errorf("save last sequence: %w", err)
+		return nil, fmt.Errorf("save last sequence: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return nil, 0, fmt.Errorf("commit: %w", err)
+		return nil, fmt.Errorf("commit: %w", err)
 	}
+	s.mu.Lock()
 	s.lastSeq = seq
-	return results, seq, nil
+	s.mu.Unlock()
+	return results, nil
 }
 
 const selectCols = `seq, id, stored_at, body`
@@ -835,12 +846,11 @@ func (s *Store) Summarize(ctx context.Context, f store.Filter) ([]store.PodSumma
 	return out, nil
 }
 
-// ReadAfter implements store.Store. It reads up to durableSeq, taken before
-// the query: every sequence up to it was committed before, so the query
-// sees all of them and the cursor never passes a row it could not see; with
-// a single writer, sequences commit in order, so no smaller one can appear
-// later. And none beyond it: a sequence not yet on the disk could, after a
-// power loss, be given to another alert.
+// ReadAfter implements store.Store. The last sequence and the rows are read
+// in one transaction, so the cursor never passes a row this read could not
+// see; with a single writer, sequences commit in order, so no smaller one
+// can appear later. Nor does it pass durableSeq: a sequence not yet on the
+// disk could, after a power loss, be given to another alert.
 func (s *Store) ReadAfter(ctx context.Context, after uint64, f store.Filter, limit int) ([]store.Stored, uint64, error) {
 	if s.isClosed() {
 		return nil, after, store.ErrClosed
@@ -848,13 +858,22 @@ func (s *Store) ReadAfter(ctx context.Context, after uint64, f store.Filter, lim
 	if limit <= 0 {
 		return nil, after, fmt.Errorf("read limit must be positive, got %d", limit)
 	}
-	last := s.durableSeq.Load()
+	tx, err := s.rdb.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, after, fmt.Errorf("begin read: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // read-only
+	var last uint64
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM store_meta WHERE key = 'last_seq'`).Scan(&last); err != nil {
+		return nil, after, fmt.Errorf("read last sequence: %w", err)
+	}
+	last = min(last, s.durableSeq.Load())
 	if last <= after {
 		return nil, after, nil
 	}
 	w, args := where(f, true)
 	args = append([]any{after, last}, append(args, limit)...)
-	sc, err := s.queryStored(ctx, s.rdb, `SELECT `+selectCols+` FROM alerts WHERE seq > ? AND seq <= ? AND `+w+
+	sc, err := s.queryStored(ctx, tx, `SELECT `+selectCols+` FROM alerts WHERE seq > ? AND seq <= ? AND `+w+
 		` ORDER BY seq LIMIT ?`, args...)
 	if err != nil {
 		return nil, after, fmt.Errorf("read alerts after %d: %w", after, err)

@@ -55,33 +55,25 @@ func (w *walFile) fsync() error {
 		return fmt.Errorf("stat the write-ahead log: %w", err)
 	}
 	if held, err := w.f.Stat(); err != nil || !os.SameFile(cur, held) {
-		f, err := openWAL(w.path) // fsyncs it
+		f, err := openWAL(w.path)
 		if err != nil {
 			return err
 		}
 		w.f.Close()
 		w.f = f
-		return nil
 	}
 	return unix.Fsync(int(w.f.Fd()))
 }
 
 func (w *walFile) Close() error { return w.f.Close() }
 
-// openWAL opens the database's WAL file for fsync, fsyncs it, and makes the
-// directory entry that names it durable too. SQLite made the file when it
-// first opened the database in WAL mode (Open's migration and reads). At
-// Open the fsync matters: a collector killed between a commit and its fsync
-// may have left commits in the WAL that are not on the disk yet, and
-// durableSeq starts from them.
+// openWAL opens the database's WAL file for fsync and makes the directory
+// entry that names it durable too. SQLite made the file when it first
+// opened the database in WAL mode (Open's migration and reads).
 func openWAL(path string) (*os.File, error) {
 	f, err := os.Open(path + "-wal")
 	if err != nil {
 		return nil, fmt.Errorf("open the write-ahead log of %s for fsync: %w", path, err)
-	}
-	if err := unix.Fsync(int(f.Fd())); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("fsync the write-ahead log of %s: %w", path, err)
 	}
 	if err := syncDir(filepath.Dir(path)); err != nil {
 		f.Close()

@@ -259,7 +259,7 @@ func Up(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			return nil, err
 		}
 	}
-	if err := c.WaitNodeReady(ctx); err != nil {
+	if err := c.waitNodeReady(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -490,8 +490,7 @@ func (c *Cluster) waitReady(ctx context.Context, name string) error {
 	}
 }
 
-// WaitNodeReady waits up to 3 minutes for the node to report Ready.
-func (c *Cluster) WaitNodeReady(ctx context.Context) error {
+func (c *Cluster) waitNodeReady(ctx context.Context) error {
 	cs, err := c.Client()
 	if err != nil {
 		return err
